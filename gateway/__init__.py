@@ -1,0 +1,13 @@
+"""asgigw: an ASGI gateway that terminates TLS and speaks HTTP/1.1 to ASGI applications.
+
+Start it from Python with ``gateway.run(app, port=8443, certfile=..., keyfile=...)`` or,
+inside a running event loop, ``await gateway.serve(app, ...)``.
+"""
+
+from __future__ import annotations
+
+from gateway.config import Config, ConfigError
+from gateway.server import Server, run, serve
+
+__all__ = ["Config", "ConfigError", "Server", "run", "serve"]
+__version__ = "0.1.0"

@@ -1,0 +1,140 @@
+"""The one typed, validated configuration object.
+
+The CLI, ``gateway.serve()`` and the tests all build a :class:`Config`; every other module
+reads from it and never takes loose keyword arguments. ``Config`` validates itself when it
+is created and raises :class:`ConfigError` with a message that names the bad option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+LifespanMode = Literal["auto", "on", "off"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the option and the problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class BindAddress:
+    """One listening address, parsed from ``HOST:PORT`` or ``[IPv6]:PORT``."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> BindAddress:
+        """Parse ``127.0.0.1:8000``, ``localhost:8000``, ``[::1]:8443`` or ``:8000``."""
+        if text.startswith("["):
+            end = text.find("]")
+            if end < 0 or text[end + 1 : end + 2] != ":":
+                raise ConfigError(f"--bind {text!r}: expected [IPv6]:PORT, e.g. [::1]:8443")
+            host, port_text = text[1:end], text[end + 2 :]
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                raise ConfigError(f"--bind {text!r}: {host!r} is not an IPv6 address") from None
+        else:
+            host, sep, port_text = text.rpartition(":")
+            if not sep:
+                raise ConfigError(f"--bind {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8000")
+            if ":" in host:
+                raise ConfigError(f"--bind {text!r}: write IPv6 addresses in brackets, [::1]:8443")
+            host = host or "0.0.0.0"
+        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+            raise ConfigError(f"--bind {text!r}: port must be a number from 0 to 65535")
+        return cls(host, int(port_text))
+
+    def url_host(self) -> str:
+        """The host as it appears in a URL (IPv6 in brackets)."""
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    def is_loopback(self) -> bool:
+        """True for 127.0.0.0/8, ::1 and ``localhost``."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything a running server needs to know, validated on creation.
+
+    Sizes are in bytes and times in seconds. ``bind`` wins over ``host``/``port`` when it is
+    given; otherwise the server listens on ``host:port``.
+    """
+
+    bind: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 8000
+    certfile: str | None = None
+    keyfile: str | None = None
+    key_password: str | None = None
+    root_path: str = ""
+    lifespan: LifespanMode = "auto"
+    log_level: LogLevel = "info"
+    access_log: bool = True
+    keep_alive_timeout: float = 5.0
+    header_timeout: float = 10.0
+    graceful_timeout: float = 30.0
+    tls_handshake_timeout: float = 10.0
+    max_header_size: int = 16 * KiB
+    max_body_size: int = 100 * MiB
+    backlog: int = 2048
+    # Bytes of request body buffered for an app that has not called receive() yet; past
+    # this, reading from the client pauses (HTTP/1.1) or window updates stop (HTTP/2).
+    read_buffer_size: int = 64 * KiB
+    # Bytes of response data buffered before the app's send() waits for the socket.
+    write_buffer_size: int = 64 * KiB
+    addresses: tuple[BindAddress, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        texts = self.bind or (f"{self._host_for_bind()}:{self.port}",)
+        object.__setattr__(self, "addresses", tuple(BindAddress.parse(t) for t in texts))
+        self._validate()
+
+    def _host_for_bind(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    def _validate(self) -> None:
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ConfigError("--cert and --key must be given together")
+        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
+            raise ConfigError(f"--root-path {self.root_path!r}: must start with '/' and not end with '/'")
+        if self.lifespan not in ("auto", "on", "off"):
+            raise ConfigError(f"--lifespan {self.lifespan!r}: choose auto, on or off")
+        if self.log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
+            raise ConfigError(f"--log-level {self.log_level!r}: unknown level")
+        for name in ("keep_alive_timeout", "header_timeout", "tls_handshake_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be greater than 0")
+        if self.graceful_timeout < 0:
+            raise ConfigError("--graceful-timeout must be 0 or more")
+        if self.max_header_size < 1 * KiB:
+            raise ConfigError("--max-header-size must be at least 1024 bytes")
+        if self.max_body_size < 0:
+            raise ConfigError("--max-body-size must be 0 (unlimited) or more")
+        if self.backlog < 1:
+            raise ConfigError("--backlog must be at least 1")
+        if self.read_buffer_size < 1 * KiB or self.write_buffer_size < 1 * KiB:
+            raise ConfigError("buffer sizes must be at least 1024 bytes")
+
+    @property
+    def tls(self) -> bool:
+        """True when the listeners speak TLS."""
+        return self.certfile is not None
+
+    def replace(self, **changes: object) -> Config:
+        """A copy with ``changes`` applied, validated again."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

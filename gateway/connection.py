@@ -1,0 +1,214 @@
+"""The only socket code: one :class:`Connection` per accepted TCP connection.
+
+It is an ``asyncio.Protocol`` (callbacks, no per-read ``await``). TLS is terminated by
+asyncio's SSL transport before bytes reach it; it picks HTTP/1.1 from ALPN, hands bytes to
+the protocol adapter, coalesces the adapter's writes into one ``transport.write`` per event
+loop turn, applies backpressure in both directions and runs the connection's timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from gateway.events import ConnectionInfo
+from gateway.protocols.http1 import HTTP1Protocol
+
+if TYPE_CHECKING:
+    from gateway.context import ServerContext
+
+log = logging.getLogger("gateway.error")
+
+
+def _address(value: Any) -> tuple[str, int] | None:
+    if isinstance(value, tuple) and len(value) >= 2:
+        return (str(value[0]), int(value[1]))
+    return None
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: transport callbacks, write buffer, flow control, timer."""
+
+    def __init__(self, context: ServerContext) -> None:
+        self._context = context
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self.protocol: HTTP1Protocol | None = None
+        self.write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._flush_scheduled = False
+        self._closed = False
+        self._deadline: float | None = None
+        self._timeout_reason = ""
+        self._timer: asyncio.TimerHandle | None = None
+        self.info: ConnectionInfo | None = None
+
+    # -- asyncio.Protocol callbacks -------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Pick the protocol (ALPN) and start serving."""
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.info = ConnectionInfo(
+            client=_address(transport.get_extra_info("peername")),
+            server=_address(transport.get_extra_info("sockname")),
+            tls=ssl_object is not None,
+        )
+        self._context.connections.add(self)
+        self.protocol = HTTP1Protocol(self._context, self, self.info)
+        if self._context.shutting_down:
+            self.protocol.shutdown()
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes from the client go straight to the protocol adapter."""
+        assert self.protocol is not None
+        self.protocol.feed(data)
+
+    def eof_received(self) -> bool:
+        """The client half-closed; the adapter decides what that means."""
+        if self.protocol is not None:
+            self.protocol.feed_eof()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The socket is gone: wake writers, stop timers, tell the adapter."""
+        self._closed = True
+        self._context.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._pending.clear()
+        self.write_paused = False
+        self._wake_writer()
+        if self.protocol is not None:
+            self.protocol.connection_lost()
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is full: app ``send()`` calls wait from now on."""
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        """The transport drained: waiting ``send()`` calls continue."""
+        self.write_paused = False
+        self._wake_writer()
+
+    # -- what protocol adapters use (gateway.protocols.common.Transport) ---------------
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data``; everything queued in one loop turn goes out in one write."""
+        if self._closed or not data:
+            return
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= self._context.config.write_buffer_size:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending = self._pending
+        if not pending or self._transport is None or self._closed:
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        self._pending_size = 0
+        self._transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the transport is paused for writing (or until the connection ends)."""
+        self._flush()
+        while self.write_paused and not self._closed:
+            if self._drain_waiter is None:
+                self._drain_waiter = self._loop.create_future()
+            await self._drain_waiter
+
+    def _wake_writer(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def close(self) -> None:
+        """Flush queued bytes, then close the transport."""
+        if self._closed:
+            return
+        self._flush()
+        self._closed = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection at once, queued bytes included."""
+        self._closed = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    def pause_reading(self) -> None:
+        """Stop reading from the client until :meth:`resume_reading`."""
+        if not self._reading_paused and self._transport is not None and not self._closed:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read from the client again."""
+        if self._reading_paused and self._transport is not None and not self._closed:
+            self._reading_paused = False
+            self._transport.resume_reading()
+
+    # -- the one timer per connection ------------------------------------------------
+    # Keep-alive, header and other timeouts reuse one TimerHandle: moving the deadline
+    # later only stores a float, so a busy keep-alive connection does not create and
+    # cancel a timer per request.
+
+    def set_timeout(self, seconds: float, reason: str) -> None:
+        """Close the connection ``seconds`` from now unless reset or cleared first."""
+        deadline = self._loop.time() + seconds
+        self._deadline = deadline
+        self._timeout_reason = reason
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def clear_timeout(self) -> None:
+        """Cancel the pending timeout (the timer itself lapses when it next fires)."""
+        self._deadline = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None or self._closed:
+            return
+        if self._loop.time() >= deadline:
+            self._deadline = None
+            if self.protocol is not None:
+                self.protocol.timeout(self._timeout_reason)
+        else:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    # -- server-side control ---------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """True when no request is in flight."""
+        return self.protocol is None or self.protocol.idle
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: finish what is in flight, accept nothing new."""
+        if self.protocol is not None:
+            self.protocol.shutdown()
+
+    def cancel(self) -> None:
+        """Graceful timeout passed: cancel remaining app tasks and drop the connection."""
+        if self.protocol is not None:
+            self.protocol.cancel_streams()
+        self.abort()

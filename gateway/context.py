@@ -1,0 +1,33 @@
+"""What every connection of one server shares: config, app, lifespan state, bookkeeping."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gateway.config import Config
+
+if TYPE_CHECKING:
+    from gateway.asgi import ASGIApp
+    from gateway.connection import Connection
+
+
+@dataclass(slots=True)
+class ServerContext:
+    """Shared, mutable state of one running server.
+
+    ``state`` is the lifespan state (``None`` when lifespan is off or unsupported), copied
+    into every scope. ``connections`` lets graceful shutdown reach every open connection.
+    """
+
+    config: Config
+    app: ASGIApp
+    state: dict[str, Any] | None = None
+    connections: set[Connection] = field(default_factory=set)
+    shutting_down: bool = False
+    # Decided once at start-up so the hot path tests a bool, not the logging machinery.
+    access_log: bool = False
+
+    def __post_init__(self) -> None:
+        self.access_log = self.config.access_log and logging.getLogger("gateway.access").isEnabledFor(logging.INFO)

@@ -1,0 +1,114 @@
+"""Stream events: the one vocabulary between the protocol layer and the stream layer.
+
+A protocol adapter (HTTP/1.1 or HTTP/2) turns bytes into these events and hands them to a
+stream; a stream hands events back to the adapter, which turns them into bytes. HTTP/1.1
+always uses stream id 1; HTTP/2 uses its own stream ids. Events carry data, never behaviour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """What every stream of one connection shares: addresses and TLS details."""
+
+    client: tuple[str, int] | None
+    server: tuple[str, int] | None
+    tls: bool
+    # The ASGI ``tls`` extension dict when TLS is in use (RFC-free, ASGI TLS extension).
+    tls_extension: dict[str, object] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A complete request head. ``target`` is the raw request target (path and query)."""
+
+    stream_id: int
+    method: bytes
+    target: bytes
+    http_version: str
+    headers: Headers
+    # Set by HTTP/2 from ``:scheme``; ``None`` means "the connection's own scheme".
+    scheme: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A piece of a message body, request or response."""
+
+    stream_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndBody:
+    """The end of a message body."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trailers:
+    """Trailer fields sent after the body (RFC 9110 §6.5); ends the message."""
+
+    stream_id: int
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """Bytes of an upgraded stream (WebSocket frames), in either direction."""
+
+    stream_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndData:
+    """The end of an upgraded stream's bytes."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A final response head (status >= 200)."""
+
+    stream_id: int
+    status: int
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class InformationalResponse:
+    """An interim response: 100 Continue or 103 Early Hints (RFC 9110 §15.2)."""
+
+    stream_id: int
+    status: int
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class StreamClosed:
+    """The stream ended from the protocol side: client gone, reset, or connection closed."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAborted:
+    """Sent by a stream when its response cannot be completed (the app failed mid-way).
+
+    HTTP/1.1 closes the connection so the client sees a truncated body; HTTP/2 resets the
+    stream with INTERNAL_ERROR.
+    """
+
+    stream_id: int
+
+
+InboundEvent = Request | Body | EndBody | Data | EndData | StreamClosed
+OutboundEvent = Response | InformationalResponse | Body | EndBody | Trailers | Data | EndData | StreamAborted

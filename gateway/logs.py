@@ -1,0 +1,29 @@
+"""Logging set-up for the CLI and ``gateway.run``: operators' one-line-per-event logs."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+TRACE = 5
+logging.addLevelName(TRACE, "TRACE")
+
+_LEVELS = {
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": TRACE,
+}
+
+
+def configure_logging(level: str, access_log: bool) -> None:
+    """Send ``gateway.*`` logs to stderr at ``level``; the access log only if enabled."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s", "%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger("gateway")
+    root.handlers[:] = [handler]
+    root.setLevel(_LEVELS[level])
+    root.propagate = False
+    logging.getLogger("gateway.access").disabled = not access_log

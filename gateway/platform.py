@@ -1,0 +1,70 @@
+"""Every difference between POSIX and Windows lives here.
+
+Windows runs asyncio on the Proactor loop: there is no ``loop.add_signal_handler`` (we use
+``signal.signal`` and hop onto the loop with ``call_soon_threadsafe``), no ``fork``, no
+``SO_REUSEPORT`` and no uvloop. Callers ask this module instead of testing the platform.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+
+IS_WINDOWS = sys.platform == "win32"
+
+SignalCallback = Callable[[int], None]
+
+
+def shutdown_signals(windows: bool = IS_WINDOWS) -> list[int]:
+    """Signals that ask the server to stop: Ctrl+C, SIGTERM, and Ctrl+Break on Windows."""
+    signals = [signal.SIGINT, signal.SIGTERM]
+    if windows and hasattr(signal, "SIGBREAK"):
+        signals.append(signal.SIGBREAK)
+    return signals
+
+
+def install_signal_handlers(
+    loop: asyncio.AbstractEventLoop, callback: SignalCallback, *, windows: bool = IS_WINDOWS
+) -> Callable[[], None]:
+    """Call ``callback(signum)`` on the loop for each shutdown signal; return an undo function.
+
+    Signals can only be handled in the main thread; elsewhere (an embedded server in a
+    worker thread) nothing is installed and the embedder stops the server itself.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    signals = shutdown_signals(windows)
+    if not windows:
+        for signum in signals:
+            loop.add_signal_handler(signum, callback, signum)
+
+        def remove_posix() -> None:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+
+        return remove_posix
+
+    def on_signal(signum: int, frame: object) -> None:
+        loop.call_soon_threadsafe(callback, signum)
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in signals}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore
+
+
+def reuse_port_available() -> bool:
+    """True where several processes may bind one port (SO_REUSEPORT; not on Windows)."""
+    return not IS_WINDOWS and hasattr(socket, "SO_REUSEPORT")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The default loop for this platform (Proactor on Windows, selector elsewhere)."""
+    return asyncio.new_event_loop()

@@ -1,0 +1,1 @@
+"""Protocol adapters: bytes <-> sans-IO protocol libraries <-> stream events."""

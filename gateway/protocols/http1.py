@@ -1,0 +1,334 @@
+"""HTTP/1.1 adapter: bytes <-> h11 <-> stream events.
+
+One request at a time is handed to an :class:`HTTPStream` (stream id 1). Pipelined requests
+wait in h11's buffer, and reading pauses until the current response is complete, so the
+order of answers is the order of requests (RFC 9112 §9.3.2) and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import TYPE_CHECKING
+
+import h11
+
+from gateway.events import (
+    Body,
+    ConnectionInfo,
+    EndBody,
+    InformationalResponse,
+    OutboundEvent,
+    Request,
+    Response,
+    StreamAborted,
+    StreamClosed,
+    Trailers,
+)
+from gateway.protocols.common import REASON_PHRASES, Transport, error_response, http_date
+from gateway.protocols.request_head import InvalidRequestHead, check_request_head, find_head_end
+from gateway.streams.http import HTTPStream
+
+if TYPE_CHECKING:
+    from gateway.context import ServerContext
+
+log = logging.getLogger("gateway.error")
+
+STREAM_ID = 1
+_HTTP_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
+# Bytes of a request body that the app left unread and that we read and drop so the
+# connection can be kept alive; past this, closing is cheaper than reading on.
+_MAX_DISCARD = 1024 * 1024
+
+
+class Phase(enum.Enum):
+    """What the connection is waiting for."""
+
+    IDLE = "waiting for a request"
+    HEAD = "reading a request head"
+    REQUEST = "serving a request"
+    CLOSING = "closing"
+
+
+class HTTP1Protocol:
+    """Serves HTTP/1.1 (and 1.0) requests on one connection."""
+
+    def __init__(self, context: ServerContext, transport: Transport, info: ConnectionInfo) -> None:
+        self._context = context
+        self._config = context.config
+        self._transport = transport
+        self._info = info
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self._config.max_header_size)
+        self._phase = Phase.IDLE
+        self._stream: HTTPStream | None = None
+        self._head_checked = False
+        self._body_size = 0
+        self._buffered = 0
+        self._paused_for_body = False
+        self._paused_for_pipeline = False
+        self._discarding = 0
+        self._chunked = False
+        self._http10 = False
+        self._close_after_response = False
+        transport.set_timeout(self._config.header_timeout, "no request head")
+
+    @property
+    def idle(self) -> bool:
+        """True between requests: nothing in flight that shutdown would cut off."""
+        return self._phase is Phase.IDLE
+
+    # -- bytes in -------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Take bytes from the client."""
+        self._h11.receive_data(data)
+        self._process()
+
+    def feed_eof(self) -> None:
+        """The client half-closed its side."""
+        self._h11.receive_data(b"")
+        self._process()
+
+    def _process(self) -> None:
+        h11_connection = self._h11
+        while self._phase is not Phase.CLOSING:
+            if not self._head_checked and h11_connection.their_state is h11.IDLE:
+                if not self._check_head():
+                    return
+            try:
+                event = h11_connection.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._reject(exc.error_status_hint, str(exc))
+                return
+            event_type = type(event)
+            if event_type is h11.Data:
+                self._on_data(event.data)  # type: ignore[union-attr]
+            elif event_type is h11.Request:
+                self._on_request(event)  # type: ignore[arg-type]
+            elif event_type is h11.EndOfMessage:
+                self._on_end_of_request()
+            elif event is h11.NEED_DATA:
+                return
+            elif event is h11.PAUSED:
+                # A pipelined request waits until the current response is complete.
+                self._paused_for_pipeline = True
+                self._transport.pause_reading()
+                return
+            else:  # h11.ConnectionClosed
+                self._on_client_gone()
+                return
+
+    def _check_head(self) -> bool:
+        """Apply the smuggling defences to the next head before h11 parses it."""
+        buffered = self._h11.trailing_data[0]
+        if not buffered:
+            return False
+        try:
+            end = find_head_end(buffered)
+            if end < 0:
+                if len(buffered) > self._config.max_header_size:
+                    raise InvalidRequestHead(431, "request head too large")
+                if self._phase is Phase.IDLE:
+                    self._phase = Phase.HEAD
+                    self._transport.set_timeout(self._config.header_timeout, "request head incomplete")
+                return False
+            if end > self._config.max_header_size:
+                raise InvalidRequestHead(431, "request head too large")
+            check_request_head(buffered[:end])
+        except InvalidRequestHead as exc:
+            self._reject(exc.status, exc.reason)
+            return False
+        self._head_checked = True
+        return True
+
+    def _on_request(self, event: h11.Request) -> None:
+        self._transport.clear_timeout()
+        self._phase = Phase.REQUEST
+        http_version = _HTTP_VERSIONS[event.http_version]
+        self._http10 = http_version == "1.0"
+        headers = list(event.headers)
+        max_body = self._config.max_body_size
+        if max_body:
+            for name, value in headers:
+                if name == b"content-length" and int(value) > max_body:
+                    self._reject(413, "request body larger than --max-body-size")
+                    return
+        self._body_size = 0
+        stream = HTTPStream(self._context, self, self._info, STREAM_ID)
+        self._stream = stream
+        stream.handle(Request(STREAM_ID, event.method, event.target, http_version, headers))
+
+    def _on_data(self, data: bytes) -> None:
+        stream = self._stream
+        if stream is None or stream.response_complete:
+            self._discarding += len(data)
+            if self._discarding > _MAX_DISCARD:
+                self._close()
+            return
+        self._body_size += len(data)
+        max_body = self._config.max_body_size
+        if max_body and self._body_size > max_body:
+            # A chunked body outgrew the limit; the app already runs and gets a disconnect.
+            stream.handle(StreamClosed(STREAM_ID))
+            if stream.response_started:
+                self._close()
+            else:
+                self._reject(413, "request body larger than --max-body-size")
+            return
+        self._buffered += len(data)
+        stream.handle(Body(STREAM_ID, data))
+        if self._buffered > self._config.read_buffer_size and not self._paused_for_body:
+            self._paused_for_body = True
+            self._transport.pause_reading()
+
+    def _on_end_of_request(self) -> None:
+        stream = self._stream
+        if stream is not None and not stream.response_complete:
+            stream.handle(EndBody(STREAM_ID))
+        elif self._h11.our_state is h11.DONE:
+            self._next_cycle()
+
+    def _on_client_gone(self) -> None:
+        if self._stream is not None:
+            self._stream.handle(StreamClosed(STREAM_ID))
+        self._close()
+
+    def body_consumed(self, stream_id: int, size: int) -> None:
+        """The app has read ``size`` bytes: read from the client again if we had paused."""
+        self._buffered -= size
+        if self._paused_for_body and self._buffered <= self._config.read_buffer_size // 2:
+            self._paused_for_body = False
+            if not self._paused_for_pipeline:
+                self._transport.resume_reading()
+
+    # -- events out -----------------------------------------------------------------
+
+    async def stream_send(self, event: OutboundEvent) -> None:
+        """Turn a stream's event into bytes for the client."""
+        if self._phase is Phase.CLOSING:
+            return
+        transport = self._transport
+        event_type = type(event)
+        if event_type is Body:
+            transport.write(self._h11.send(h11.Data(data=event.data)))  # type: ignore[union-attr, arg-type]
+            if transport.write_paused:
+                await transport.drain()
+        elif event_type is Response:
+            transport.write(self._send_response(event))  # type: ignore[arg-type]
+        elif event_type is EndBody:
+            transport.write(self._h11.send(h11.EndOfMessage()))  # type: ignore[arg-type]
+            self._on_response_complete()
+        elif event_type is Trailers:
+            trailers = event.headers if self._chunked else []  # type: ignore[union-attr]
+            transport.write(self._h11.send(h11.EndOfMessage(headers=trailers)))  # type: ignore[arg-type]
+            self._on_response_complete()
+        elif event_type is InformationalResponse:
+            # RFC 9110 §15.2: no 1xx responses to an HTTP/1.0 client.
+            if not self._http10:
+                status, headers = event.status, event.headers  # type: ignore[union-attr]
+                interim = h11.InformationalResponse(
+                    status_code=status, headers=headers, reason=REASON_PHRASES.get(status, b"")
+                )
+                transport.write(self._h11.send(interim))  # type: ignore[arg-type]
+        elif event_type is StreamAborted:
+            self._close()
+
+    def _send_response(self, event: Response) -> bytes:
+        headers = event.headers
+        has_date = has_length = False
+        for name, _ in headers:
+            if name == b"date":
+                has_date = True
+            elif name == b"content-length":
+                has_length = True
+        if not has_date:
+            headers.append((b"date", http_date()))
+        if self._close_after_response:
+            headers.append((b"connection", b"close"))
+        self._chunked = not has_length and not self._http10
+        response = h11.Response(status_code=event.status, headers=headers, reason=REASON_PHRASES.get(event.status, b""))
+        return self._h11.send(response)  # type: ignore[return-value]
+
+    def _on_response_complete(self) -> None:
+        h11_connection = self._h11
+        if h11_connection.our_state is h11.MUST_CLOSE or self._close_after_response:
+            self._close()
+        elif h11_connection.their_state is h11.DONE:
+            self._next_cycle()
+        elif h11_connection.client_is_waiting_for_100_continue:
+            # The client holds its body back and we no longer want it: close.
+            self._close()
+        else:
+            # The app answered without reading the whole body: read and drop the rest.
+            self._discarding = 0
+            self._resume_for_discard()
+
+    def _resume_for_discard(self) -> None:
+        self._buffered = 0
+        if self._paused_for_body:
+            self._paused_for_body = False
+            self._transport.resume_reading()
+
+    def _next_cycle(self) -> None:
+        self._h11.start_next_cycle()
+        self._stream = None
+        self._head_checked = False
+        self._phase = Phase.IDLE
+        self._buffered = 0
+        self._paused_for_body = False
+        self._transport.set_timeout(self._config.keep_alive_timeout, "keep-alive idle")
+        if self._paused_for_pipeline:
+            self._paused_for_pipeline = False
+            self._transport.resume_reading()
+        if self._context.shutting_down:
+            self._close()
+            return
+        if self._h11.trailing_data[0]:
+            self._process()
+
+    # -- errors, shutdown -------------------------------------------------------------
+
+    def _reject(self, status: int, reason: str) -> None:
+        """Answer a client error with ``status`` and close (client misbehaviour: no traceback)."""
+        client = self._info.client
+        log.info(
+            "%s:%s - rejected request: %d %s",
+            client[0] if client else "-",
+            client[1] if client else "-",
+            status,
+            reason,
+        )
+        if self._stream is not None:
+            self._stream.handle(StreamClosed(STREAM_ID))
+        if self._stream is None or not self._stream.response_started:
+            self._transport.write(error_response(status, reason))
+        self._close()
+
+    def _close(self) -> None:
+        if self._phase is not Phase.CLOSING:
+            self._phase = Phase.CLOSING
+            self._transport.close()
+
+    def timeout(self, reason: str) -> None:
+        """The connection's timer fired while ``reason`` held."""
+        client = self._info.client
+        log.debug("%s - closing connection: %s", f"{client[0]}:{client[1]}" if client else "-", reason)
+        self._close()
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: close now if idle, otherwise after the current response."""
+        if self._phase in (Phase.IDLE, Phase.HEAD):
+            self._close()
+        else:
+            self._close_after_response = True
+
+    def connection_lost(self) -> None:
+        """The socket is gone; tell the stream so its app sees ``http.disconnect``."""
+        self._phase = Phase.CLOSING
+        if self._stream is not None:
+            self._stream.handle(StreamClosed(STREAM_ID))
+
+    def cancel_streams(self) -> None:
+        """Cancel app tasks still running (graceful timeout passed)."""
+        if self._stream is not None:
+            self._stream.cancel()

@@ -1,0 +1,1 @@
+"""Streams: stream events <-> ASGI messages for one request or WebSocket."""

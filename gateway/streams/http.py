@@ -1,0 +1,300 @@
+"""One HTTP request/response exchange: stream events <-> ASGI ``http.*`` messages.
+
+An :class:`HTTPStream` serves HTTP/1.1 and HTTP/2 alike: the protocol adapter feeds it
+inbound events through :meth:`HTTPStream.handle` and receives outbound events through the
+:class:`StreamSender` it injected. The app runs in one task per stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway import access_log
+from gateway.asgi import (
+    ASGIMessageError,
+    ClientDisconnected,
+    Message,
+    Scope,
+    body_of,
+    build_http_scope,
+    log_app_exception,
+    log_app_problem,
+    validate_headers,
+    validate_status,
+)
+from gateway.events import (
+    Body,
+    ConnectionInfo,
+    EndBody,
+    InboundEvent,
+    InformationalResponse,
+    OutboundEvent,
+    Request,
+    Response,
+    StreamAborted,
+    StreamClosed,
+    Trailers,
+)
+
+if TYPE_CHECKING:
+    from gateway.context import ServerContext
+
+error_log = logging.getLogger("gateway.error")
+
+
+class StreamSender(Protocol):
+    """What a stream needs from its protocol adapter."""
+
+    async def stream_send(self, event: OutboundEvent) -> None:
+        """Turn ``event`` into bytes; wait while the peer cannot take more."""
+
+    def body_consumed(self, stream_id: int, size: int) -> None:
+        """The app has taken ``size`` bytes of request body: room to read more."""
+
+
+class ResponseState(enum.Enum):
+    """Where the response is; the ASGI HTTP spec fixes the order of the app's messages."""
+
+    WAITING = "waiting for http.response.start"
+    BODY = "sending http.response.body"
+    TRAILERS = "sending http.response.trailers"
+    DONE = "complete"
+
+
+_RESPONSE_TRAILERS = "http.response.trailers"
+_NO_BODY_STATUSES = frozenset((204, 304))
+_EMPTY_REQUEST: dict[str, Any] = {"type": "http.request", "body": b"", "more_body": False}
+
+
+class HTTPStream:
+    """Runs the ASGI app for one request and carries its messages both ways."""
+
+    __slots__ = (
+        "_body",
+        "_body_complete",
+        "_context",
+        "_disconnected",
+        "_expect_continue",
+        "_final_body_sent",
+        "_info",
+        "_method",
+        "_response_bytes",
+        "_scope",
+        "_send_body",
+        "_sender",
+        "_started_at",
+        "_state",
+        "_status",
+        "_trailers_expected",
+        "_waiter",
+        "stream_id",
+        "task",
+    )
+
+    def __init__(self, context: ServerContext, sender: StreamSender, info: ConnectionInfo, stream_id: int) -> None:
+        self._context = context
+        self._sender = sender
+        self._info = info
+        self.stream_id = stream_id
+        self._scope: Scope = {}
+        self._method = b"GET"
+        self._body: list[bytes] = []
+        self._body_complete = False
+        self._final_body_sent = False
+        self._disconnected = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._expect_continue = False
+        self._state = ResponseState.WAITING
+        self._send_body = True
+        self._status = 0
+        self._trailers_expected = False
+        self._response_bytes = 0
+        self._started_at = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def response_started(self) -> bool:
+        """True once the response head has been handed to the protocol."""
+        return self._state is not ResponseState.WAITING
+
+    @property
+    def response_complete(self) -> bool:
+        """True once the whole response has been handed to the protocol."""
+        return self._state is ResponseState.DONE
+
+    def handle(self, event: InboundEvent) -> None:
+        """Take one inbound event from the protocol adapter."""
+        if type(event) is Body:
+            self._body.append(event.data)
+        elif type(event) is EndBody:
+            self._body_complete = True
+        elif type(event) is Request:
+            self._start(event)
+            return
+        elif type(event) is StreamClosed:
+            self._disconnected = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _start(self, request: Request) -> None:
+        context = self._context
+        extensions: dict[str, Any] = {"http.response.trailers": {}, "http.response.early_hint": {}}
+        self._scope = build_http_scope(request, self._info, context.config.root_path, context.state, extensions)
+        self._method = request.method
+        for name, value in request.headers:
+            if name == b"expect" and value.lower() == b"100-continue":
+                self._expect_continue = True
+        if context.access_log:
+            self._started_at = asyncio.get_running_loop().time()
+        self.task = asyncio.get_running_loop().create_task(self._run(context.app))
+
+    async def _run(self, app: Any) -> None:
+        scope = self._scope
+        try:
+            await app(scope, self.receive, self.send)
+        except ClientDisconnected:
+            error_log.debug("client went away while the app was sending (stream %d)", self.stream_id)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log_app_exception(scope, exc)
+            await self._fail()
+            return
+        if self._state is ResponseState.WAITING:
+            if not self._disconnected:
+                log_app_problem(scope, "the app returned without sending a response")
+            await self._fail()
+        elif self._state is not ResponseState.DONE:
+            log_app_problem(scope, f"the app returned while {self._state.value}")
+            await self._fail()
+
+    async def _fail(self) -> None:
+        """Answer 500 if nothing was sent yet; otherwise abort so no false success is seen."""
+        if self._disconnected or self._state is ResponseState.DONE:
+            return
+        if self._state is ResponseState.WAITING:
+            self._state = ResponseState.DONE
+            self._status = 500
+            body = b"Internal Server Error"
+            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
+            await self._sender.stream_send(Response(self.stream_id, 500, headers))
+            await self._sender.stream_send(Body(self.stream_id, body))
+            await self._sender.stream_send(EndBody(self.stream_id))
+            self._response_bytes = len(body)
+            self._log_access()
+        else:
+            self._state = ResponseState.DONE
+            await self._sender.stream_send(StreamAborted(self.stream_id))
+
+    async def receive(self) -> Message:
+        """The ASGI ``receive`` callable."""
+        if self._expect_continue:
+            # RFC 9110 §10.1.1: 100 Continue is sent only once the app wants the body.
+            self._expect_continue = False
+            if not self.response_started and not self._body_complete:
+                await self._sender.stream_send(InformationalResponse(self.stream_id, 100, []))
+        while True:
+            if self._body:
+                chunks = self._body
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                self._sender.body_consumed(self.stream_id, len(data))
+                if self._body_complete:
+                    self._final_body_sent = True
+                return {"type": "http.request", "body": data, "more_body": not self._body_complete}
+            if self._body_complete and not self._final_body_sent:
+                self._final_body_sent = True
+                return _EMPTY_REQUEST.copy()
+            if self._disconnected or self._state is ResponseState.DONE:
+                return {"type": "http.disconnect"}
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    async def send(self, message: Message) -> None:
+        """The ASGI ``send`` callable."""
+        try:
+            message_type = message["type"]
+        except (KeyError, TypeError):
+            raise ASGIMessageError(f"an ASGI message must be a dict with a 'type', got {message!r}") from None
+        if self._disconnected:
+            raise ClientDisconnected(f"client disconnected; {message_type!r} not sent")
+        state = self._state
+        if state is ResponseState.BODY and message_type == "http.response.body":
+            await self._send_body_message(message)
+        elif state is ResponseState.WAITING and message_type == "http.response.start":
+            await self._send_start(message)
+        elif state is ResponseState.WAITING and message_type == "http.response.early_hint":
+            links = message.get("links", [])
+            if not isinstance(links, list) or not all(isinstance(link, bytes) for link in links):
+                raise ASGIMessageError("'links' of http.response.early_hint must be a list of bytes")
+            if links:
+                headers = [(b"link", link) for link in links]
+                await self._sender.stream_send(InformationalResponse(self.stream_id, 103, headers))
+        elif state is ResponseState.TRAILERS and message_type == _RESPONSE_TRAILERS:
+            await self._send_trailers(message)
+        else:
+            raise ASGIMessageError(f"unexpected ASGI message {message_type!r} while {state.value}")
+
+    async def _send_start(self, message: Message) -> None:
+        status = validate_status(message.get("status"))
+        headers = validate_headers(message.get("headers", ()))
+        self._trailers_expected = bool(message.get("trailers", False))
+        self._status = status
+        self._send_body = status not in _NO_BODY_STATUSES and self._method != b"HEAD"
+        self._state = ResponseState.BODY
+        await self._sender.stream_send(Response(self.stream_id, status, headers))
+
+    async def _send_body_message(self, message: Message) -> None:
+        body = body_of(message)
+        more_body = message.get("more_body", False)
+        sender = self._sender
+        if body and self._send_body:
+            self._response_bytes += len(body)
+            await sender.stream_send(Body(self.stream_id, body))
+        if not more_body:
+            if self._trailers_expected:
+                self._state = ResponseState.TRAILERS
+                return
+            self._state = ResponseState.DONE
+            await sender.stream_send(EndBody(self.stream_id))
+            self._wake_receiver()
+            if self._context.access_log:
+                self._log_access()
+
+    async def _send_trailers(self, message: Message) -> None:
+        headers = validate_headers(message.get("headers", ()))
+        if message.get("more_trailers", False):
+            raise ASGIMessageError("'more_trailers' is not supported; send all trailers at once")
+        self._state = ResponseState.DONE
+        await self._sender.stream_send(Trailers(self.stream_id, headers))
+        self._wake_receiver()
+        if self._context.access_log:
+            self._log_access()
+
+    def _wake_receiver(self) -> None:
+        # A receive() waiting for http.disconnect returns now that the response is complete.
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _log_access(self) -> None:
+        if not self._context.access_log:
+            return
+        scope = self._scope
+        duration = asyncio.get_running_loop().time() - self._started_at
+        access_log.log_response(scope, self._status, self._response_bytes, duration)
+
+    def cancel(self) -> None:
+        """Stop the app task (graceful timeout passed, or the stream was reset)."""
+        self._disconnected = True
+        self._wake_receiver()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()

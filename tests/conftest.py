@@ -1,0 +1,140 @@
+"""Shared fixtures: a real server on 127.0.0.1 in a background thread, trustme certificates."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from gateway.config import Config
+from gateway.server import Server
+
+
+@dataclass
+class RunningServer:
+    """A server started by :func:`running_server`: where it listens and how to stop it."""
+
+    server: Server
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    exit_code: list[int] = field(default_factory=list)
+
+    @property
+    def host(self) -> str:
+        return self.server.addresses[0][0]
+
+    @property
+    def port(self) -> int:
+        return self.server.addresses[0][1]
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.server.config.tls else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """Ask for a graceful shutdown and wait for the thread to end."""
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.server.request_shutdown)
+            self.thread.join(timeout)
+        return self.exit_code[0] if self.exit_code else None
+
+
+@contextlib.contextmanager
+def running_server(app: Any, **options: Any) -> Iterator[RunningServer]:
+    """Serve ``app`` on 127.0.0.1 (a free port) until the ``with`` block ends."""
+    options.setdefault("port", 0)
+    options.setdefault("access_log", False)
+    config = Config(**options)
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def target() -> None:
+        loop = asyncio.new_event_loop()
+        holder["loop"] = loop
+        asyncio.set_event_loop(loop)
+
+        async def main() -> int:
+            server = Server(app, config)
+            holder["server"] = server
+            waiter = asyncio.ensure_future(server.started.wait())
+            serving = asyncio.ensure_future(server.serve(handle_signals=False))
+            await asyncio.wait({waiter, serving}, return_when=asyncio.FIRST_COMPLETED)
+            ready.set()
+            return await serving
+
+        try:
+            holder["exit"] = loop.run_until_complete(main())
+        except BaseException as exc:
+            holder["error"] = exc
+            ready.set()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    if not ready.wait(15):
+        raise RuntimeError("server did not start within 15 s")
+    if "error" in holder:
+        raise holder["error"]
+    server: Server = holder["server"]
+    if not server.started.is_set():
+        thread.join(5)
+        raise RuntimeError(f"server exited during start-up with code {holder.get('exit')}")
+    running = RunningServer(server=server, loop=holder["loop"], thread=thread)
+    try:
+        yield running
+    finally:
+        running.stop()
+        if "exit" in holder:
+            running.exit_code.append(holder["exit"])
+        if "error" in holder:
+            raise holder["error"]
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """A throwaway certificate authority."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_cert(ca: trustme.CA) -> trustme.LeafCert:
+    """A leaf certificate for localhost, 127.0.0.1 and ::1."""
+    return ca.issue_cert("localhost", "127.0.0.1", "::1")
+
+
+@dataclass
+class CertFiles:
+    """PEM files on disk for a server certificate, its key and the CA."""
+
+    cert: Path
+    key: Path
+    ca: Path
+    client_context: ssl.SSLContext
+
+
+@pytest.fixture(scope="session")
+def cert_files(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA, server_cert: trustme.LeafCert) -> CertFiles:
+    """The server certificate chain, key and CA written to a temporary folder."""
+    folder = tmp_path_factory.mktemp("certs")
+    cert = folder / "cert.pem"
+    key = folder / "key.pem"
+    ca_file = folder / "ca.pem"
+    server_cert.private_key_pem.write_to_path(str(key))
+    with cert.open("wb") as handle:
+        for blob in server_cert.cert_chain_pems:
+            handle.write(blob.bytes())
+    ca.cert_pem.write_to_path(str(ca_file))
+    client_context = ssl.create_default_context(cafile=str(ca_file))
+    return CertFiles(cert=cert, key=key, ca=ca_file, client_context=client_context)
