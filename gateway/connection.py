@@ -70,9 +70,9 @@ class Connection(asyncio.Protocol):
         self.protocol.feed(data)
 
     def eof_received(self) -> bool:
-        """The client half-closed; the adapter decides what that means."""
+        """The client half-closed; the adapter decides whether a response is still owed."""
         if self.protocol is not None:
-            self.protocol.feed_eof()
+            return self.protocol.feed_eof()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -17,6 +17,7 @@ from gateway.events import (
     Body,
     ConnectionInfo,
     EndBody,
+    Headers,
     InformationalResponse,
     OutboundEvent,
     Request,
@@ -25,7 +26,15 @@ from gateway.events import (
     StreamClosed,
     Trailers,
 )
-from gateway.protocols.common import REASON_PHRASES, Transport, error_response, http_date
+from gateway.protocols.common import Transport, error_response
+from gateway.protocols.http1_response import (
+    Framing,
+    ResponseFramingError,
+    chunk,
+    interim_response,
+    last_chunk,
+    serialize_head,
+)
 from gateway.protocols.request_head import InvalidRequestHead, check_request_head, find_head_end
 from gateway.streams.http import HTTPStream
 
@@ -67,8 +76,13 @@ class HTTP1Protocol:
         self._paused_for_body = False
         self._paused_for_pipeline = False
         self._discarding = 0
-        self._chunked = False
         self._http10 = False
+        self._keep_alive = True
+        self._body_allowed = True
+        self._expect_continue = False
+        self._client_eof = False
+        self._framing = Framing.NONE
+        self._remaining = 0
         self._close_after_response = False
         transport.set_timeout(self._config.header_timeout, "no request head")
 
@@ -84,10 +98,18 @@ class HTTP1Protocol:
         self._h11.receive_data(data)
         self._process()
 
-    def feed_eof(self) -> None:
-        """The client half-closed its side."""
+    def feed_eof(self) -> bool:
+        """The client half-closed its side; True keeps ours open to finish a response.
+
+        A client may send a complete request and then shut down its sending side; the
+        response is still owed (RFC 9112 §9.6), and the connection closes after it.
+        """
+        if self._phase is Phase.REQUEST and self._h11.their_state is h11.DONE:
+            self._client_eof = True
+            return True
         self._h11.receive_data(b"")
         self._process()
+        return False
 
     def _process(self) -> None:
         h11_connection = self._h11
@@ -146,13 +168,22 @@ class HTTP1Protocol:
         self._phase = Phase.REQUEST
         http_version = _HTTP_VERSIONS[event.http_version]
         self._http10 = http_version == "1.0"
+        # HTTP/1.0 connections close after one response (RFC 9112 §9.3).
+        self._keep_alive = not self._http10
+        self._body_allowed = event.method != b"HEAD"
+        self._expect_continue = False
         headers = list(event.headers)
         max_body = self._config.max_body_size
-        if max_body:
-            for name, value in headers:
-                if name == b"content-length" and int(value) > max_body:
+        for name, value in headers:
+            if name == b"content-length":
+                if max_body and int(value) > max_body:
                     self._reject(413, "request body larger than --max-body-size")
                     return
+            elif name == b"connection":
+                if b"close" in value.lower():
+                    self._keep_alive = False
+            elif name == b"expect":
+                self._expect_continue = value.lower() == b"100-continue"
         self._body_size = 0
         stream = HTTPStream(self._context, self, self._info, STREAM_ID)
         self._stream = stream
@@ -210,67 +241,74 @@ class HTTP1Protocol:
         transport = self._transport
         event_type = type(event)
         if event_type is Body:
-            transport.write(self._h11.send(h11.Data(data=event.data)))  # type: ignore[union-attr, arg-type]
+            transport.write(self._frame_body(event.data))  # type: ignore[union-attr]
             if transport.write_paused:
                 await transport.drain()
         elif event_type is Response:
-            transport.write(self._send_response(event))  # type: ignore[arg-type]
-        elif event_type is EndBody:
-            transport.write(self._h11.send(h11.EndOfMessage()))  # type: ignore[arg-type]
-            self._on_response_complete()
-        elif event_type is Trailers:
-            trailers = event.headers if self._chunked else []  # type: ignore[union-attr]
-            transport.write(self._h11.send(h11.EndOfMessage(headers=trailers)))  # type: ignore[arg-type]
-            self._on_response_complete()
+            self._expect_continue = False
+            head, self._framing, self._remaining, self._keep_alive = serialize_head(
+                event.status,  # type: ignore[union-attr]
+                event.headers,  # type: ignore[union-attr]
+                body_allowed=self._body_allowed and event.status not in (204, 304),  # type: ignore[union-attr]
+                http10=self._http10,
+                keep_alive=self._keep_alive and not self._close_after_response,
+            )
+            transport.write(head)
+        elif event_type is EndBody or event_type is Trailers:
+            self._end_body(event.headers if event_type is Trailers else None)  # type: ignore[union-attr]
         elif event_type is InformationalResponse:
             # RFC 9110 §15.2: no 1xx responses to an HTTP/1.0 client.
             if not self._http10:
-                status, headers = event.status, event.headers  # type: ignore[union-attr]
-                interim = h11.InformationalResponse(
-                    status_code=status, headers=headers, reason=REASON_PHRASES.get(status, b"")
-                )
-                transport.write(self._h11.send(interim))  # type: ignore[arg-type]
+                if event.status == 100:  # type: ignore[union-attr]
+                    self._expect_continue = False
+                transport.write(interim_response(event.status, event.headers))  # type: ignore[union-attr]
         elif event_type is StreamAborted:
             self._close()
 
-    def _send_response(self, event: Response) -> bytes:
-        headers = event.headers
-        has_date = has_length = False
-        for name, _ in headers:
-            if name == b"date":
-                has_date = True
-            elif name == b"content-length":
-                has_length = True
-        if not has_date:
-            headers.append((b"date", http_date()))
-        if self._close_after_response:
-            headers.append((b"connection", b"close"))
-        self._chunked = not has_length and not self._http10
-        response = h11.Response(status_code=event.status, headers=headers, reason=REASON_PHRASES.get(event.status, b""))
-        return self._h11.send(response)  # type: ignore[return-value]
+    def _frame_body(self, data: bytes) -> bytes:
+        framing = self._framing
+        if framing is Framing.CHUNKED:
+            return chunk(data)
+        if framing is Framing.LENGTH:
+            self._remaining -= len(data)
+            if self._remaining < 0:
+                raise ResponseFramingError("response body longer than its Content-Length")
+        elif framing is Framing.NONE:
+            return b""
+        return data
+
+    def _end_body(self, trailers: Headers | None) -> None:
+        framing = self._framing
+        if framing is Framing.CHUNKED:
+            self._transport.write(last_chunk(trailers))
+        elif framing is Framing.LENGTH and self._remaining > 0:
+            # The client must see a truncated body, not a short one that looks complete.
+            log.error("response body shorter than its Content-Length (%d bytes missing)", self._remaining)
+            self._close()
+            return
+        self._on_response_complete()
 
     def _on_response_complete(self) -> None:
-        h11_connection = self._h11
-        if h11_connection.our_state is h11.MUST_CLOSE or self._close_after_response:
+        if not self._keep_alive or self._framing is Framing.CLOSE or self._client_eof:
             self._close()
-        elif h11_connection.their_state is h11.DONE:
+        elif self._h11.their_state is h11.DONE:
             self._next_cycle()
-        elif h11_connection.client_is_waiting_for_100_continue:
-            # The client holds its body back and we no longer want it: close.
+        elif self._expect_continue:
+            # The client holds its body back for a 100 that will not come: close.
             self._close()
         else:
             # The app answered without reading the whole body: read and drop the rest.
             self._discarding = 0
-            self._resume_for_discard()
-
-    def _resume_for_discard(self) -> None:
-        self._buffered = 0
-        if self._paused_for_body:
-            self._paused_for_body = False
-            self._transport.resume_reading()
+            self._buffered = 0
+            if self._paused_for_body:
+                self._paused_for_body = False
+                self._transport.resume_reading()
 
     def _next_cycle(self) -> None:
-        self._h11.start_next_cycle()
+        # Responses are written here, not through h11, so h11's own side never advances;
+        # a fresh parser per request (about a microsecond) takes the bytes already received.
+        leftover = self._h11.trailing_data[0]
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self._config.max_header_size)
         self._stream = None
         self._head_checked = False
         self._phase = Phase.IDLE
@@ -283,7 +321,8 @@ class HTTP1Protocol:
         if self._context.shutting_down:
             self._close()
             return
-        if self._h11.trailing_data[0]:
+        if leftover:
+            self._h11.receive_data(leftover)
             self._process()
 
     # -- errors, shutdown -------------------------------------------------------------

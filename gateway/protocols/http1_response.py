@@ -1,0 +1,119 @@
+"""HTTP/1.1 response serialization (RFC 9112 §4, §6, §7).
+
+h11 parses requests; responses are written here. h11's send path validates every response
+header twice (once in ``Response()``, once after adding framing headers) and runs its state
+machine for each body piece: measured, that was about a third of the whole per-request cost.
+The rules it enforced are kept, in cheaper form: field names must be tokens and values must
+not contain CR, LF, NUL or other control characters (no response splitting), the framing is
+chosen as RFC 9112 §6.3 requires, and a body never exceeds its Content-Length.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from gateway.events import Headers
+from gateway.protocols.common import REASON_PHRASES, http_date
+
+# RFC 9110 §5.6.2 token characters, and §5.5 field-value characters (VCHAR, SP, HTAB,
+# obs-text). ``bytes.translate(None, allowed)`` deletes the allowed ones: what remains is bad.
+_TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_FIELD_VALUE = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
+
+
+class ResponseFramingError(RuntimeError):
+    """The app's response cannot be framed as it asked (bad header, body past its length)."""
+
+
+class Framing(enum.Enum):
+    """How the end of the response body is marked."""
+
+    NONE = "no body (HEAD, 204, 304)"
+    LENGTH = "Content-Length"
+    CHUNKED = "chunked"
+    CLOSE = "closing the connection (HTTP/1.0)"
+
+
+def check_fields(headers: Headers) -> None:
+    """Reject field names that are not tokens and values with control characters."""
+    for name, value in headers:
+        if not name or name.translate(None, _TOKEN) or value.translate(None, _FIELD_VALUE):
+            raise ResponseFramingError(f"invalid response header {name!r}: {value!r}")
+
+
+def field_lines(headers: Headers) -> list[bytes]:
+    """``name: value CRLF`` for each field (names as the app gave them)."""
+    return [b"%s: %s\r\n" % (name, value) for name, value in headers]
+
+
+def serialize_head(
+    status: int,
+    headers: Headers,
+    *,
+    body_allowed: bool,
+    http10: bool,
+    keep_alive: bool,
+) -> tuple[bytes, Framing, int, bool]:
+    """The response head bytes, the framing, the declared length, and whether to keep alive.
+
+    RFC 9112 §6.3: a response with a body and no Content-Length is chunked for HTTP/1.1
+    clients and delimited by closing the connection for HTTP/1.0 clients.
+    """
+    check_fields(headers)
+    length = -1
+    has_date = chunked = False
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, REASON_PHRASES.get(status, b""))]
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"content-length":
+            if not value.isdigit() or (length >= 0 and int(value) != length):
+                raise ResponseFramingError(f"invalid Content-Length {value!r}")
+            length = int(value)
+        elif lowered == b"transfer-encoding":
+            if value.lower() != b"chunked" or http10:
+                raise ResponseFramingError(f"unsupported Transfer-Encoding {value!r}")
+            chunked = True
+            continue  # written below, once
+        elif lowered == b"date":
+            has_date = True
+        elif lowered == b"connection" and b"close" in value.lower():
+            keep_alive = False
+        lines.append(b"%s: %s\r\n" % (name, value))
+    if not has_date:
+        lines.append(b"date: %s\r\n" % http_date())
+    if not body_allowed:
+        framing = Framing.NONE
+    elif length >= 0 and not chunked:
+        framing = Framing.LENGTH
+    elif http10:
+        framing = Framing.CLOSE
+        keep_alive = False
+    else:
+        framing = Framing.CHUNKED
+        lines.append(b"transfer-encoding: chunked\r\n")
+        if length >= 0:
+            # RFC 9112 §6.3 (3): with chunked, a Content-Length must not be sent.
+            lines = [line for line in lines if not line.lower().startswith(b"content-length:")]
+    if not keep_alive and not http10:
+        lines.append(b"connection: close\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines), framing, length, keep_alive
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body (RFC 9112 §7.1)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def last_chunk(trailers: Headers | None = None) -> bytes:
+    """The last chunk, with trailer fields if any (RFC 9112 §7.1.2)."""
+    if not trailers:
+        return b"0\r\n\r\n"
+    check_fields(trailers)
+    return b"0\r\n" + b"".join(field_lines(trailers)) + b"\r\n"
+
+
+def interim_response(status: int, headers: Headers) -> bytes:
+    """A 1xx response head (100 Continue, 103 Early Hints)."""
+    check_fields(headers)
+    return b"HTTP/1.1 %d %s\r\n%s\r\n" % (status, REASON_PHRASES.get(status, b""), b"".join(field_lines(headers)))
