@@ -216,7 +216,8 @@ class HTTP1Protocol:
         stream = self._stream
         if stream is not None and not stream.response_complete:
             stream.handle(EndBody(STREAM_ID))
-        elif self._h11.our_state is h11.DONE:
+        else:
+            # The response went out before the body was read to its end (discarded).
             self._next_cycle()
 
     def _on_client_gone(self) -> None:
