@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,9 @@ class ServerContext:
     app: ASGIApp
     state: dict[str, Any] | None = None
     connections: set[Connection] = field(default_factory=set)
+    # App tasks still running, including those whose client has gone: shutdown waits for
+    # them within the graceful timeout and cancels the rest.
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
     shutting_down: bool = False
     # Decided once at start-up so the hot path tests a bool, not the logging machinery.
     access_log: bool = False

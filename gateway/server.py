@@ -119,10 +119,14 @@ class Server:
         for connection in list(context.connections):
             connection.shutdown()
         deadline = time.monotonic() + self.config.graceful_timeout
-        while context.connections and time.monotonic() < deadline and not self._forced:
+        while (context.connections or context.tasks) and time.monotonic() < deadline and not self._forced:
             await asyncio.sleep(0.05)
         for connection in list(context.connections):
             connection.cancel()
+        for task in list(context.tasks):
+            task.cancel()
+        if context.tasks:
+            await asyncio.wait(list(context.tasks), timeout=1)
         # Let cancelled app tasks and closing transports run their last callbacks.
         await asyncio.sleep(0)
         for listener in self._listeners:

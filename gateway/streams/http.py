@@ -150,7 +150,10 @@ class HTTPStream:
                 self._expect_continue = True
         if context.access_log:
             self._started_at = asyncio.get_running_loop().time()
-        self.task = asyncio.get_running_loop().create_task(self._run(context.app))
+        task = asyncio.get_running_loop().create_task(self._run(context.app))
+        context.tasks.add(task)
+        task.add_done_callback(context.tasks.discard)
+        self.task = task
 
     async def _run(self, app: Any) -> None:
         scope = self._scope
