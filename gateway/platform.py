@@ -21,7 +21,7 @@ SignalCallback = Callable[[int], None]
 
 def shutdown_signals(windows: bool = IS_WINDOWS) -> list[int]:
     """Signals that ask the server to stop: Ctrl+C, SIGTERM, and Ctrl+Break on Windows."""
-    signals = [signal.SIGINT, signal.SIGTERM]
+    signals: list[int] = [signal.SIGINT, signal.SIGTERM]
     if windows and hasattr(signal, "SIGBREAK"):
         signals.append(signal.SIGBREAK)
     return signals
