@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from gateway.certs_cli import certs
 from gateway.config import Config, ConfigError, KiB, MiB
 from gateway.loader import AppLoadError, load_app
 from gateway.server import run
@@ -20,7 +21,32 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class MainCommand(click.Command):
+    """``asgigw [OPTIONS] APP`` serves; ``asgigw certs ...`` goes to the certs commands.
+
+    Serving stays the main form, so its options are what ``asgigw --help`` lists; a first
+    argument naming a subcommand (never a valid ``module:attr``) routes there instead.
+    """
+
+    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
+        """Dispatch to a subcommand when the first argument names one."""
+        arguments = list(sys.argv[1:] if args is None else args)
+        if arguments and arguments[0] in SUBCOMMANDS:
+            name = f"{prog_name or 'asgigw'} {arguments[0]}"
+            return SUBCOMMANDS[arguments[0]].main(arguments[1:], prog_name=name, **extra)
+        return super().main(arguments, prog_name=prog_name, **extra)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List the subcommands after the options."""
+        super().format_epilog(ctx, formatter)
+        with formatter.section("Commands (asgigw COMMAND --help)"):
+            formatter.write_dl([(name, command.get_short_help_str()) for name, command in SUBCOMMANDS.items()])
+
+
+SUBCOMMANDS: dict[str, click.Command] = {"certs": certs}
+
+
+@click.command(cls=MainCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("app")
 @click.option("--factory", is_flag=True, help="APP is a callable that returns the ASGI app.")
 @click.option("--app-dir", default=".", show_default=True, help="Folder put first on sys.path to import APP.")
@@ -33,6 +59,40 @@ def _fail(message: str) -> None:
 @click.option("--key", "keyfile", type=str, help="TLS private key (PEM).")
 @click.option(
     "--key-password", envvar="ASGIGW_KEY_PASSWORD", help="Password of an encrypted key (or $ASGIGW_KEY_PASSWORD)."
+)
+@click.option(
+    "--no-tls", is_flag=True, help="Serve plain HTTP. Without it and without --cert: HTTPS with a dev certificate."
+)
+@click.option("--ca-dir", envvar="ASGIGW_CA_DIR", help="Folder of the local dev CA (or $ASGIGW_CA_DIR).")
+@click.option(
+    "--dev-name", "dev_names", multiple=True, metavar="NAME", help="Extra name for the dev certificate; repeatable."
+)
+@click.option("--allow-expired", is_flag=True, help="Serve a --cert that has expired instead of refusing to start.")
+@click.option(
+    "--tls-min-version", type=click.Choice(["1.2", "1.3"]), default="1.2", show_default=True, help="Oldest TLS version."
+)
+@click.option("--ciphers", metavar="OPENSSL-LIST", help="TLS 1.2 cipher suites (OpenSSL list); TLS 1.3 keeps its own.")
+@click.option(
+    "--sni-cert",
+    "sni_certs",
+    multiple=True,
+    metavar="HOST=CERT,KEY",
+    help="Certificate for clients asking for HOST (SNI; *.example.com allowed); repeatable.",
+)
+@click.option("--ca-certs", metavar="FILE", help="CA bundle (PEM) that client certificates must chain to (mTLS).")
+@click.option(
+    "--client-cert",
+    type=click.Choice(["none", "optional", "required"]),
+    default="none",
+    show_default=True,
+    help="Ask clients for a certificate (needs --ca-certs).",
+)
+@click.option(
+    "--cert-reload-interval",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds between checks for changed certificate files; 0 = off (SIGHUP still reloads).",
 )
 @click.option("--root-path", default="", help="Path prefix the app is mounted at behind a proxy (ASGI root_path).")
 @click.option(
@@ -83,10 +143,12 @@ def _fail(message: str) -> None:
     help="Largest request body in bytes (413 beyond); 0 = unlimited.",
 )
 @click.option("--backlog", type=int, default=2048, show_default=True, help="Listen backlog of pending connections.")
-def main(app: str, factory: bool, app_dir: str, bind: tuple[str, ...], **options: Any) -> None:
+def main(app: str, factory: bool, app_dir: str, bind: tuple[str, ...], no_tls: bool, **options: Any) -> None:
     """Serve the ASGI application APP (module:attribute, e.g. proj.asgi:application)."""
     try:
-        config = Config(bind=bind, **options)
+        if no_tls and options["certfile"]:
+            raise ConfigError("--no-tls and --cert exclude each other")
+        config = Config(bind=bind, dev_tls=not no_tls, **options)
     except ConfigError as exc:
         _fail(str(exc))
     try:

@@ -14,6 +14,8 @@ from typing import Literal
 
 LifespanMode = Literal["auto", "on", "off"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+TLSVersionText = Literal["1.2", "1.3"]
+ClientCertMode = Literal["none", "optional", "required"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -81,6 +83,20 @@ class Config:
     certfile: str | None = None
     keyfile: str | None = None
     key_password: str | None = None
+    # Serve HTTPS with a certificate from the local development CA when no certfile is
+    # given (the CLI's default; see gateway/devcerts.py). False keeps Config() plain HTTP.
+    dev_tls: bool = False
+    ca_dir: str | None = None
+    dev_names: tuple[str, ...] = ()
+    allow_expired: bool = False
+    tls_min_version: TLSVersionText = "1.2"
+    ciphers: str | None = None
+    # "HOST=CERT,KEY" entries: certificates picked by the client's SNI server name.
+    sni_certs: tuple[str, ...] = ()
+    ca_certs: str | None = None
+    client_cert: ClientCertMode = "none"
+    # Seconds between checks of the certificate files for changes; 0 turns it off.
+    cert_reload_interval: float = 5.0
     root_path: str = ""
     lifespan: LifespanMode = "auto"
     log_level: LogLevel = "info"
@@ -127,13 +143,33 @@ class Config:
             raise ConfigError("--max-body-size must be 0 (unlimited) or more")
         if self.backlog < 1:
             raise ConfigError("--backlog must be at least 1")
+        self._validate_tls()
         if self.read_buffer_size < 1 * KiB or self.write_buffer_size < 1 * KiB:
             raise ConfigError("buffer sizes must be at least 1024 bytes")
 
+    def _validate_tls(self) -> None:
+        if self.tls_min_version not in ("1.2", "1.3"):
+            raise ConfigError(f"--tls-min-version {self.tls_min_version!r}: choose 1.2 or 1.3")
+        if self.client_cert not in ("none", "optional", "required"):
+            raise ConfigError(f"--client-cert {self.client_cert!r}: choose none, optional or required")
+        if self.client_cert != "none" and not self.ca_certs:
+            raise ConfigError(f"--client-cert {self.client_cert} needs --ca-certs FILE to verify client certificates")
+        if self.ca_certs and self.client_cert == "none":
+            raise ConfigError("--ca-certs has no effect with --client-cert none: choose optional or required")
+        if self.cert_reload_interval < 0:
+            raise ConfigError("--cert-reload-interval must be 0 (off) or more")
+        for entry in self.sni_certs:
+            host, equals, files = entry.partition("=")
+            cert, comma, key = files.partition(",")
+            if not (host and equals and cert and comma and key):
+                raise ConfigError(f"--sni-cert {entry!r}: expected HOST=CERT,KEY, e.g. api.example.com=api.pem,api.key")
+        if not self.tls and (self.sni_certs or self.ca_certs or self.ciphers):
+            raise ConfigError("--sni-cert, --ca-certs and --ciphers need TLS: give --cert/--key")
+
     @property
     def tls(self) -> bool:
-        """True when the listeners speak TLS."""
-        return self.certfile is not None
+        """True when the listeners speak TLS (a given certificate or the development one)."""
+        return self.certfile is not None or self.dev_tls
 
     def replace(self, **changes: object) -> Config:
         """A copy with ``changes`` applied, validated again."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.events import ConnectionInfo
 from gateway.protocols.http1 import HTTP1Protocol
+from gateway.tls import tls_extension
 
 if TYPE_CHECKING:
     from gateway.context import ServerContext
@@ -58,6 +59,8 @@ class Connection(asyncio.Protocol):
             client=_address(transport.get_extra_info("peername")),
             server=_address(transport.get_extra_info("sockname")),
             tls=ssl_object is not None,
+            # Once per connection: every stream (HTTP/2, WebSocket) shares the same dict.
+            tls_extension=tls_extension(ssl_object) if ssl_object is not None else None,
         )
         self._context.connections.add(self)
         self.protocol = HTTP1Protocol(self._context, self, self.info)

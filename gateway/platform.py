@@ -60,6 +60,24 @@ def install_signal_handlers(
     return restore
 
 
+def install_reload_signal(
+    loop: asyncio.AbstractEventLoop, callback: Callable[[], object], *, windows: bool = IS_WINDOWS
+) -> Callable[[], None]:
+    """Call ``callback()`` on SIGHUP (POSIX, main thread only); return an undo function.
+
+    Windows has no SIGHUP; there the certificate poller alone notices new files.
+    """
+    sighup = getattr(signal, "SIGHUP", None)
+    if windows or sighup is None or threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop.add_signal_handler(sighup, callback)
+
+    def remove() -> None:
+        loop.remove_signal_handler(sighup)
+
+    return remove
+
+
 def reuse_port_available() -> bool:
     """True where several processes may bind one port (SO_REUSEPORT; not on Windows)."""
     return not IS_WINDOWS and hasattr(socket, "SO_REUSEPORT")

@@ -9,7 +9,7 @@ import ssl
 import time
 from typing import Any
 
-from gateway import platform, tls
+from gateway import cert_reload, platform, tls
 from gateway.config import Config, ConfigError
 from gateway.connection import Connection
 from gateway.context import ServerContext
@@ -56,7 +56,11 @@ class Server:
         loop = asyncio.get_running_loop()
         restore_signals = platform.install_signal_handlers(loop, self.request_shutdown) if handle_signals else None
         # Certificates are checked before the app starts, so a bad --key fails fast.
+        self.config, dev_certificate = cert_reload.use_dev_certificate(self.config)
+        self.context.config = self.config
         ssl_context = tls.create_server_context(self.config) if self.config.tls else None
+        reloader: cert_reload.CertificateReloader | None = None
+        restore_reload = None
         lifespan = Lifespan(self.context.app, self.config.lifespan)
         try:
             try:
@@ -71,6 +75,10 @@ class Server:
                 await lifespan.shutdown()
                 raise
             self._log_started()
+            cert_reload.log_tls_startup(self.config, dev_certificate)
+            reloader = cert_reload.start_reloader(ssl_context, self.config, dev_certificate)
+            if reloader is not None and handle_signals:
+                restore_reload = platform.install_reload_signal(loop, lambda: reloader.reload("SIGHUP"))
             self.started.set()
             await self._stop.wait()
             await self._shutdown()
@@ -80,6 +88,10 @@ class Server:
         finally:
             if restore_signals is not None:
                 restore_signals()
+            if restore_reload is not None:
+                restore_reload()
+            if reloader is not None:
+                await reloader.stop()
 
     async def _bind(self, ssl_context: ssl.SSLContext | None) -> None:
         loop = asyncio.get_running_loop()
