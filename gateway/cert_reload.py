@@ -50,12 +50,10 @@ class CertificateReloader:
         certificates: CertificateSet,
         interval: float,
         renew_dev_certificate: Callable[[], devcerts.DevCertificate] | None = None,
-        dev_not_after: datetime.datetime | None = None,
     ) -> None:
         self.certificates = certificates
         self.interval = interval
         self._renew = renew_dev_certificate
-        self._dev_not_after = dev_not_after
         self._signature = file_signature(certificates.files())
         self._task: asyncio.Task[None] | None = None
         self.reloads = 0
@@ -81,25 +79,28 @@ class CertificateReloader:
             self.check()
 
     def check(self) -> None:
-        """One poll: renew the dev certificate if due, reload if any file changed."""
-        self._renew_if_due()
-        signature = file_signature(self.certificates.files())
-        if signature != self._signature:
+        """One poll: reload if any file changed, then renew the dev certificate if due."""
+        if file_signature(self.certificates.files()) != self._signature:
             self.reload("certificate files changed")
+        if self._renew_if_due():
+            self.reload("development certificate renewed")
 
-    def _renew_if_due(self) -> None:
-        if self._renew is None or self._dev_not_after is None:
-            return
-        now = datetime.datetime.now(datetime.UTC)
-        if self._dev_not_after - now > devcerts.RENEW_BEFORE:
-            return
+    def _renew_if_due(self) -> bool:
+        not_after = self.certificates.default_not_after
+        if self._renew is None or not_after is None:
+            return False
+        if not_after - datetime.datetime.now(datetime.UTC) > devcerts.RENEW_BEFORE:
+            return False
         try:
             certificate = self._renew()
         except devcerts.DevCertError as exc:
             log.error("cannot renew the development certificate: %s", exc)
-            return
-        self._dev_not_after = certificate.not_after
-        log.info("renewed the development certificate %s (expires %s)", certificate.cert_path, certificate.not_after)
+            return False
+        if certificate.renewed:
+            log.info(
+                "renewed the development certificate %s (expires %s)", certificate.cert_path, certificate.not_after
+            )
+        return certificate.renewed
 
     def reload(self, reason: str) -> bool:
         """Re-read the files now; True when the new certificates are in use."""
@@ -169,7 +170,6 @@ def start_reloader(
         certificates,
         config.cert_reload_interval,
         renew_dev_certificate=renew,
-        dev_not_after=certificate.not_after if certificate else None,
     )
     reloader.start()
     return reloader

@@ -159,6 +159,7 @@ class ServerSSLContext(ssl.SSLContext):
     """An SSLContext that also remembers what the ASGI ``tls`` extension reports about it."""
 
     server_cert_pem: str | None = None
+    not_after: datetime.datetime | None = None
     cipher_ids: dict[str, int]
     certificates: CertificateSet | None = None
 
@@ -203,6 +204,7 @@ def _context_for(source: CertificateSource, config: Config, alpn_protocols: Sequ
             f"cannot load certificate {source.certfile} with key {source.keyfile}: {exc.reason}"
         ) from None
     context.server_cert_pem = chain[0].public_bytes(serialization.Encoding.PEM).decode("ascii")
+    context.not_after = chain[0].not_valid_after_utc
     # The ASGI extension wants the IANA cipher suite number: the low 16 bits of OpenSSL's id.
     context.cipher_ids = {cipher["name"]: cipher["id"] & 0xFFFF for cipher in context.get_ciphers()}
     return context
@@ -234,6 +236,11 @@ class CertificateSet:
             if source.host is not None
         }
         return contexts[0], by_host
+
+    @property
+    def default_not_after(self) -> datetime.datetime | None:
+        """When the default certificate now served expires."""
+        return self._default.not_after
 
     def files(self) -> list[str]:
         """Every certificate and key file in use (what the reload poller watches)."""
