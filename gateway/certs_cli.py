@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from gateway import devcerts
+from gateway import devcerts, platform, trust_store
 
 CA_DIR_HELP = "Folder of the local CA (default: the user data folder, or $ASGIGW_CA_DIR)."
 
@@ -62,3 +62,46 @@ def issue(names: tuple[str, ...], out_dir: str, days: int, ca_dir: str | None) -
     click.echo(f"certificate: {cert_path} (for {', '.join(names)}, valid {days} days)")
     click.echo(f"key:         {key_path}")
     click.echo(f"issued by:   {authority.cert_path}")
+
+
+def _trust_command(ca_dir: str | None, add: bool, dry_run: bool) -> None:
+    folder = devcerts.ca_folder(ca_dir)
+    path = folder / devcerts.CA_CERT_FILE
+    if add:
+        authority = _authority(ca_dir)  # trusting creates the CA if this is the first run
+        path = authority.cert_path
+    try:
+        ca = trust_store.CAFile.read(path)
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot read the local CA {path}: {getattr(exc, 'strerror', None) or exc}")
+        return
+    steps = trust_store.plan(ca, sys.platform, add)
+    verb = "trust" if add else "untrust"
+    if not steps:
+        _fail(f"no trust store tool found (update-ca-certificates, update-ca-trust or trust); add {path} by hand")
+    click.echo(f"{verb}: {path} (SHA-1 {ca.sha1})")
+    if dry_run:
+        for step in steps:
+            click.echo(f"would run: {step.shell()}")
+        return
+    lines, ok = trust_store.execute(steps, elevate="" if platform.IS_WINDOWS else "sudo ")
+    for line in lines:
+        click.echo(line)
+    if not ok:
+        sys.exit(1)
+
+
+@certs.command()
+@click.option("--ca-dir", envvar=devcerts.ENV_CA_DIR, help=CA_DIR_HELP)
+@click.option("--dry-run", is_flag=True, help="Print the commands instead of running them.")
+def trust(ca_dir: str | None, dry_run: bool) -> None:
+    """Install the local CA into the OS trust store (and Firefox/Chrome NSS databases)."""
+    _trust_command(ca_dir, True, dry_run)
+
+
+@certs.command()
+@click.option("--ca-dir", envvar=devcerts.ENV_CA_DIR, help=CA_DIR_HELP)
+@click.option("--dry-run", is_flag=True, help="Print the commands instead of running them.")
+def untrust(ca_dir: str | None, dry_run: bool) -> None:
+    """Remove the local CA from the trust stores that ``trust`` added it to."""
+    _trust_command(ca_dir, False, dry_run)
