@@ -102,6 +102,17 @@ def running_server(app: Any, **options: Any) -> Iterator[RunningServer]:
             raise holder["error"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_dev_ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point ASGIGW_CA_DIR at a temporary folder for the whole run (subprocesses inherit it),
+    so no test ever writes the development CA into the real user data folder."""
+    folder = tmp_path_factory.mktemp("dev-ca")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("ASGIGW_CA_DIR", str(folder))
+    yield folder
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def ca() -> trustme.CA:
     """A throwaway certificate authority."""
