@@ -39,14 +39,10 @@ def install_signal_handlers(
         return lambda: None
     signals = shutdown_signals(windows)
     if not windows:
+        undo = _loop_handlers_undo(loop, signals)
         for signum in signals:
             loop.add_signal_handler(signum, callback, signum)
-
-        def remove_posix() -> None:
-            for signum in signals:
-                loop.remove_signal_handler(signum)
-
-        return remove_posix
+        return undo
 
     def on_signal(signum: int, frame: object) -> None:
         loop.call_soon_threadsafe(callback, signum)
@@ -70,10 +66,22 @@ def install_reload_signal(
     sighup = getattr(signal, "SIGHUP", None)
     if windows or sighup is None or threading.current_thread() is not threading.main_thread():
         return lambda: None
+    undo = _loop_handlers_undo(loop, [sighup])
     loop.add_signal_handler(sighup, callback)
+    return undo
+
+
+def _loop_handlers_undo(loop: asyncio.AbstractEventLoop, signals: list[int]) -> Callable[[], None]:
+    """An undo function for ``loop.add_signal_handler`` that restores the previous handlers."""
+    # remove_signal_handler resets to SIG_DFL (default_int_handler for SIGINT); a handler
+    # the embedding program had set before serve() must come back instead.
+    previous = {signum: signal.getsignal(signum) for signum in signals}
 
     def remove() -> None:
-        loop.remove_signal_handler(sighup)
+        for signum, handler in previous.items():
+            loop.remove_signal_handler(signum)
+            if handler is not None:
+                signal.signal(signum, handler)
 
     return remove
 
