@@ -25,11 +25,17 @@ PLAIN_HTTP = ("--no-tls",)
 SERVING = re.compile(r"asgigw serving (\S.*?) \(")
 URL = re.compile(r"(https?)://(\[[0-9a-fA-F:.]+\]|[^\s:/,]+):(\d+)")
 START_TIMEOUT = 10.0
+ASGIGW_SCRIPT = Path(sys.executable).parent / ("asgigw.exe" if sys.platform == "win32" else "asgigw")
 
 
-def gateway_argv(*args: str, plain: bool = True) -> list[str]:
-    """``python -m gateway ARGS``; ``plain`` adds what makes the CLI serve plain HTTP."""
-    return [sys.executable, "-m", "gateway", *(PLAIN_HTTP if plain else ()), *args]
+def gateway_argv(*args: str, plain: bool = True, script: bool = False) -> list[str]:
+    """``python -m gateway ARGS``; ``plain`` adds what makes the CLI serve plain HTTP.
+
+    ``script`` runs the installed ``asgigw`` entry point instead, whose ``sys.path`` does
+    not start with the current directory (``python -m`` puts it there by itself).
+    """
+    command = [str(ASGIGW_SCRIPT)] if script else [sys.executable, "-m", "gateway"]
+    return [*command, *(PLAIN_HTTP if plain else ()), *args]
 
 
 def gateway_env(**extra: str) -> dict[str, str]:
@@ -41,11 +47,11 @@ def gateway_env(**extra: str) -> dict[str, str]:
 
 
 def run_gateway(
-    *args: str, plain: bool = True, cwd: Path = ROOT, timeout: float = 10.0, **env: str
+    *args: str, plain: bool = True, script: bool = False, cwd: Path = ROOT, timeout: float = 10.0, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """Run a command that is expected to exit by itself (errors, ``--help``)."""
     return subprocess.run(
-        gateway_argv(*args, plain=plain),
+        gateway_argv(*args, plain=plain, script=script),
         cwd=cwd,
         env=gateway_env(**env),
         stdin=subprocess.DEVNULL,
@@ -151,10 +157,10 @@ class ServerProcess:
 
 @contextlib.contextmanager
 def gateway_process(
-    *args: str, plain: bool = True, cwd: Path = ROOT, wait_serving: bool = True, **env: str
+    *args: str, plain: bool = True, script: bool = False, cwd: Path = ROOT, wait_serving: bool = True, **env: str
 ) -> Iterator[ServerProcess]:
     """Start ``python -m gateway ARGS``; by default wait until it says it is serving."""
-    server = ServerProcess(gateway_argv(*args, plain=plain), cwd, gateway_env(**env))
+    server = ServerProcess(gateway_argv(*args, plain=plain, script=script), cwd, gateway_env(**env))
     try:
         if wait_serving:
             server.wait_for(SERVING.pattern)
