@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import ssl
 import stat
 import sys
@@ -13,7 +14,8 @@ import pytest
 from cryptography import x509
 
 from examples.hello import app as hello_app
-from gateway import devcerts
+from gateway import cert_reload, devcerts
+from gateway.config import Config
 from tests.conftest import running_server
 
 
@@ -111,3 +113,48 @@ def test_describe_lists_paths_fingerprints_and_expiry(tmp_path: Path) -> None:
     assert str(certificate.ca_path) in text and str(certificate.cert_path) in text
     assert certificate.fingerprint in text
     assert f"{certificate.not_after:%Y-%m-%d}" in text
+
+
+def test_startup_lines_and_non_loopback_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    certificate = devcerts.ensure_dev_certificate(tmp_path)
+    caplog.set_level(logging.INFO, logger="gateway")
+    cert_reload.log_tls_startup(Config(dev_tls=True, bind=("127.0.0.1:8443", "[::1]:8443")), certificate)
+    assert f"development certificate {certificate.cert_path}" in caplog.text
+    assert "asgigw certs trust" in caplog.text
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+    caplog.clear()
+    cert_reload.log_tls_startup(Config(dev_tls=True, bind=("127.0.0.1:8443", "0.0.0.0:8443")), certificate)
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "0.0.0.0:8443 with a development certificate" in warnings[0]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGHUP is POSIX only")
+def test_reload_signal_posix_and_windows_fallback() -> None:
+    import asyncio
+    import os
+    import signal
+
+    from gateway import platform
+
+    loop = asyncio.new_event_loop()
+    try:
+        calls: list[int] = []
+        before = signal.getsignal(signal.SIGHUP)
+        undo = platform.install_reload_signal(loop, lambda: calls.append(1), windows=True)
+        assert signal.getsignal(signal.SIGHUP) is before  # Windows: nothing installed
+        undo()
+        undo = platform.install_reload_signal(loop, lambda: calls.append(1))
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)
+            loop.run_until_complete(asyncio.sleep(0.05))
+        finally:
+            undo()
+        assert calls == [1]
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+    finally:
+        loop.close()
+
+
+def test_cli_default_is_dev_tls_and_config_default_is_plain() -> None:
+    assert not Config().tls
+    assert Config(dev_tls=True).tls
