@@ -271,11 +271,14 @@ class CertificateSet:
         self.generation += 1
 
 
-def create_server_context(config: Config, alpn_protocols: Sequence[str] = ("http/1.1",)) -> ssl.SSLContext:
+def create_server_context(config: Config, alpn_protocols: Sequence[str] | None = None) -> ssl.SSLContext:
     """The listener context for ``config``'s certificates; raises TLSConfigError.
 
+    ALPN offers ``h2`` before ``http/1.1`` unless HTTP/2 is off (RFC 9113 §3.2).
     ``context.certificates`` (a :class:`CertificateSet`) reloads the files later.
     """
+    if alpn_protocols is None:
+        alpn_protocols = ("h2", "http/1.1") if config.http2 else ("http/1.1",)
     return CertificateSet(config, alpn_protocols).listener_context
 
 
@@ -304,7 +307,8 @@ def _pem_chain(ssl_object: ssl.SSLObject, leaf_der: bytes) -> list[str]:
     ders: list[bytes] = []
     try:
         for item in chain_method() if chain_method is not None else ():
-            ders.append(item if isinstance(item, bytes) else item.public_bytes(ssl.ENCODING_DER))  # type: ignore[attr-defined]
+            # 3.13+ returns DER bytes; the private 3.10-3.12 objects give PEM text by default.
+            ders.append(item if isinstance(item, bytes) else ssl.PEM_cert_to_DER_cert(item.public_bytes()))
     except (ssl.SSLError, AttributeError, ValueError):
         ders = []
     if not ders or ders[0] != leaf_der:

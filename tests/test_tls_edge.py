@@ -423,3 +423,59 @@ def test_dev_certificate_renewed_while_running(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert served.serial_number not in (first.serial_number, cert.serial_number)
         assert served.not_valid_after_utc - datetime.datetime.now(datetime.UTC) > datetime.timedelta(days=20)
+
+
+def _memory_handshake(
+    server_context: ssl.SSLContext, client_context: ssl.SSLContext, server_name: str | None
+) -> tuple[ssl.SSLObject, ssl.SSLObject]:
+    """A complete handshake through memory BIOs: the same OpenSSL paths as a socket."""
+    server_in, server_out, client_in, client_out = (ssl.MemoryBIO() for _ in range(4))
+    server = server_context.wrap_bio(server_in, server_out, server_side=True)
+    client = client_context.wrap_bio(client_in, client_out, server_hostname=server_name)
+    done = {"server": False, "client": False}
+    for _ in range(10):
+        for name, side in (("client", client), ("server", server)):
+            if not done[name]:
+                try:
+                    side.do_handshake()
+                    done[name] = True
+                except ssl.SSLWantReadError:
+                    pass
+        server_in.write(client_out.read())
+        client_in.write(server_out.read())
+        if all(done.values()):
+            break
+    assert all(done.values())
+    # TLS 1.3 sends session tickets after the handshake; let the client read them.
+    client.write(b"x")
+    server_in.write(client_out.read())
+    assert server.read(1) == b"x"
+    return server, client
+
+
+def test_alpn_survives_sni_switch_and_client_chain(tmp_path: Path, ca: trustme.CA) -> None:
+    default = write_pair(tmp_path, ca.issue_cert("localhost"), stem="default")
+    api = write_pair(tmp_path, ca.issue_cert("api.test"), stem="api")
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    config = Config(
+        certfile=default[0],
+        keyfile=default[1],
+        sni_certs=(f"api.test={api[0]},{api[1]}",),
+        ca_certs=str(ca_file),
+        client_cert="optional",
+    )
+    server_context = tls.create_server_context(config, ("h2", "http/1.1"))
+    intermediate = ca.create_child_ca()
+    client_leaf = intermediate.issue_cert("client.test")
+    context = client_context(ca)
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    client_leaf.configure_cert(context)
+    server, client = _memory_handshake(server_context, context, "api.test")
+    assert server.selected_alpn_protocol() == client.selected_alpn_protocol() == "h2"
+    served = x509.load_der_x509_certificate(client.getpeercert(binary_form=True) or b"")
+    assert served.public_bytes(serialization.Encoding.PEM).decode() == Path(api[0]).read_text()
+    extension = tls.tls_extension(server)
+    assert extension["server_cert"] == Path(api[0]).read_text()
+    assert extension["client_cert_chain"] == [blob.bytes().decode() for blob in client_leaf.cert_chain_pems]
+    assert len(client_leaf.cert_chain_pems) == 2
