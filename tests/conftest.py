@@ -69,6 +69,7 @@ def running_server(app: Any, **options: Any) -> Iterator[RunningServer]:
             waiter = asyncio.ensure_future(server.started.wait())
             serving = asyncio.ensure_future(server.serve(handle_signals=False))
             await asyncio.wait({waiter, serving}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()  # still pending when serve() ended during start-up
             ready.set()
             return await serving
 
