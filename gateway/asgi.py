@@ -107,6 +107,26 @@ def build_http_scope(
     return scope
 
 
+def build_websocket_scope(
+    request: Request,
+    info: ConnectionInfo,
+    root_path: str,
+    state: dict[str, Any] | None,
+    extensions: dict[str, Any],
+    subprotocols: list[str],
+) -> Scope:
+    """The ASGI WebSocket connection scope for an HTTP/1.1 Upgrade or HTTP/2 CONNECT.
+
+    The scheme is ``wss`` whenever the request came over TLS (or HTTP/2 said ``https``).
+    """
+    scope = build_http_scope(request, info, root_path, state, extensions)
+    del scope["method"]
+    scope["type"] = "websocket"
+    scope["scheme"] = "wss" if scope["scheme"] in ("https", "wss") else "ws"
+    scope["subprotocols"] = subprotocols
+    return scope
+
+
 def validate_headers(headers: object) -> Headers:
     """Check that the app's headers are an iterable of (bytes, bytes) pairs; return a list."""
     if not isinstance(headers, Iterable) or isinstance(headers, (bytes, str, dict)):

@@ -113,6 +113,15 @@ class Config:
     read_buffer_size: int = 64 * KiB
     # Bytes of response data buffered before the app's send() waits for the socket.
     write_buffer_size: int = 64 * KiB
+    # WebSocket (RFC 6455, RFC 8441, RFC 7692); see docs/websocket.md.
+    ws_per_message_deflate: bool = True
+    # Largest assembled (and, if compressed, inflated) message; 0 = unlimited. Beyond: close 1009.
+    ws_max_message_size: int = 16 * MiB
+    # Seconds between server pings (0 = no pings) and for the pong to come back.
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
+    # Seconds to wait for the peer's close frame after ours before dropping the connection.
+    ws_close_timeout: float = 10.0
     addresses: tuple[BindAddress, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
@@ -144,8 +153,17 @@ class Config:
         if self.backlog < 1:
             raise ConfigError("--backlog must be at least 1")
         self._validate_tls()
+        self._validate_websocket()
         if self.read_buffer_size < 1 * KiB or self.write_buffer_size < 1 * KiB:
             raise ConfigError("buffer sizes must be at least 1024 bytes")
+
+    def _validate_websocket(self) -> None:
+        if self.ws_max_message_size < 0:
+            raise ConfigError("--ws-max-message-size must be 0 (unlimited) or more")
+        if self.ws_ping_interval < 0:
+            raise ConfigError("--ws-ping-interval must be 0 (no pings) or more")
+        if self.ws_ping_timeout <= 0 or self.ws_close_timeout <= 0:
+            raise ConfigError("--ws-ping-timeout and --ws-close-timeout must be greater than 0")
 
     def _validate_tls(self) -> None:
         if self.tls_min_version not in ("1.2", "1.3"):

@@ -34,6 +34,8 @@ class Request:
     headers: Headers
     # Set by HTTP/2 from ``:scheme``; ``None`` means "the connection's own scheme".
     scheme: str | None = None
+    # Set by HTTP/2 from ``:protocol`` on an extended CONNECT (RFC 8441 §4), e.g. "websocket".
+    protocol: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

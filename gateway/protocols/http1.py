@@ -16,7 +16,9 @@ import h11
 from gateway.events import (
     Body,
     ConnectionInfo,
+    Data,
     EndBody,
+    EndData,
     Headers,
     InformationalResponse,
     OutboundEvent,
@@ -35,8 +37,11 @@ from gateway.protocols.http1_response import (
     last_chunk,
     serialize_head,
 )
+from gateway.protocols.http2_headers import h2c_upgrade
 from gateway.protocols.request_head import InvalidRequestHead, check_request_head, find_head_end
 from gateway.streams.http import HTTPStream
+from gateway.streams.websocket import WebSocketStream
+from gateway.streams.websocket_handshake import is_websocket_upgrade
 
 if TYPE_CHECKING:
     from gateway.context import ServerContext
@@ -69,7 +74,9 @@ class HTTP1Protocol:
         self._info = info
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self._config.max_header_size)
         self._phase = Phase.IDLE
-        self._stream: HTTPStream | None = None
+        self._stream: HTTPStream | WebSocketStream | None = None
+        # After a 101 to a WebSocket upgrade, bytes bypass h11 both ways (RFC 9110 §7.8).
+        self._upgraded = False
         self._head_checked = False
         self._body_size = 0
         self._buffered = 0
@@ -95,6 +102,9 @@ class HTTP1Protocol:
 
     def feed(self, data: bytes) -> None:
         """Take bytes from the client."""
+        if self._upgraded:
+            self._feed_upgraded(data)
+            return
         self._h11.receive_data(data)
         self._process()
 
@@ -104,6 +114,10 @@ class HTTP1Protocol:
         A client may send a complete request and then shut down its sending side; the
         response is still owed (RFC 9112 §9.6), and the connection closes after it.
         """
+        if self._upgraded:
+            assert self._stream is not None
+            self._stream.handle(EndData(STREAM_ID))
+            return False
         if self._phase is Phase.REQUEST and self._h11.their_state is h11.DONE:
             self._client_eof = True
             return True
@@ -185,7 +199,15 @@ class HTTP1Protocol:
             elif name == b"expect":
                 self._expect_continue = value.lower() == b"100-continue"
         self._body_size = 0
-        stream = HTTPStream(self._context, self, self._info, STREAM_ID)
+        if self._config.http2 and not self._info.tls and not self._http10 and self._switch_to_http2(event, headers):
+            return
+        stream: HTTPStream | WebSocketStream
+        if is_websocket_upgrade(event.method, headers):
+            # Whatever the app answers, this connection will not carry another request.
+            self._keep_alive = False
+            stream = WebSocketStream(self._context, self, self._info, STREAM_ID)
+        else:
+            stream = HTTPStream(self._context, self, self._info, STREAM_ID)
         self._stream = stream
         stream.handle(Request(STREAM_ID, event.method, event.target, http_version, headers))
 
@@ -225,6 +247,38 @@ class HTTP1Protocol:
             self._stream.handle(StreamClosed(STREAM_ID))
         self._close()
 
+    def _switch_to_http2(self, event: h11.Request, headers: Headers) -> bool:
+        """``Upgrade: h2c`` (RFC 7540 §3.2): answer 101 and hand the connection to HTTP/2."""
+        upgrade = h2c_upgrade(event.method, event.target, headers)
+        if upgrade is None:
+            return False
+        self._transport.write(b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n")
+        leftover = self._h11.trailing_data[0]
+        self._phase = Phase.CLOSING  # this adapter is done; the transport stays open
+        self._transport.upgrade_to_http2(upgrade[0], upgrade[1], leftover)
+        return True
+
+    def _feed_upgraded(self, data: bytes) -> None:
+        assert self._stream is not None
+        self._buffered += len(data)
+        if self._buffered > self._config.read_buffer_size and not self._paused_for_body:
+            self._paused_for_body = True
+            self._transport.pause_reading()
+        self._stream.handle(Data(STREAM_ID, data))
+
+    def _switch_protocols(self) -> None:
+        """The 101 is out: from now on the connection carries WebSocket frames."""
+        self._upgraded = True
+        self._framing = Framing.NONE
+        leftover = self._h11.trailing_data[0]
+        if self._paused_for_pipeline:
+            # h11 paused at the upgrade request; reading resumes for the frames.
+            self._paused_for_pipeline = False
+            if not self._paused_for_body:
+                self._transport.resume_reading()
+        if leftover:
+            self._feed_upgraded(leftover)
+
     def body_consumed(self, stream_id: int, size: int) -> None:
         """The app has read ``size`` bytes: read from the client again if we had paused."""
         self._buffered -= size
@@ -241,10 +295,20 @@ class HTTP1Protocol:
             return
         transport = self._transport
         event_type = type(event)
-        if event_type is Body:
+        if event_type is Data:
+            transport.write(event.data)  # type: ignore[union-attr]
+            if transport.write_paused:
+                await transport.drain()
+        elif event_type is Body:
             transport.write(self._frame_body(event.data))  # type: ignore[union-attr]
             if transport.write_paused:
                 await transport.drain()
+        elif event_type is Response and event.status == 101:  # type: ignore[union-attr]
+            head = serialize_head(101, event.headers, body_allowed=False, http10=False, keep_alive=True)[0]  # type: ignore[union-attr]
+            transport.write(head)
+            self._switch_protocols()
+        elif event_type is EndData:
+            self._close()
         elif event_type is Response:
             self._expect_continue = False
             head, self._framing, self._remaining, self._keep_alive = serialize_head(
@@ -359,6 +423,10 @@ class HTTP1Protocol:
         """Graceful shutdown: close now if idle, otherwise after the current response."""
         if self._phase in (Phase.IDLE, Phase.HEAD):
             self._close()
+        elif isinstance(self._stream, WebSocketStream):
+            # Close 1001 and let the close handshake end the connection (RFC 6455 §7.4.1).
+            self._close_after_response = True
+            self._stream.shutdown()
         else:
             self._close_after_response = True
 

@@ -1,0 +1,530 @@
+"""One WebSocket: stream events <-> wsproto frames <-> ASGI ``websocket.*`` messages.
+
+The same :class:`WebSocketStream` serves an HTTP/1.1 Upgrade (RFC 6455) and an HTTP/2
+extended CONNECT (RFC 8441): the handshake arrives as a ``Request`` event, the answer leaves
+as a ``Response`` (101 or 200), and from then on frames travel as ``Data`` events in both
+directions, parsed and written by wsproto's post-handshake connection. The framing code
+therefore exists once. Ping/pong keep-alive and the close handshake timer live here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from wsproto.connection import Connection as FrameConnection
+from wsproto.connection import ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.utilities import LocalProtocolError
+
+from gateway.asgi import (
+    ASGIMessageError,
+    ClientDisconnected,
+    Message,
+    Scope,
+    body_of,
+    build_websocket_scope,
+    log_app_exception,
+    log_app_problem,
+    validate_headers,
+    validate_status,
+)
+from gateway.events import (
+    Body,
+    ConnectionInfo,
+    Data,
+    EndBody,
+    EndData,
+    InboundEvent,
+    Request,
+    Response,
+    StreamAborted,
+    StreamClosed,
+)
+from gateway.streams import websocket_handshake as handshake
+from gateway.streams.websocket_deflate import BoundedPerMessageDeflate, negotiate
+from gateway.streams.websocket_keepalive import KeepAlive
+
+if TYPE_CHECKING:
+    from gateway.context import ServerContext
+    from gateway.streams.http import StreamSender
+
+log = logging.getLogger("gateway.error")
+
+# Messages the app has not received yet before the stream stops handing back read credit
+# (HTTP/1.1 then pauses reading, HTTP/2 withholds WINDOW_UPDATE).
+_MAX_QUEUED_MESSAGES = 16
+# RFC 6455 §7.4.1 close codes used here.
+NORMAL_CLOSURE, GOING_AWAY, ABNORMAL_CLOSURE, MESSAGE_TOO_BIG, INTERNAL_ERROR = 1000, 1001, 1006, 1009, 1011
+
+
+class WebSocketClosedError(ClientDisconnected):
+    """Raised from ``send()`` once the WebSocket is closed (ASGI: an ``OSError`` subclass)."""
+
+
+class Phase(enum.Enum):
+    """Where the WebSocket is; the ASGI WebSocket spec fixes which messages fit where."""
+
+    HANDSHAKE = "waiting for websocket.accept"
+    HTTP_RESPONSE = "sending websocket.http.response.body"
+    OPEN = "open"
+    CLOSING = "close sent, waiting for the peer's close"
+    CLOSED = "closed"
+
+
+class WebSocketStream:
+    """Runs the ASGI app for one WebSocket and carries frames both ways."""
+
+    def __init__(self, context: ServerContext, sender: StreamSender, info: ConnectionInfo, stream_id: int) -> None:
+        self._context = context
+        self._config = context.config
+        self._sender = sender
+        self._info = info
+        self.stream_id = stream_id
+        self._scope: Scope = {}
+        self._key: bytes | None = None
+        self._deflate: tuple[BoundedPerMessageDeflate, bytes] | None = None
+        self._frames: FrameConnection | None = None
+        self._phase = Phase.HANDSHAKE
+        self._messages: collections.deque[Message] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._early_data: list[bytes] = []
+        self._parts: list[Any] = []
+        self._message_size = 0
+        self._withheld = 0
+        self._disconnect: Message | None = None
+        self._write_lock = asyncio.Lock()
+        self._control: list[bytes] = []
+        self._control_task: asyncio.Task[None] | None = None
+        self._end_after_control = False
+        self._ended = False
+        self._keepalive: KeepAlive | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    # -- what protocol adapters read --------------------------------------------------
+
+    @property
+    def response_started(self) -> bool:
+        """True once the handshake has been answered (accepted, rejected or an HTTP response)."""
+        return self._phase is not Phase.HANDSHAKE
+
+    @property
+    def response_complete(self) -> bool:
+        """True once the WebSocket (or the response sent instead) is finished."""
+        return self._phase is Phase.CLOSED
+
+    # -- inbound events ----------------------------------------------------------------
+
+    def handle(self, event: InboundEvent) -> None:
+        """Take one inbound event from the protocol adapter."""
+        event_type = type(event)
+        if event_type is Data:
+            self._receive_bytes(event.data)  # type: ignore[union-attr]
+        elif event_type is Request:
+            self._start(event)  # type: ignore[arg-type]
+        elif event_type is EndData or event_type is StreamClosed:
+            self._transport_closed()
+        # Body/EndBody: an HTTP/1.1 upgrade GET has no body worth reading.
+
+    def _start(self, request: Request) -> None:
+        context = self._context
+        loop = asyncio.get_running_loop()
+        try:
+            self._key = handshake.check_handshake(request)
+        except handshake.HandshakeError as exc:
+            self._log_client("rejected WebSocket handshake: %d %s", exc.status, exc.reason)
+            task = loop.create_task(self._send_http_response(exc.status, exc.headers, exc.reason.encode() + b"\n"))
+        else:
+            subprotocols = handshake.requested_subprotocols(request.headers)
+            extensions: dict[str, Any] = {"websocket.http.response": {}}
+            self._scope = build_websocket_scope(
+                request, self._info, context.config.root_path, context.state, extensions, subprotocols
+            )
+            if self._config.ws_per_message_deflate:
+                offers = handshake.requested_extensions(request.headers)
+                self._deflate = negotiate(offers, self._config.ws_max_message_size) if offers else None
+            self._messages.append({"type": "websocket.connect"})
+            task = loop.create_task(self._run(context.app))
+        context.tasks.add(task)
+        task.add_done_callback(context.tasks.discard)
+        self.task = task
+
+    def _receive_bytes(self, data: bytes) -> None:
+        frames = self._frames
+        if frames is None:
+            # Frames sent right behind the handshake wait for the accept (HTTP/1.1 reading
+            # is paused until then, so this stays small).
+            if self._phase is Phase.HANDSHAKE:
+                self._early_data.append(data)
+            return
+        if self._phase is Phase.CLOSED or frames.state is ConnectionState.CLOSED:
+            self._sender.body_consumed(self.stream_id, len(data))
+            return
+        frames.receive_data(data)
+        for event in frames.events():
+            event_type = type(event)
+            if event_type is TextMessage or event_type is BytesMessage:
+                self._on_message_part(event)  # type: ignore[arg-type]
+            elif event_type is Ping:
+                self._send_control(frames.send(event.response()))  # type: ignore[attr-defined]
+            elif event_type is Pong:
+                if self._keepalive is not None:
+                    self._keepalive.pong_received()
+            elif event_type is CloseConnection:
+                self._on_close_frame(event)  # type: ignore[arg-type]
+                break
+        self._credit(len(data))
+
+    def _credit(self, size: int) -> None:
+        """Hand back read credit unless the app has fallen behind (then keep it for later)."""
+        if len(self._messages) < _MAX_QUEUED_MESSAGES or self._phase is Phase.CLOSED:
+            size += self._withheld
+            self._withheld = 0
+            self._sender.body_consumed(self.stream_id, size)
+        else:
+            self._withheld += size
+
+    def _on_message_part(self, event: TextMessage | BytesMessage) -> None:
+        if self._phase is not Phase.OPEN:
+            return  # RFC 6455 §5.5.1: after sending close, data frames are discarded
+        data = event.data
+        self._parts.append(data)
+        size = self._message_size + len(data)
+        limit = self._config.ws_max_message_size
+        if limit and type(data) is str and size <= limit < self._message_size + 4 * len(data):
+            size = self._message_size + len(data.encode())  # characters may be up to 4 bytes
+        self._message_size = size
+        if limit and size > limit:
+            self._fail(MESSAGE_TOO_BIG, "message larger than --ws-max-message-size")
+            return
+        if not event.message_finished:
+            return
+        parts = self._parts
+        self._parts = []
+        self._message_size = 0
+        if isinstance(data, str):
+            text = data if len(parts) == 1 else "".join(parts)
+            self._queue({"type": "websocket.receive", "bytes": None, "text": text})
+        else:
+            payload = bytes(data) if len(parts) == 1 else b"".join(parts)
+            self._queue({"type": "websocket.receive", "bytes": payload, "text": None})
+
+    def _on_close_frame(self, event: CloseConnection) -> None:
+        frames = self._frames
+        assert frames is not None
+        if frames.state is ConnectionState.OPEN:
+            # wsproto reports a frame it could not parse as a close event without changing
+            # state: fail the connection with that code (RFC 6455 §7.1.7).
+            self._log_client("WebSocket protocol error: %s (close %d)", event.reason, event.code)
+            self._fail(int(event.code), event.reason or "")
+            return
+        if frames.state is ConnectionState.REMOTE_CLOSING:
+            # RFC 6455 §5.5.1: answer with a close frame, then the server closes TCP (§7.1.1).
+            code = int(event.code)
+            self._send_control(frames.send(CloseConnection(code=event.code)), end=True)
+        else:
+            code = int(event.code)
+            self._end()
+        self._set_closed(code, event.reason or "")
+
+    def _transport_closed(self) -> None:
+        # RFC 6455 §7.1.5: closed without a close frame means code 1006.
+        self._ended = True
+        self._set_closed(ABNORMAL_CLOSURE, "")
+
+    def _set_closed(self, code: int, reason: str) -> None:
+        if self._phase is not Phase.CLOSED:
+            self._phase = Phase.CLOSED
+            self._disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+        self._stop_timers()
+        if self._withheld:
+            self._credit(0)
+        self._wake()
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Send a close frame and drop the connection at once (RFC 6455 §7.1.7)."""
+        frames = self._frames
+        if frames is not None and frames.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+            self._send_control(frames.send(CloseConnection(code=code, reason=reason[:120] or None)), end=True)
+        else:
+            self._end()
+        self._set_closed(code, reason)
+
+    # -- the app side ---------------------------------------------------------------------
+
+    async def _run(self, app: Any) -> None:
+        try:
+            await app(self._scope, self.receive, self.send)
+        except WebSocketClosedError as exc:
+            log.info("%s (stream %d)", exc, self.stream_id)
+            return
+        except ClientDisconnected:
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log_app_exception(self._scope, exc)
+            await self._app_failed()
+            return
+        if self._phase is Phase.HANDSHAKE:
+            log_app_problem(self._scope, "the app returned without accepting or closing the WebSocket")
+            await self._app_failed()
+        elif self._phase is Phase.HTTP_RESPONSE:
+            log_app_problem(self._scope, "the app returned before finishing websocket.http.response.body")
+            await self._app_failed()
+        elif self._phase is Phase.OPEN:
+            # The app is done with the socket: close it normally for the client.
+            await self._close(NORMAL_CLOSURE, "")
+
+    async def _app_failed(self) -> None:
+        """500 before the handshake is answered, close 1011 after (ASGI WebSocket spec)."""
+        phase = self._phase
+        if phase is Phase.HANDSHAKE:
+            await self._send_http_response(500, [], b"Internal Server Error")
+        elif phase is Phase.HTTP_RESPONSE:
+            self._phase = Phase.CLOSED
+            await self._sender.stream_send(StreamAborted(self.stream_id))
+        elif phase is Phase.OPEN:
+            await self._close(INTERNAL_ERROR, "")
+
+    async def receive(self) -> Message:
+        """The ASGI ``receive`` callable."""
+        while True:
+            messages = self._messages
+            if messages:
+                message = messages.popleft()
+                if self._withheld and len(messages) < _MAX_QUEUED_MESSAGES:
+                    self._credit(0)
+                return message
+            if self._disconnect is not None:
+                return dict(self._disconnect)
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    async def send(self, message: Message) -> None:
+        """The ASGI ``send`` callable."""
+        try:
+            message_type = message["type"]
+        except (KeyError, TypeError):
+            raise ASGIMessageError(f"an ASGI message must be a dict with a 'type', got {message!r}") from None
+        phase = self._phase
+        if phase is Phase.OPEN and message_type == "websocket.send":
+            await self._send_message(message)
+        elif phase is Phase.OPEN and message_type == "websocket.close":
+            await self._close(_close_code(message), _close_reason(message))
+        elif phase is Phase.HANDSHAKE and message_type == "websocket.accept":
+            await self._accept(message)
+        elif phase is Phase.HANDSHAKE and message_type == "websocket.close":
+            # ASGI: a close before accept rejects the handshake with 403.
+            await self._send_http_response(403, [], b"")
+        elif phase is Phase.HANDSHAKE and message_type == "websocket.http.response.start":
+            status = validate_status(message.get("status"))
+            headers = validate_headers(message.get("headers", ()))
+            self._phase = Phase.HTTP_RESPONSE
+            await self._sender.stream_send(Response(self.stream_id, status, headers))
+        elif phase is Phase.HTTP_RESPONSE and message_type == "websocket.http.response.body":
+            await self._send_response_body(message)
+        elif phase in (Phase.CLOSING, Phase.CLOSED) and message_type.startswith("websocket."):
+            code = self._disconnect["code"] if self._disconnect else "pending"
+            raise WebSocketClosedError(f"{message_type!r} refused: the WebSocket is closed (code {code})")
+        else:
+            raise ASGIMessageError(f"unexpected ASGI message {message_type!r} while {phase.value}")
+
+    async def _accept(self, message: Message) -> None:
+        subprotocol = message.get("subprotocol")
+        if subprotocol is not None and not isinstance(subprotocol, str):
+            raise ASGIMessageError(f"'subprotocol' must be a str or None, got {subprotocol!r}")
+        extra = validate_headers(message.get("headers", ()))
+        deflate = self._deflate
+        headers = handshake.accept_headers(self._key, subprotocol, deflate[1] if deflate else None)
+        headers += [(name, value) for name, value in extra if name.lower() not in _HANDSHAKE_FIELDS]
+        self._frames = FrameConnection(ConnectionType.SERVER, [deflate[0]] if deflate else None)
+        self._phase = Phase.OPEN
+        status = 200 if self._key is None else 101
+        await self._sender.stream_send(Response(self.stream_id, status, headers))
+        if self._config.ws_ping_interval and self._phase is Phase.OPEN:
+            self._keepalive = KeepAlive(self._config.ws_ping_interval, self._config.ws_ping_timeout, self)
+        early, self._early_data = self._early_data, []
+        for data in early:
+            self._receive_bytes(data)
+        if self._context.shutting_down:
+            self.shutdown()
+
+    async def _send_message(self, message: Message) -> None:
+        text = message.get("text")
+        data = message.get("bytes")
+        if (text is None) == (data is None):
+            raise ASGIMessageError("websocket.send needs exactly one of 'text' (str) and 'bytes' (bytes)")
+        if text is not None:
+            if type(text) is not str:
+                raise ASGIMessageError(f"'text' must be str, got {type(text).__name__}")
+            event: TextMessage | BytesMessage = TextMessage(data=text)
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            event = BytesMessage(data=bytes(data))
+        else:
+            raise ASGIMessageError(f"'bytes' must be bytes, got {type(data).__name__}")
+        assert self._frames is not None
+        await self._write(self._frames.send(event))
+
+    async def _close(self, code: int, reason: str) -> None:
+        frames = self._frames
+        assert frames is not None
+        self._phase = Phase.CLOSING
+        try:
+            data = frames.send(CloseConnection(code=code, reason=reason or None))
+        except LocalProtocolError:
+            return
+        self._close_timer = asyncio.get_running_loop().call_later(self._config.ws_close_timeout, self._close_timeout)
+        if self._keepalive is not None:
+            self._keepalive.stop()
+        await self._write(data)
+
+    def _close_timeout(self) -> None:
+        self._close_timer = None
+        self._log_client("no close frame from the WebSocket peer within %gs", self._config.ws_close_timeout)
+        self._end()
+        self._set_closed(ABNORMAL_CLOSURE, "")
+
+    async def _send_response_body(self, message: Message) -> None:
+        body = body_of(message)
+        if body:
+            await self._sender.stream_send(Body(self.stream_id, body))
+        if not message.get("more_body", False):
+            self._phase = Phase.CLOSED
+            await self._sender.stream_send(EndBody(self.stream_id))
+            self._set_closed(ABNORMAL_CLOSURE, "")
+
+    async def _send_http_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self._phase = Phase.CLOSED
+        fields = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
+        await self._sender.stream_send(Response(self.stream_id, status, headers + fields))
+        if body:
+            await self._sender.stream_send(Body(self.stream_id, body))
+        await self._sender.stream_send(EndBody(self.stream_id))
+        self._set_closed(ABNORMAL_CLOSURE, "")
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def _write(self, data: bytes) -> None:
+        # One writer at a time: an HTTP/2 adapter may wait for window between two pieces,
+        # and frames of two writers must not interleave.
+        if self._ended:
+            raise WebSocketClosedError("the WebSocket connection is gone")
+        async with self._write_lock:
+            await self._sender.stream_send(Data(self.stream_id, data))
+
+    def _send_control(self, data: bytes, *, end: bool = False) -> None:
+        """Queue a frame written from a callback (pong, close reply, ping) in order."""
+        self._control.append(data)
+        self._end_after_control = self._end_after_control or end
+        if self._control_task is None:
+            self._control_task = self._spawn(self._write_control())
+
+    async def _write_control(self) -> None:
+        try:
+            while self._control and not self._ended:
+                data = b"".join(self._control)
+                self._control.clear()
+                async with self._write_lock:
+                    await self._sender.stream_send(Data(self.stream_id, data))
+            if self._end_after_control:
+                self._end()
+        finally:
+            self._control_task = None
+
+    def _end(self) -> None:
+        """Finish the stream's bytes: HTTP/1.1 closes the connection, HTTP/2 ends the stream."""
+        if self._ended:
+            return
+        self._ended = True
+        self._stop_timers()
+        self._spawn(self._sender.stream_send(EndData(self.stream_id)))
+
+    # -- timers, shutdown ---------------------------------------------------------------
+
+    def send_ping(self, payload: bytes) -> None:
+        """Called by :class:`KeepAlive`: send a ping if the WebSocket is still open."""
+        frames = self._frames
+        if frames is not None and frames.state is ConnectionState.OPEN and not self._ended:
+            self._send_control(frames.send(Ping(payload=payload)))
+
+    def peer_unresponsive(self) -> bool:
+        """Called by :class:`KeepAlive` when no pong came: True if the peer was given up.
+
+        A peer we stopped reading from (the app is behind) may have answered; it is kept.
+        """
+        if self._withheld:
+            return False
+        self._log_client("WebSocket peer sent no pong within %gs; closing", self._config.ws_ping_timeout)
+        self._fail(INTERNAL_ERROR, "keepalive ping timeout")
+        self._disconnect = {"type": "websocket.disconnect", "code": ABNORMAL_CLOSURE, "reason": ""}
+        return True
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: close with 1001 (going away) and wait for the peer's close."""
+        if self._phase is not Phase.OPEN or self._frames is None:
+            return
+        self._spawn(self._close(GOING_AWAY, "server shutting down"))
+
+    def cancel(self) -> None:
+        """Stop the app task (graceful timeout passed, or the stream was reset)."""
+        self._transport_closed()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    def _stop_timers(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.stop()
+            self._keepalive = None
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        # Tracked like app tasks so nothing is collected mid-write and shutdown waits for it.
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._context.tasks.add(task)
+        task.add_done_callback(self._context.tasks.discard)
+        return task
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _queue(self, message: Message) -> None:
+        self._messages.append(message)
+        self._wake()
+
+    def _log_client(self, text: str, *args: object) -> None:
+        client = self._info.client
+        where = f"{client[0]}:{client[1]}" if client else "-"
+        log.info("%s - " + text + " (stream %d)", where, *args, self.stream_id)
+
+
+_HANDSHAKE_FIELDS = frozenset(
+    (b"upgrade", b"connection", b"sec-websocket-accept", b"sec-websocket-extensions", b"sec-websocket-protocol")
+)
+
+
+def _close_code(message: Message) -> int:
+    code = message.get("code", NORMAL_CLOSURE)
+    # RFC 6455 §7.4: 1000-1003, 1007-1014 and 3000-4999 may be sent; 1004-1006, 1015 may not.
+    if type(code) is not int or not (1000 <= code <= 4999) or code in (1004, 1005, 1006, 1015):
+        raise ASGIMessageError(f"'code' of websocket.close must be a valid close code, got {code!r}")
+    return code
+
+
+def _close_reason(message: Message) -> str:
+    reason = message.get("reason") or ""
+    if not isinstance(reason, str):
+        raise ASGIMessageError(f"'reason' of websocket.close must be a str, got {type(reason).__name__}")
+    return reason
