@@ -122,6 +122,21 @@ class Config:
     ws_ping_timeout: float = 20.0
     # Seconds to wait for the peer's close frame after ours before dropping the connection.
     ws_close_timeout: float = 10.0
+    # HTTP/2 (RFC 9113): offered by ALPN on TLS, sniffed (prior knowledge) or reached by
+    # ``Upgrade: h2c`` on plain listeners; see docs/http2.md. Defaults follow nginx.
+    http2: bool = True
+    h2_max_concurrent_streams: int = 100
+    h2_max_header_list_size: int = 64 * KiB
+    h2_initial_window_size: int = 64 * KiB
+    h2_max_frame_size: int = 16 * KiB
+    # Seconds a response may wait for the peer's flow-control window, or for the peer to
+    # read what was sent, before its stream (or connection) is dropped.
+    h2_send_timeout: float = 30.0
+    # Flood limits per connection per 10 seconds: stream resets by either side (Rapid
+    # Reset CVE-2023-44487, MadeYouReset CVE-2025-8671) and control frames (PING, SETTINGS,
+    # PRIORITY, WINDOW_UPDATE, empty DATA) beyond one per DATA frame we sent.
+    h2_max_resets: int = 200
+    h2_max_control_frames: int = 1000
     addresses: tuple[BindAddress, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
@@ -156,6 +171,23 @@ class Config:
         self._validate_websocket()
         if self.read_buffer_size < 1 * KiB or self.write_buffer_size < 1 * KiB:
             raise ConfigError("buffer sizes must be at least 1024 bytes")
+        self._validate_http2()
+
+    def _validate_http2(self) -> None:
+        # Ranges from RFC 9113 §6.5.2. The window may not go below the protocol's initial
+        # 65,535 because a client may send that much before our SETTINGS reach it.
+        if self.h2_max_concurrent_streams < 1:
+            raise ConfigError("--h2-max-concurrent-streams must be at least 1")
+        if self.h2_max_header_list_size < 1 * KiB:
+            raise ConfigError("--h2-max-header-list-size must be at least 1024 bytes")
+        if not 65535 <= self.h2_initial_window_size <= 2**31 - 1:
+            raise ConfigError("--h2-initial-window-size must be from 65535 to 2147483647")
+        if not 16384 <= self.h2_max_frame_size <= 2**24 - 1:
+            raise ConfigError("--h2-max-frame-size must be from 16384 to 16777215")
+        if self.h2_send_timeout <= 0:
+            raise ConfigError("--h2-send-timeout must be greater than 0")
+        if self.h2_max_resets < 1 or self.h2_max_control_frames < 1:
+            raise ConfigError("--h2-max-resets and --h2-max-control-frames must be at least 1")
 
     def _validate_websocket(self) -> None:
         if self.ws_max_message_size < 0:

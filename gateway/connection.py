@@ -12,8 +12,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from gateway.events import ConnectionInfo
+from gateway.events import ConnectionInfo, Request
+from gateway.protocols.common import ProtocolAdapter
 from gateway.protocols.http1 import HTTP1Protocol
+from gateway.protocols.http2 import PREFACE, HTTP2Protocol
 from gateway.tls import tls_extension
 
 if TYPE_CHECKING:
@@ -35,7 +37,9 @@ class Connection(asyncio.Protocol):
         self._context = context
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
-        self.protocol: HTTP1Protocol | None = None
+        self.protocol: ProtocolAdapter | None = None
+        # Bytes held back while we tell an HTTP/2 preface from HTTP/1.1 on a plain listener.
+        self._sniffed: bytes | None = None
         self.write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
@@ -63,6 +67,12 @@ class Connection(asyncio.Protocol):
             tls_extension=tls_extension(ssl_object) if ssl_object is not None else None,
         )
         self._context.connections.add(self)
+        http2 = self._context.config.http2
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+            self.protocol = HTTP2Protocol(self._context, self, self.info)
+            return
+        if http2 and ssl_object is None:
+            self._sniffed = b""
         self.protocol = HTTP1Protocol(self._context, self, self.info)
         if self._context.shutting_down:
             self.protocol.shutdown()
@@ -70,7 +80,34 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         """Bytes from the client go straight to the protocol adapter."""
         assert self.protocol is not None
+        if self._sniffed is not None:
+            data = self._sniff(data)
+            if not data:
+                return
         self.protocol.feed(data)
+
+    def _sniff(self, data: bytes) -> bytes:
+        # RFC 9113 §3.3: a client with prior knowledge starts with the connection preface.
+        # Its first line already tells it apart from any HTTP/1.1 request line; with that
+        # line seen, h2 judges the rest and answers a bad preface with GOAWAY.
+        data = self._sniffed + data if self._sniffed else data
+        line = PREFACE[:16]
+        if len(data) < len(line) and line.startswith(data):
+            self._sniffed = data
+            return b""
+        self._sniffed = None
+        if data.startswith(line):
+            assert self.info is not None
+            self.protocol = HTTP2Protocol(self._context, self, self.info)
+        return data
+
+    def upgrade_to_http2(self, request: Request, settings: bytes, leftover: bytes) -> None:
+        """Serve HTTP/2 from here on; HTTP/1.1 has sent ``101 Switching Protocols``."""
+        assert self.info is not None
+        self._sniffed = None
+        self.protocol = HTTP2Protocol(self._context, self, self.info, upgrade=(request, settings))
+        if leftover:
+            self.protocol.feed(leftover)
 
     def eof_received(self) -> bool:
         """The client half-closed; the adapter decides whether a response is still owed."""

@@ -121,7 +121,8 @@ class Server:
     def _log_started(self) -> None:
         scheme = "https" if self.config.tls else "http"
         urls = ", ".join(f"{scheme}://{f'[{h}]' if ':' in h else h}:{p}" for h, p in self.addresses)
-        log.info("asgigw serving %s (HTTP/1.1%s); press Ctrl+C to stop", urls, ", TLS" if self.config.tls else "")
+        protocols = "HTTP/1.1, HTTP/2" if self.config.http2 else "HTTP/1.1"
+        log.info("asgigw serving %s (%s%s); press Ctrl+C to stop", urls, protocols, ", TLS" if self.config.tls else "")
 
     async def _shutdown(self) -> None:
         context = self.context

@@ -7,6 +7,8 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import Protocol
 
+from gateway.events import OutboundEvent, Request
+
 REASON_PHRASES: dict[int, bytes] = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 
 _date_second = -1
@@ -63,3 +65,42 @@ class Transport(Protocol):
 
     def clear_timeout(self) -> None:
         """Cancel the pending timeout."""
+
+    def upgrade_to_http2(self, request: Request, settings: bytes, leftover: bytes) -> None:
+        """Switch this connection to HTTP/2 after ``101 Switching Protocols`` (RFC 7540 §3.2).
+
+        ``request`` becomes stream 1, ``settings`` is the decoded-later ``HTTP2-Settings``
+        value and ``leftover`` the bytes already received after the request head.
+        """
+
+
+class ProtocolAdapter(Protocol):
+    """What the connection asks of a protocol adapter (HTTP/1.1 or HTTP/2)."""
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing is in flight that a graceful shutdown would cut off."""
+
+    def feed(self, data: bytes) -> None:
+        """Take bytes from the client."""
+
+    def feed_eof(self) -> bool:
+        """The client half-closed; True keeps our side open to finish a response."""
+
+    def timeout(self, reason: str) -> None:
+        """The connection's timer fired while ``reason`` held."""
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: finish what is in flight, accept nothing new."""
+
+    def connection_lost(self) -> None:
+        """The socket is gone."""
+
+    def cancel_streams(self) -> None:
+        """Cancel app tasks still running."""
+
+    async def stream_send(self, event: OutboundEvent) -> None:
+        """Turn a stream's outbound event into bytes."""
+
+    def body_consumed(self, stream_id: int, size: int) -> None:
+        """The app has taken ``size`` bytes of request body on ``stream_id``."""

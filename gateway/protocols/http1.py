@@ -37,6 +37,7 @@ from gateway.protocols.http1_response import (
     last_chunk,
     serialize_head,
 )
+from gateway.protocols.http2_headers import h2c_upgrade
 from gateway.protocols.request_head import InvalidRequestHead, check_request_head, find_head_end
 from gateway.streams.http import HTTPStream
 from gateway.streams.websocket import WebSocketStream
@@ -198,6 +199,8 @@ class HTTP1Protocol:
             elif name == b"expect":
                 self._expect_continue = value.lower() == b"100-continue"
         self._body_size = 0
+        if self._config.http2 and not self._info.tls and not self._http10 and self._switch_to_http2(event, headers):
+            return
         stream: HTTPStream | WebSocketStream
         if is_websocket_upgrade(event.method, headers):
             # Whatever the app answers, this connection will not carry another request.
@@ -243,6 +246,17 @@ class HTTP1Protocol:
         if self._stream is not None:
             self._stream.handle(StreamClosed(STREAM_ID))
         self._close()
+
+    def _switch_to_http2(self, event: h11.Request, headers: Headers) -> bool:
+        """``Upgrade: h2c`` (RFC 7540 §3.2): answer 101 and hand the connection to HTTP/2."""
+        upgrade = h2c_upgrade(event.method, event.target, headers)
+        if upgrade is None:
+            return False
+        self._transport.write(b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n")
+        leftover = self._h11.trailing_data[0]
+        self._phase = Phase.CLOSING  # this adapter is done; the transport stays open
+        self._transport.upgrade_to_http2(upgrade[0], upgrade[1], leftover)
+        return True
 
     def _feed_upgraded(self, data: bytes) -> None:
         assert self._stream is not None

@@ -1,0 +1,563 @@
+"""HTTP/2 adapter: bytes <-> h2 <-> stream events (RFC 9113).
+
+Each HTTP/2 stream gets its own :class:`HTTPStream`, the same one HTTP/1.1 uses, and its
+app runs in its own task. Inbound flow control follows the app: WINDOW_UPDATEs are sent only
+as the app reads the body, so a stream buffers at most its window. Outbound DATA follows the
+peer's windows and frame size, and ``stream_send(Body)`` waits for window, at most
+``h2_send_timeout`` seconds. Flood accounting lives in :mod:`http2_limits`, header checks in
+:mod:`http2_headers`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+from gateway.events import (
+    Body,
+    ConnectionInfo,
+    EndBody,
+    InformationalResponse,
+    OutboundEvent,
+    Request,
+    Response,
+    StreamAborted,
+    StreamClosed,
+    Trailers,
+)
+from gateway.protocols.common import Transport, http_date
+from gateway.protocols.http2_headers import (
+    BadRequest,
+    MalformedRequest,
+    check_trailers,
+    request_from_headers,
+    response_headers,
+    trailer_fields,
+)
+from gateway.protocols.http2_limits import FloodGuard
+from gateway.streams.http import HTTPStream
+
+if TYPE_CHECKING:
+    from gateway.context import ServerContext
+
+log = logging.getLogger("gateway.error")
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_SettingCodes = h2.settings.SettingCodes
+# h2 enforces SETTINGS_MAX_CONCURRENT_STREAMS as a connection error; RFC 9113 §5.1.2 lets
+# the server refuse just the extra stream, which we do ourselves (REFUSED_STREAM).
+_UNENFORCED_STREAM_LIMIT = 2**31 - 1
+# Our receive window for the whole connection (RFC 9113 §6.9.2 fixes its start at 65,535).
+_MIN_CONNECTION_WINDOW = 1024 * 1024
+
+
+class _Stream:
+    """What the adapter tracks for one open stream."""
+
+    __slots__ = ("received", "remote_done", "stream", "waiter")
+
+    def __init__(self, stream: HTTPStream) -> None:
+        self.stream = stream
+        self.received = 0
+        self.remote_done = False
+        self.waiter: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class HTTP2Protocol:
+    """Serves HTTP/2 on one connection: TLS with ALPN "h2", prior knowledge, or h2c Upgrade."""
+
+    def __init__(
+        self,
+        context: ServerContext,
+        transport: Transport,
+        info: ConnectionInfo,
+        *,
+        upgrade: tuple[Request, bytes] | None = None,
+    ) -> None:
+        self._context = context
+        self._config = config = context.config
+        self._transport = transport
+        self._info = info
+        self._streams: dict[int, _Stream] = {}
+        self._flood = FloodGuard(config.h2_max_resets, config.h2_max_control_frames)
+        self._closing = False
+        self._goaway_sent = False
+        self._last_stream_id = 0
+        self._paused_reply_bytes = 0
+        self._h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(
+                client_side=False,
+                header_encoding=None,
+                # Checked by http2_headers in one cheaper pass, as stream errors.
+                validate_inbound_headers=False,
+                normalize_inbound_headers=False,
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+            )
+        )
+        self._start(upgrade)
+
+    def _start(self, upgrade: tuple[Request, bytes] | None) -> None:
+        config = self._config
+        h2_connection = self._h2
+        settings = {
+            _SettingCodes.MAX_CONCURRENT_STREAMS: config.h2_max_concurrent_streams,
+            _SettingCodes.MAX_HEADER_LIST_SIZE: config.h2_max_header_list_size,
+            _SettingCodes.INITIAL_WINDOW_SIZE: config.h2_initial_window_size,
+            _SettingCodes.MAX_FRAME_SIZE: config.h2_max_frame_size,
+            _SettingCodes.ENABLE_PUSH: 0,
+        }
+        h2_connection.local_settings = h2.settings.Settings(client=False, initial_values=settings)
+        if upgrade is None:
+            h2_connection.initiate_connection()
+        else:
+            h2_connection.initiate_upgrade_connection(upgrade[1])
+        # The SETTINGS frame above advertises our values; from here h2 works with them as
+        # current ones, except for the stream limit that we enforce per stream.
+        settings[_SettingCodes.MAX_CONCURRENT_STREAMS] = _UNENFORCED_STREAM_LIMIT
+        h2_connection.local_settings = h2.settings.Settings(client=False, initial_values=settings)
+        h2_connection.max_inbound_frame_size = config.h2_max_frame_size
+        h2_connection.decoder.max_header_list_size = config.h2_max_header_list_size
+        connection_window = max(config.h2_initial_window_size, _MIN_CONNECTION_WINDOW)
+        h2_connection.increment_flow_control_window(connection_window - 65535)
+        self._flush()
+        if upgrade is not None:
+            # RFC 7540 §3.2: the upgrading request is stream 1, half-closed (remote).
+            request = upgrade[0]
+            self._last_stream_id = 1
+            self._open_stream(request)
+            self._end_of_request(1)
+        else:
+            self._transport.set_timeout(config.keep_alive_timeout, "HTTP/2 connection idle")
+        if self._context.shutting_down:
+            self.shutdown()
+
+    @property
+    def idle(self) -> bool:
+        """True when no stream is in flight."""
+        return not self._streams
+
+    # -- bytes in -------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Take bytes from the client."""
+        if self._closing:
+            return
+        try:
+            events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            # h2 has queued a GOAWAY with the matching error code (RFC 9113 §5.4.1).
+            self._fatal(f"protocol error: {exc}")
+            return
+        for event in events:
+            self._dispatch(event)
+            if self._closing:
+                return
+        self._check_header_backlog()
+        output = self._h2.data_to_send()
+        if output:
+            transport = self._transport
+            if transport.write_paused:
+                # Replies (PING and SETTINGS ACKs, RST_STREAMs) to a peer that does not read
+                # its socket pile up in our buffer; bound them (RFC 9113 §10.5).
+                self._paused_reply_bytes += len(output)
+                if self._paused_reply_bytes > self._config.write_buffer_size:
+                    self._calm_down("control frames while not reading")
+                    return
+            else:
+                self._paused_reply_bytes = 0
+            transport.write(output)
+
+    def _dispatch(self, event: h2.events.Event) -> None:
+        event_type = type(event)
+        if event_type is h2.events.DataReceived:
+            self._on_data(event)  # type: ignore[arg-type]
+        elif event_type is h2.events.RequestReceived:
+            self._on_request(event)  # type: ignore[arg-type]
+        elif event_type is h2.events.StreamEnded:
+            self._end_of_request(event.stream_id)  # type: ignore[attr-defined]
+        elif event_type is h2.events.WindowUpdated:
+            self._on_window_update(event.stream_id)  # type: ignore[attr-defined]
+        elif event_type is h2.events.StreamReset:
+            self._on_reset(event)  # type: ignore[arg-type]
+        elif event_type is h2.events.TrailersReceived:
+            self._on_trailers(event)  # type: ignore[arg-type]
+        elif event_type in (h2.events.PingReceived, h2.events.PriorityUpdated, h2.events.UnknownFrameReceived):
+            self._count_control_frame()
+        elif event_type is h2.events.RemoteSettingsChanged:
+            self._count_control_frame()
+            # A new SETTINGS_INITIAL_WINDOW_SIZE changes every stream's window (§6.9.2).
+            for state in self._streams.values():
+                state.wake()
+        elif event_type is h2.events.ConnectionTerminated:
+            self._on_goaway()
+
+    def _count_control_frame(self) -> None:
+        if self._flood.control_frame():
+            self._calm_down("control frame flood")
+
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        stream_id = event.stream_id
+        assert stream_id is not None
+        self._last_stream_id = stream_id
+        if self._goaway_sent or len(self._streams) >= self._config.h2_max_concurrent_streams:
+            self._reset(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        try:
+            request = request_from_headers(stream_id, list(event.headers or ()), connect_protocol=False)
+        except MalformedRequest as exc:
+            self._log_client_problem(stream_id, f"malformed request: {exc}")
+            self._reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            return
+        except BadRequest as exc:
+            self._answer_error(stream_id, 400, str(exc))
+            return
+        max_body = self._config.max_body_size
+        for name, value in request.headers:
+            if name == b"content-length" and max_body and value.isdigit() and int(value) > max_body:
+                self._answer_error(stream_id, 413, "request body larger than --max-body-size")
+                return
+        self._open_stream(request)
+
+    def _open_stream(self, request: Request) -> None:
+        if not self._streams:
+            self._transport.clear_timeout()
+        stream = HTTPStream(self._context, self, self._info, request.stream_id)
+        self._streams[request.stream_id] = _Stream(stream)
+        stream.handle(request)
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        stream_id = event.stream_id
+        assert stream_id is not None
+        data = event.data or b""
+        flow_length = event.flow_controlled_length or 0
+        state = self._streams.get(stream_id)
+        if not data and not event.stream_ended:
+            # Empty DATA frames cost the peer nothing and us a wakeup (CVE-2019-9518).
+            self._count_control_frame()
+        if state is None or state.stream.response_complete:
+            # Nobody will read this: hand the window back at once.
+            self._acknowledge(flow_length, stream_id)
+            return
+        if flow_length > len(data):
+            self._acknowledge(flow_length - len(data), stream_id)  # padding
+        state.received += len(data)
+        max_body = self._config.max_body_size
+        if max_body and state.received > max_body:
+            state.stream.handle(StreamClosed(stream_id))
+            if state.stream.response_started:
+                self._reset(stream_id, ErrorCodes.CANCEL)
+            else:
+                self._answer_error(stream_id, 413, "request body larger than --max-body-size")
+            return
+        if data:
+            state.stream.handle(Body(stream_id, data))
+
+    def _end_of_request(self, stream_id: int) -> None:
+        state = self._streams.get(stream_id)
+        if state is not None:
+            state.remote_done = True
+            state.stream.handle(EndBody(stream_id))
+
+    def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
+        # ASGI has no request trailers; they are checked and dropped.
+        stream_id = event.stream_id
+        assert stream_id is not None
+        try:
+            check_trailers(list(event.headers or ()))
+        except MalformedRequest as exc:
+            self._log_client_problem(stream_id, f"malformed trailers: {exc}")
+            self._reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
+
+    def _on_window_update(self, stream_id: int | None) -> None:
+        self._count_control_frame()
+        if not stream_id:
+            for state in self._streams.values():
+                state.wake()
+        else:
+            state = self._streams.get(stream_id)
+            if state is not None:
+                state.wake()
+
+    def _on_reset(self, event: h2.events.StreamReset) -> None:
+        stream_id = event.stream_id
+        assert stream_id is not None
+        state = self._streams.pop(stream_id, None)
+        if state is not None:
+            # The app's work for a reset stream is wasted: stop it (Rapid Reset).
+            state.stream.handle(StreamClosed(stream_id))
+            state.stream.cancel()
+            state.wake()
+            self._stream_done()
+        if self._flood.reset():
+            self._calm_down("too many stream resets")
+
+    def _on_goaway(self) -> None:
+        # h2 accepts nothing more on this connection once the peer has sent GOAWAY.
+        for stream_id, state in list(self._streams.items()):
+            state.stream.handle(StreamClosed(stream_id))
+            state.wake()
+        self._streams.clear()
+        self._close()
+
+    def _check_header_backlog(self) -> None:
+        # A header block spread over CONTINUATION frames is buffered by h2 until its end
+        # (RFC 9113 §6.10); cap its compressed size, not only h2's frame count.
+        backlog = getattr(self._h2.incoming_buffer, "_headers_buffer", None)
+        if backlog and sum(len(frame.data) for frame in backlog) > self._config.h2_max_header_list_size:
+            self._h2.close_connection(error_code=ErrorCodes.ENHANCE_YOUR_CALM)
+            self._fatal("header block larger than --h2-max-header-list-size")
+
+    # -- events out -----------------------------------------------------------------
+
+    async def stream_send(self, event: OutboundEvent) -> None:
+        """Turn a stream's event into frames for the client."""
+        stream_id = event.stream_id
+        if self._closing or stream_id not in self._streams:
+            return
+        h2_connection = self._h2
+        event_type = type(event)
+        try:
+            if event_type is Body:
+                await self._send_data(stream_id, event.data)  # type: ignore[union-attr]
+                return
+            if event_type is Response:
+                block = response_headers(event.status, event.headers, http_date())  # type: ignore[union-attr]
+                h2_connection.send_headers(stream_id, block)
+            elif event_type is EndBody:
+                h2_connection.end_stream(stream_id)
+                self._response_done(stream_id)
+            elif event_type is Trailers:
+                h2_connection.send_headers(stream_id, trailer_fields(event.headers), end_stream=True)  # type: ignore[union-attr]
+                self._response_done(stream_id)
+            elif event_type is InformationalResponse:
+                block = response_headers(event.status, event.headers, None)  # type: ignore[union-attr]
+                h2_connection.send_headers(stream_id, block)
+            elif event_type is StreamAborted:
+                self._streams.pop(stream_id, None)
+                h2_connection.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
+                self._stream_done()
+        except h2.exceptions.StreamClosedError:
+            self._forget(stream_id)
+        self._flush()
+
+    async def _send_data(self, stream_id: int, data: bytes) -> None:
+        """Send ``data`` as DATA frames within the peer's windows (RFC 9113 §6.9)."""
+        h2_connection = self._h2
+        transport = self._transport
+        batch_limit = self._config.write_buffer_size
+        while data:
+            state = self._streams.get(stream_id)
+            if state is None or self._closing:
+                return
+            window = h2_connection.local_flow_control_window(stream_id)
+            if window <= 0:
+                await self._wait_for_window(state, stream_id)
+                continue
+            frame_size = h2_connection.max_outbound_frame_size
+            sent = frames = 0
+            while data and window > 0 and sent < batch_limit:
+                size = min(window, frame_size, len(data))
+                if size == len(data):
+                    chunk, data = data, b""
+                else:
+                    chunk, data = data[:size], data[size:]
+                h2_connection.send_data(stream_id, chunk)
+                window -= size
+                sent += size
+                frames += 1
+            self._flood.data_sent(frames)
+            transport.write(h2_connection.data_to_send())
+            if transport.write_paused:
+                await self._drain(stream_id)
+
+    async def _wait_for_window(self, state: _Stream, stream_id: int) -> None:
+        # The peer's window is shut: wait for a WINDOW_UPDATE, but not forever (§6.9).
+        state.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(state.waiter, self._config.h2_send_timeout)
+        except TimeoutError:
+            self._log_client_problem(stream_id, "flow-control window stayed closed; stream reset")
+            state.stream.handle(StreamClosed(stream_id))
+            self._streams.pop(stream_id, None)
+            self._h2.reset_stream(stream_id, ErrorCodes.CANCEL)
+            self._flush()
+            self._stream_done()
+        finally:
+            state.waiter = None
+
+    async def _drain(self, stream_id: int) -> None:
+        try:
+            await asyncio.wait_for(self._transport.drain(), self._config.h2_send_timeout)
+        except TimeoutError:
+            # The peer does not read its socket at all: no stream can make progress.
+            self._log_client_problem(stream_id, "peer stopped reading; connection closed")
+            self._fatal_quiet()
+
+    def body_consumed(self, stream_id: int, size: int) -> None:
+        """The app has read ``size`` bytes: let the peer send that much more (§6.9)."""
+        if not self._closing:
+            self._acknowledge(size, stream_id)
+            self._flush()
+
+    def _acknowledge(self, size: int, stream_id: int) -> None:
+        if size:
+            # h2 batches these: a WINDOW_UPDATE goes out once half a window is consumed.
+            self._h2.acknowledge_received_data(size, stream_id)
+
+    def _response_done(self, stream_id: int) -> None:
+        state = self._streams.pop(stream_id, None)
+        if state is None:
+            return
+        if not state.remote_done:
+            # RFC 9113 §8.1: a complete response before the whole request; NO_ERROR asks
+            # the client to stop sending the rest.
+            self._h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+        self._stream_done()
+
+    def _forget(self, stream_id: int) -> None:
+        if self._streams.pop(stream_id, None) is not None:
+            self._stream_done()
+
+    def _stream_done(self) -> None:
+        if self._streams or self._closing:
+            return
+        if self._goaway_sent:
+            self._close()
+        else:
+            self._transport.set_timeout(self._config.keep_alive_timeout, "HTTP/2 connection idle")
+
+    def _flush(self) -> None:
+        output = self._h2.data_to_send()
+        if output:
+            self._transport.write(output)
+
+    # -- errors, shutdown -------------------------------------------------------------
+
+    def _reset(self, stream_id: int, error_code: ErrorCodes) -> None:
+        """Reset a stream ourselves; counted, since a peer can provoke these (MadeYouReset)."""
+        self._forget(stream_id)
+        self._h2.reset_stream(stream_id, error_code)
+        if self._flood.reset():
+            self._calm_down("too many provoked stream resets")
+
+    def _answer_error(self, stream_id: int, status: int, reason: str) -> None:
+        """Answer one stream with a plain-text error; the connection goes on."""
+        self._log_client_problem(stream_id, f"rejected request: {status} {reason}")
+        state = self._streams.pop(stream_id, None)
+        if state is not None:
+            state.stream.cancel()
+        body = f"{status} {reason}\n".encode()
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
+        h2_connection = self._h2
+        h2_connection.send_headers(stream_id, response_headers(status, headers, http_date()))
+        window = h2_connection.local_flow_control_window(stream_id)
+        if window >= len(body):
+            h2_connection.send_data(stream_id, body, end_stream=True)
+        else:
+            h2_connection.end_stream(stream_id)
+        if state is None or not state.remote_done:
+            h2_connection.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+        self._stream_done()
+
+    def _log_client_problem(self, stream_id: int, problem: str) -> None:
+        client = self._info.client
+        log.info(
+            "%s:%s - HTTP/2 stream %d: %s",
+            client[0] if client else "-",
+            client[1] if client else "-",
+            stream_id,
+            problem,
+        )
+
+    def _calm_down(self, reason: str) -> None:
+        """GOAWAY ENHANCE_YOUR_CALM (RFC 9113 §5.4.1) and close: the peer is abusive."""
+        if self._closing:
+            return
+        self._h2.close_connection(error_code=ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self._last_stream_id)
+        self._fatal(reason)
+
+    def _fatal(self, reason: str) -> None:
+        """A connection error: send what h2 queued (the GOAWAY), end every stream, close."""
+        if self._closing:
+            return
+        client = self._info.client
+        log.info(
+            "%s:%s - HTTP/2 connection closed: %s", client[0] if client else "-", client[1] if client else "-", reason
+        )
+        output = self._h2.data_to_send()
+        if output:
+            self._transport.write(output)
+        self._fatal_quiet()
+
+    def _fatal_quiet(self) -> None:
+        for stream_id, state in list(self._streams.items()):
+            state.stream.handle(StreamClosed(stream_id))
+            state.stream.cancel()
+            state.wake()
+        self._streams.clear()
+        self._close()
+
+    def _close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            self._transport.close()
+
+    def _send_goaway(self, error_code: ErrorCodes) -> None:
+        # Written by hand: once h2 itself sends GOAWAY it refuses to send anything else,
+        # and streams below the last id must still be answered (RFC 9113 §6.8).
+        self._flush()
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self._last_stream_id
+        frame.error_code = error_code
+        self._transport.write(frame.serialize())
+        self._goaway_sent = True
+
+    def timeout(self, reason: str) -> None:
+        """The connection's timer fired while idle: GOAWAY NO_ERROR and close."""
+        if self._closing:
+            return
+        client = self._info.client
+        log.debug("%s - closing connection: %s", f"{client[0]}:{client[1]}" if client else "-", reason)
+        self._send_goaway(ErrorCodes.NO_ERROR)
+        self._close()
+
+    def feed_eof(self) -> bool:
+        """The client half-closed; HTTP/2 has no use for a half-open connection."""
+        return False
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: GOAWAY with the last stream id; close once streams finish."""
+        if self._closing or self._goaway_sent:
+            return
+        self._send_goaway(ErrorCodes.NO_ERROR)
+        if not self._streams:
+            self._close()
+
+    def connection_lost(self) -> None:
+        """The socket is gone: every open stream's app sees ``http.disconnect``."""
+        self._closing = True
+        for stream_id, state in list(self._streams.items()):
+            state.stream.handle(StreamClosed(stream_id))
+            state.wake()
+        self._streams.clear()
+
+    def cancel_streams(self) -> None:
+        """Cancel app tasks still running (graceful timeout passed)."""
+        for state in list(self._streams.values()):
+            state.stream.cancel()
+            state.wake()
