@@ -130,13 +130,14 @@ def use_dev_certificate(config: Config) -> tuple[Config, devcerts.DevCertificate
 def log_tls_startup(config: Config, certificate: devcerts.DevCertificate | None) -> None:
     """The start-up lines about TLS: which certificate, how to trust it, what looks wrong."""
     if certificate is not None:
+        trusted = devcerts.system_trusts(certificate.ca_path)
         log.info(
-            "TLS: development certificate %s for %s (expires %s UTC), issued by the local CA %s;"
-            " run 'asgigw certs trust' once so browsers and curl trust it",
+            "TLS: development certificate %s for %s (expires %s UTC), issued by the local CA %s; %s",
             certificate.cert_path,
             ", ".join(certificate.names),
             f"{certificate.not_after:%Y-%m-%d}",
             certificate.ca_path,
+            "the system trusts it" if trusted else "run 'asgigw certs trust' once so browsers and curl trust it",
         )
         outside = [address for address in config.addresses if not address.is_loopback()]
         if outside:

@@ -17,6 +17,7 @@ import ipaddress
 import os
 import re
 import socket
+import ssl
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -307,6 +308,19 @@ def ensure_dev_certificate(
         fingerprint=fingerprint(cert),
         renewed=renewed,
     )
+
+
+def system_trusts(ca_path: Path) -> bool:
+    """True when the CA is in the trust store Python's ssl module loads by default.
+
+    That is the system bundle on Linux and the certificate stores on Windows; on macOS
+    Python does not read the keychain, so the answer there is False even after ``trust``.
+    """
+    try:
+        wanted = ssl.PEM_cert_to_DER_cert(ca_path.read_text(encoding="ascii"))
+        return wanted in ssl.create_default_context().get_ca_certs(binary_form=True)
+    except (OSError, ValueError, ssl.SSLError):
+        return False
 
 
 def file_stem(name: str) -> str:

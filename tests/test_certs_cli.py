@@ -278,7 +278,8 @@ def test_trust_for_real_on_linux(tmp_path: Path) -> None:
         assert f"done: copy the CA to /usr/local/share/ca-certificates/asgigw-{ca.short_id}.crt" in result.stdout
         ca_pem = (tmp_path / devcerts.CA_CERT_FILE).read_text().strip()
         assert ca_pem in Path("/etc/ssl/certs/ca-certificates.crt").read_text()
-        with cli_server(ca_dir=tmp_path) as (url, _):
+        with cli_server(ca_dir=tmp_path) as (url, lines):
+            assert "the system trusts it" in "".join(lines)
             trusted = _curl(url + "/")  # no -k, no --cacert: the system bundle decides
             assert trusted.returncode == 0, trusted.stderr
             assert trusted.stdout == "Hello, world!\n"
