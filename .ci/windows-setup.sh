@@ -20,7 +20,7 @@ stamp_text() {
     "$(sha256sum "$shared/setup.sh" | cut -d' ' -f1)"
 }
 
-if [ -x "$target/py/python.exe" ] && [ -d "$target/prefix" ] && command -v wine >/dev/null \
+if [ -f "$target/py/python.exe" ] && [ -d "$target/prefix" ] && command -v wine >/dev/null \
   && [ -f "$target/asgigw-stamp" ] && [ "$(cat "$target/asgigw-stamp")" = "$(stamp_text)" ]; then
   echo "windows-setup: $target is up to date"
   exit 0
