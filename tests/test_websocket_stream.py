@@ -1,0 +1,537 @@
+"""WebSocket over HTTP/1.1 without sockets: bytes fed to HTTP1Protocol, wsproto's client as the peer.
+
+Each test runs an event loop, feeds the handshake and frames a real wsproto client state
+machine produced, and checks the frames that come back and the ASGI messages the app saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import CloseReason, Opcode, RsvBits
+
+from gateway.config import Config
+from gateway.context import ServerContext
+from gateway.events import ConnectionInfo
+from gateway.protocols.http1 import HTTP1Protocol
+from gateway.streams.websocket import WebSocketClosedError
+from gateway.streams.websocket_deflate import BoundedPerMessageDeflate, negotiate
+
+App = Callable[[Any, Any, Any], Awaitable[None]]
+
+
+class FakeTransport:
+    """The connection as HTTP1Protocol sees it, recording what it is asked to do."""
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.closed = False
+        self.reading = True
+        self.write_paused = False
+        self._drained = asyncio.Event()
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+
+    async def drain(self) -> None:
+        while self.write_paused and not self.closed:
+            self._drained.clear()
+            await self._drained.wait()
+
+    def set_paused(self, paused: bool) -> None:
+        self.write_paused = paused
+        if not paused:
+            self._drained.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._drained.set()
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def set_timeout(self, seconds: float, reason: str) -> None:
+        pass
+
+    def clear_timeout(self) -> None:
+        pass
+
+
+class Peer:
+    """A wsproto client talking to an HTTP1Protocol through a FakeTransport."""
+
+    def __init__(self, app: App, **config: Any) -> None:
+        config.setdefault("ws_ping_interval", 0)
+        self.context = ServerContext(config=Config(**config), app=app)
+        self.transport = FakeTransport()
+        info = ConnectionInfo(client=("127.0.0.1", 50000), server=("127.0.0.1", 8000), tls=False)
+        self.protocol = HTTP1Protocol(self.context, self.transport, info)
+        self.client = WSConnection(ConnectionType.CLIENT)
+        self.events: list[Event] = []
+
+    def send(self, event: Event) -> None:
+        self.protocol.feed(self.client.send(event))
+
+    async def settle(self, turns: int = 10) -> list[Event]:
+        """Let the server run, then parse what it wrote; return the new client events."""
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        data = bytes(self.transport.out)
+        self.transport.out.clear()
+        if data:
+            self.client.receive_data(data)
+        new = list(self.client.events())
+        self.events += new
+        return new
+
+    async def open(self, target: str = "/chat?room=1", **request: Any) -> AcceptConnection:
+        self.send(Request(host="localhost", target=target, **request))
+        events = await self.settle()
+        assert events and isinstance(events[0], AcceptConnection), events
+        return events[0]
+
+    async def finish(self) -> None:
+        tasks = list(self.context.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(test())
+
+
+def echo_app(seen: list[Any]) -> App:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope)
+        seen.append(await receive())
+        chosen = scope["subprotocols"][0] if scope["subprotocols"] else None
+        await send({"type": "websocket.accept", "subprotocol": chosen, "headers": [(b"x-extra", b"1")]})
+        while True:
+            message = await receive()
+            seen.append(message)
+            if message["type"] == "websocket.disconnect":
+                return
+            reply = {k: v for k, v in message.items() if k in ("bytes", "text") and v is not None}
+            await send({"type": "websocket.send", **reply})
+
+    return app
+
+
+def test_handshake_scope_echo_and_client_close() -> None:
+    async def test() -> None:
+        seen: list[Any] = []
+        peer = Peer(echo_app(seen))
+        accept = await peer.open(subprotocols=["chat", "other"], extra_headers=[(b"origin", b"https://a.example")])
+        assert accept.subprotocol == "chat"
+        assert (b"x-extra", b"1") in accept.extra_headers
+        scope, connect = seen[0], seen[1]
+        assert connect == {"type": "websocket.connect"}
+        assert scope["type"] == "websocket" and scope["scheme"] == "ws" and scope["http_version"] == "1.1"
+        assert scope["path"] == "/chat" and scope["raw_path"] == b"/chat" and scope["query_string"] == b"room=1"
+        assert scope["subprotocols"] == ["chat", "other"] and scope["root_path"] == ""
+        assert scope["client"] == ("127.0.0.1", 50000) and scope["server"] == ("127.0.0.1", 8000)
+        assert "websocket.http.response" in scope["extensions"] and "method" not in scope
+        assert (b"origin", b"https://a.example") in scope["headers"]
+        for message in ("héllo", b"\x00\xff", "", b""):
+            peer.send(TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=message))
+            (reply,) = await peer.settle()
+            assert isinstance(reply, (TextMessage, BytesMessage)) and reply.data == message
+        peer.send(CloseConnection(code=4001, reason="bye"))
+        events = await peer.settle()
+        assert isinstance(events[0], CloseConnection) and events[0].code == 4001
+        assert peer.transport.closed
+        assert seen[-1] == {"type": "websocket.disconnect", "code": 4001, "reason": "bye"}
+        await peer.finish()
+
+    run(test)
+
+
+def test_fragmented_message_is_assembled() -> None:
+    async def test() -> None:
+        seen: list[Any] = []
+        peer = Peer(echo_app(seen))
+        await peer.open()
+        for piece in ("frag", "ment", "ed ✓"):
+            peer.send(TextMessage(data=piece, message_finished=piece.endswith("✓")))
+        # A ping between fragments is allowed (RFC 6455 §5.4) and answered at once.
+        peer.send(Ping(payload=b"p"))
+        for piece in (b"a", b"b", b"c"):
+            peer.send(BytesMessage(data=piece, message_finished=piece == b"c"))
+        events = await peer.settle()
+        data = [e.data for e in events if isinstance(e, (TextMessage, BytesMessage))]
+        assert data == ["fragmented ✓", b"abc"]
+        assert [e.payload for e in events if type(e).__name__ == "Pong"] == [b"p"]
+        assert {"type": "websocket.receive", "bytes": None, "text": "fragmented ✓"} in seen
+        await peer.finish()
+
+    run(test)
+
+
+def test_frames_sent_with_the_handshake_wait_for_accept() -> None:
+    async def test() -> None:
+        seen: list[Any] = []
+        peer = Peer(echo_app(seen))
+        handshake = peer.client.send(Request(host="localhost", target="/"))
+        # The server's accept cannot have been seen yet, so build the frame by hand (masked).
+        frame = bytes([0x81, 0x82, 1, 2, 3, 4, ord("h") ^ 1, ord("i") ^ 2])
+        peer.protocol.feed(handshake + frame)
+        events = await peer.settle()
+        assert isinstance(events[0], AcceptConnection)
+        assert [e.data for e in events[1:]] == ["hi"]
+        await peer.finish()
+
+    run(test)
+
+
+def test_close_before_accept_is_403() -> None:
+    async def test() -> None:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "websocket.close"})
+
+        peer = Peer(app)
+        peer.send(Request(host="localhost", target="/"))
+        events = await peer.settle()
+        assert isinstance(events[0], RejectConnection) and events[0].status_code == 403
+        assert peer.transport.closed
+        await peer.finish()
+
+    run(test)
+
+
+def test_http_response_extension_sends_a_full_response() -> None:
+    async def test() -> None:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            assert "websocket.http.response" in scope["extensions"]
+            await receive()
+            await send({"type": "websocket.http.response.start", "status": 401, "headers": [(b"x-why", b"token")]})
+            await send({"type": "websocket.http.response.body", "body": b"no ", "more_body": True})
+            await send({"type": "websocket.http.response.body", "body": b"entry"})
+
+        peer = Peer(app)
+        peer.send(Request(host="localhost", target="/"))
+        events = await peer.settle()
+        assert isinstance(events[0], RejectConnection) and events[0].status_code == 401
+        assert (b"x-why", b"token") in events[0].headers
+        body = b"".join(e.data for e in events if isinstance(e, RejectData))
+        assert body == b"no entry"
+        await peer.finish()
+
+    run(test)
+
+
+@pytest.mark.parametrize("accept_first", [False, True])
+def test_app_exception_is_500_before_accept_and_1011_after(accept_first: bool) -> None:
+    async def test() -> None:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            if accept_first:
+                await send({"type": "websocket.accept"})
+            raise RuntimeError("boom")
+
+        peer = Peer(app)
+        peer.send(Request(host="localhost", target="/"))
+        events = await peer.settle()
+        if accept_first:
+            assert isinstance(events[0], AcceptConnection)
+            assert isinstance(events[1], CloseConnection) and events[1].code == 1011
+        else:
+            assert isinstance(events[0], RejectConnection) and events[0].status_code == 500
+        await peer.finish()
+
+    run(test)
+
+
+def test_app_returning_closes_1000_and_late_sends_raise() -> None:
+    async def test() -> None:
+        errors: list[BaseException] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": 4000, "reason": "done"})
+            try:
+                await send({"type": "websocket.send", "text": "too late"})
+            except WebSocketClosedError as exc:
+                errors.append(exc)
+
+        peer = Peer(app)
+        await peer.open()
+        events = peer.events[1:] + await peer.settle()
+        assert isinstance(events[0], CloseConnection) and (events[0].code, events[0].reason) == (4000, "done")
+        assert errors and "websocket.send" in str(errors[0]) and isinstance(errors[0], OSError)
+        # The client completes the close handshake; then the server closes TCP.
+        peer.send(events[0].response())
+        await peer.settle()
+        assert peer.transport.closed
+
+        async def quiet_app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "websocket.accept"})
+
+        peer = Peer(quiet_app)
+        await peer.open()
+        events = peer.events[1:] + await peer.settle()
+        assert isinstance(events[0], CloseConnection) and events[0].code == 1000
+        await peer.finish()
+
+    run(test)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ([(b"sec-websocket-version", b"8")], 426),
+        ([(b"sec-websocket-key", b"dG9vc2hvcnQ=")], 400),
+    ],
+)
+def test_invalid_handshakes_are_refused(headers: list[tuple[bytes, bytes]], status: int) -> None:
+    async def test() -> None:
+        peer = Peer(echo_app([]))
+        lines = {b"host": b"localhost", b"upgrade": b"websocket", b"connection": b"Upgrade"}
+        lines |= {b"sec-websocket-key": b"dGhlIHNhbXBsZSBub25jZQ==", b"sec-websocket-version": b"13"}
+        lines |= dict(headers)
+        raw = b"GET / HTTP/1.1\r\n" + b"".join(b"%s: %s\r\n" % item for item in lines.items()) + b"\r\n"
+        peer.protocol.feed(raw)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        reply = bytes(peer.transport.out)
+        assert reply.startswith(b"HTTP/1.1 %d " % status), reply
+        assert (b"sec-websocket-version: 13\r\n" in reply) == (status == 426)
+        assert peer.transport.closed
+        await peer.finish()
+
+    run(test)
+
+
+def test_oversized_message_closes_1009() -> None:
+    async def test() -> None:
+        seen: list[Any] = []
+        peer = Peer(echo_app(seen), ws_max_message_size=1024)
+        await peer.open()
+        peer.send(BytesMessage(data=b"x" * 1024))
+        events = await peer.settle()
+        assert len(events[0].data) == 1024
+        for _ in range(3):
+            peer.send(BytesMessage(data=b"y" * 400, message_finished=False))
+        events = await peer.settle()
+        assert isinstance(events[0], CloseConnection) and events[0].code == CloseReason.MESSAGE_TOO_BIG
+        assert seen[-1]["type"] == "websocket.disconnect" and seen[-1]["code"] == 1009
+        assert peer.transport.closed
+        await peer.finish()
+
+    run(test)
+
+
+def test_compressed_messages_round_trip_and_a_bomb_is_refused() -> None:
+    async def test() -> None:
+        seen: list[Any] = []
+        peer = Peer(echo_app(seen), ws_max_message_size=64 * 1024)
+        accept = await peer.open(extensions=[PerMessageDeflate()])
+        assert accept.extensions and accept.extensions[0].name == "permessage-deflate"
+        for size in (10, 60_000):
+            peer.send(TextMessage(data="z" * size))
+            (reply,) = await peer.settle()
+            assert reply.data == "z" * size
+        # 10 MB of zeros compress to about 10 KB: refused with 1009 once 64 KiB are inflated.
+        peer.send(BytesMessage(data=bytes(10_000_000)))
+        events = await peer.settle()
+        assert isinstance(events[0], CloseConnection) and events[0].code == 1009
+        await peer.finish()
+
+    run(test)
+
+
+def test_inflater_stops_just_past_the_limit() -> None:
+    extension = BoundedPerMessageDeflate(1000, client_no_context_takeover=False)
+    compressor = zlib.compressobj(wbits=-15)
+    bomb = compressor.compress(bytes(5_000_000)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert extension.frame_inbound_header(None, Opcode.BINARY, RsvBits(True, False, False), len(bomb)) == RsvBits(  # type: ignore[arg-type]
+        True, False, False
+    )
+    assert extension.frame_inbound_payload_data(None, bomb) is CloseReason.MESSAGE_TOO_BIG  # type: ignore[arg-type]
+    assert extension._inflated == 1001  # inflated one byte past the limit, not 5 MB
+
+
+@pytest.mark.parametrize(
+    ("offers", "reply"),
+    [
+        (["permessage-deflate"], b"permessage-deflate"),
+        (["permessage-deflate; client_max_window_bits"], b"permessage-deflate"),
+        (
+            ["permessage-deflate; server_no_context_takeover; client_no_context_takeover"],
+            b"permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+        ),
+        (["permessage-deflate; server_max_window_bits=10"], b"permessage-deflate; server_max_window_bits=10"),
+        (["permessage-deflate; server_max_window_bits=8", "permessage-deflate"], b"permessage-deflate"),
+        (["permessage-deflate; unknown=1"], None),
+        (["permessage-deflate; server_max_window_bits"], None),
+        (["permessage-deflate; client_max_window_bits=16"], None),
+        (["permessage-deflate; server_no_context_takeover; server_no_context_takeover"], None),
+        (["x-webkit-deflate-frame"], None),
+    ],
+)
+def test_deflate_negotiation(offers: list[str], reply: bytes | None) -> None:
+    result = negotiate(offers, 1024)
+    assert (result[1] if result else None) == reply
+
+
+def test_dead_peer_is_closed_after_ping_timeout_and_live_peer_kept() -> None:
+    async def test() -> None:
+        seen: list[Any] = []
+        peer = Peer(echo_app(seen), ws_ping_interval=0.05, ws_ping_timeout=0.05)
+        await peer.open()
+        # Answer pings for a while: the connection stays.
+        for _ in range(4):
+            await asyncio.sleep(0.05)
+            for event in await peer.settle():
+                if isinstance(event, Ping):
+                    peer.send(event.response())
+        assert not peer.transport.closed
+        # Stop answering: the server gives up and the app gets websocket.disconnect.
+        await asyncio.sleep(0.25)
+        events = await peer.settle()
+        assert any(isinstance(e, CloseConnection) and e.code == 1011 for e in events)
+        assert peer.transport.closed
+        assert seen[-1] == {"type": "websocket.disconnect", "code": 1006, "reason": ""}
+        await peer.finish()
+
+    run(test)
+
+
+def test_reading_pauses_while_the_app_does_not_receive() -> None:
+    async def test() -> None:
+        release = asyncio.Event()
+        received: list[Any] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "websocket.accept"})
+            await release.wait()
+            while (message := await receive())["type"] != "websocket.disconnect":
+                received.append(message)
+
+        peer = Peer(app, read_buffer_size=4096)
+        await peer.open()
+        for _ in range(100):
+            peer.send(BytesMessage(data=b"m" * 100))
+        await peer.settle()
+        assert not peer.transport.reading
+        release.set()
+        await peer.settle(50)
+        assert peer.transport.reading and len(received) == 100
+        await peer.finish()
+
+    run(test)
+
+
+def test_app_send_waits_while_the_transport_is_paused() -> None:
+    async def test() -> None:
+        sent: list[int] = []
+        go = asyncio.Event()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "websocket.accept"})
+            await go.wait()
+            for index in range(3):
+                await send({"type": "websocket.send", "bytes": b"d" * 10})
+                sent.append(index)
+
+        peer = Peer(app)
+        await peer.open()
+        peer.transport.set_paused(True)
+        go.set()
+        await peer.settle()
+        assert sent == []  # the first send wrote its frame and is waiting for the drain
+        peer.transport.set_paused(False)
+        await peer.settle()
+        assert sent == [0, 1, 2] and len([e for e in peer.events if isinstance(e, BytesMessage)]) == 3
+        await peer.finish()
+
+    run(test)
+
+
+def test_shutdown_sends_1001_and_waits_for_the_close_handshake() -> None:
+    async def test() -> None:
+        seen: list[Any] = []
+        peer = Peer(echo_app(seen))
+        await peer.open()
+        peer.protocol.shutdown()
+        events = await peer.settle()
+        assert isinstance(events[0], CloseConnection) and events[0].code == 1001
+        assert not peer.transport.closed
+        peer.send(events[0].response())
+        await peer.settle()
+        assert peer.transport.closed
+        assert seen[-1]["type"] == "websocket.disconnect" and seen[-1]["code"] == 1001
+        await peer.finish()
+
+    run(test)
+
+
+def test_close_handshake_timeout_drops_a_silent_peer() -> None:
+    async def test() -> None:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close"})
+
+        peer = Peer(app, ws_close_timeout=0.05)
+        await peer.open()
+        await peer.settle()
+        assert not peer.transport.closed
+        await asyncio.sleep(0.1)
+        await peer.settle()
+        assert peer.transport.closed
+        await peer.finish()
+
+    run(test)
+
+
+def test_unmasked_client_frame_fails_with_1002() -> None:
+    async def test() -> None:
+        seen: list[Any] = []
+        peer = Peer(echo_app(seen))
+        await peer.open()
+        peer.protocol.feed(b"\x81\x02hi")  # RFC 6455 §5.1: client frames must be masked
+        events = await peer.settle()
+        assert isinstance(events[0], CloseConnection) and events[0].code == 1002
+        assert peer.transport.closed and seen[-1]["code"] == 1002
+        await peer.finish()
+
+    run(test)
+
+
+def test_client_gone_gives_disconnect_1006() -> None:
+    async def test() -> None:
+        seen: list[Any] = []
+        peer = Peer(echo_app(seen))
+        await peer.open()
+        peer.protocol.connection_lost()
+        await peer.settle()
+        assert seen[-1] == {"type": "websocket.disconnect", "code": 1006, "reason": ""}
+        await peer.finish()
+
+    run(test)
