@@ -20,6 +20,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
+from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import GoAwayFrame
 
 from gateway.events import (
@@ -160,7 +161,15 @@ class HTTP2Protocol:
         try:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            # h2 has queued a GOAWAY with the matching error code (RFC 9113 §5.4.1).
+            # h2 has queued a GOAWAY with the matching error code (RFC 9113 §5.4.1), except
+            # for a bad preface, which it rejects before any state changes (§3.4).
+            if self._h2.state_machine.state is not h2.connection.ConnectionState.CLOSED:
+                self._h2.close_connection(error_code=ErrorCodes.PROTOCOL_ERROR)
+            cause = exc.__cause__
+            if isinstance(cause, HPACKError) and not isinstance(cause, OversizedHeaderListError):
+                # §4.3: an undecodable header block is a COMPRESSION_ERROR (h2 says PROTOCOL_ERROR).
+                self._h2.data_to_send()
+                self._write_goaway(ErrorCodes.COMPRESSION_ERROR, self._h2.highest_inbound_stream_id)
             self._fatal(f"protocol error: {exc}")
             return
         for event in events:
@@ -521,11 +530,14 @@ class HTTP2Protocol:
         # Written by hand: once h2 itself sends GOAWAY it refuses to send anything else,
         # and streams below the last id must still be answered (RFC 9113 §6.8).
         self._flush()
+        self._write_goaway(error_code, self._last_stream_id)
+        self._goaway_sent = True
+
+    def _write_goaway(self, error_code: ErrorCodes, last_stream_id: int) -> None:
         frame = GoAwayFrame(0)
-        frame.last_stream_id = self._last_stream_id
+        frame.last_stream_id = last_stream_id
         frame.error_code = error_code
         self._transport.write(frame.serialize())
-        self._goaway_sent = True
 
     def timeout(self, reason: str) -> None:
         """The connection's timer fired while idle: GOAWAY NO_ERROR and close."""
