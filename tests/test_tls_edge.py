@@ -31,6 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 async def tls_app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
     """Answers with the scope's ``tls`` extension as JSON; ``/slow`` takes a second first."""
+    if scope["type"] == "websocket":
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": json.dumps(scope["extensions"].get("tls"))})
+        await send({"type": "websocket.close", "code": 1000})
+        return
     assert scope["type"] == "http"
     if scope["path"] == "/slow":
         import asyncio
@@ -479,3 +485,26 @@ def test_alpn_survives_sni_switch_and_client_chain(tmp_path: Path, ca: trustme.C
     assert extension["server_cert"] == Path(api[0]).read_text()
     assert extension["client_cert_chain"] == [blob.bytes().decode() for blob in client_leaf.cert_chain_pems]
     assert len(client_leaf.cert_chain_pems) == 2
+
+
+def test_tls_extension_over_http2_and_websocket(cert_files: CertFiles, ca: trustme.CA) -> None:
+    from websockets.sync.client import connect
+
+    client_leaf = ca.issue_cert("client.test", common_name="h2 and ws client")
+    expected_name = x509.load_pem_x509_certificate(client_leaf.cert_chain_pems[0].bytes()).subject.rfc4514_string()
+    # Two contexts: httpx sets ALPN (h2) on the one it is given.
+    context, websocket_context = client_context(ca), client_context(ca)
+    client_leaf.configure_cert(context)
+    client_leaf.configure_cert(websocket_context)
+    with _mtls(cert_files, "required") as server:
+        with httpx.Client(http2=True, verify=context) as client:
+            response = client.get(f"https://localhost:{server.port}/")
+        assert response.http_version == "HTTP/2"
+        over_http2 = response.json()
+        with connect(f"wss://localhost:{server.port}/", ssl=websocket_context, open_timeout=10) as websocket:
+            over_websocket = json.loads(websocket.recv(timeout=10))
+    for extension in (over_http2, over_websocket):
+        assert extension["client_cert_name"] == expected_name
+        assert extension["client_cert_chain"][0] == client_leaf.cert_chain_pems[0].bytes().decode()
+        assert extension["server_cert"] == Path(cert_files.cert).read_text()
+        assert extension["tls_version"] == 0x0304
