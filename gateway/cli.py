@@ -143,6 +143,36 @@ SUBCOMMANDS: dict[str, click.Command] = {"certs": certs}
     help="Largest request body in bytes (413 beyond); 0 = unlimited.",
 )
 @click.option("--backlog", type=int, default=2048, show_default=True, help="Listen backlog of pending connections.")
+@click.option(
+    "--ws-per-message-deflate/--no-ws-per-message-deflate",
+    default=True,
+    show_default=True,
+    help="Accept WebSocket permessage-deflate compression when a client offers it.",
+)
+@click.option(
+    "--ws-max-message-size",
+    type=int,
+    default=16 * MiB,
+    show_default=True,
+    help="Largest WebSocket message in bytes, after decompression (close 1009 beyond); 0 = unlimited.",
+)
+@click.option(
+    "--ws-ping-interval", type=float, default=20.0, show_default=True, help="Seconds between WebSocket pings; 0 = off."
+)
+@click.option(
+    "--ws-ping-timeout",
+    type=float,
+    default=20.0,
+    show_default=True,
+    help="Seconds to wait for a pong before closing the WebSocket.",
+)
+@click.option(
+    "--ws-close-timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the client's close frame after the server's.",
+)
 def main(app: str, factory: bool, app_dir: str, bind: tuple[str, ...], no_tls: bool, **options: Any) -> None:
     """Serve the ASGI application APP (module:attribute, e.g. proj.asgi:application)."""
     try:
