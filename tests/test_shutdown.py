@@ -84,7 +84,7 @@ def refused_soon(port: int, within: float = 3.0) -> bool:
     return False
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_finishes_request_in_flight_then_exits_0(signum: int) -> None:
     args = ("--port", "0", "--keep-alive-timeout", "30", "tests.apps.basic:app")
     with gateway_process(*args) as server:

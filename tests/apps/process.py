@@ -39,8 +39,8 @@ def gateway_argv(*args: str, plain: bool = True, script: bool = False) -> list[s
 
 
 def gateway_env(**extra: str) -> dict[str, str]:
-    """The environment for a subprocess: ours, minus settings that would change the CLI."""
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("ASGIGW_")}
+    """The environment for a subprocess: ours (with conftest's ASGIGW_CA_DIR), no key password."""
+    environ = {key: value for key, value in os.environ.items() if key != "ASGIGW_KEY_PASSWORD"}
     environ["COLUMNS"] = "100"
     environ.update(extra)
     return environ
