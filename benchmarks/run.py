@@ -188,7 +188,7 @@ def print_memory(result: dict[str, Any], args: argparse.Namespace) -> None:
 
 def environment() -> dict[str, Any]:
     """What the figures were measured on, for the JSON record."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("asgigw", "uvicorn", "hypercorn", "h11", "h2", "httptools", "uvloop"):
         try:
             versions[package] = metadata.version(package)
@@ -225,11 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     server_core, args.load_core = servers.cores()
+    report: dict[str, Any] = {"environment": environment(), "arguments": {**vars(args), "server_core": server_core}}
     if args.load_core is not None:
         # This process is the memory scenario's client: keep it off the server's core too.
         os.sched_setaffinity(0, {args.load_core})
     memory.raise_open_file_limit(args.memory_connections + 256)
-    report: dict[str, Any] = {"environment": environment(), "arguments": {**vars(args)}}
     print(f"servers: {', '.join(args.servers)}; server core {server_core}, load core {args.load_core}", flush=True)
     with servers.ServerPool(server_core) as pool:
         if args.scenario in ("plain", "all"):
