@@ -269,7 +269,8 @@ def _curl(url: str) -> subprocess.CompletedProcess[str]:
 def test_trust_for_real_on_linux(tmp_path: Path) -> None:
     """The one test that touches the real system trust store; it always untrusts again."""
     gateway_cli = [sys.executable, "-m", "gateway", "certs"]
-    environ = {**os.environ, devcerts.ENV_CA_DIR: str(tmp_path)}
+    # HOME elsewhere: no browser NSS database of the real user is touched.
+    environ = {**os.environ, devcerts.ENV_CA_DIR: str(tmp_path), "HOME": str(tmp_path / "home")}
     ca = None
     try:
         result = subprocess.run([*gateway_cli, "trust"], env=environ, capture_output=True, text=True, timeout=120)
@@ -294,3 +295,34 @@ def test_trust_for_real_on_linux(tmp_path: Path) -> None:
     assert ca_pem not in Path("/etc/ssl/certs/ca-certificates.crt").read_text()
     with cli_server(ca_dir=tmp_path) as (url, _):
         assert _curl(url + "/").returncode == 60  # curl: peer certificate cannot be authenticated
+
+
+@pytest.mark.skipif(
+    sys.platform not in ("linux", "darwin") or not shutil.which("certutil"),
+    reason="needs NSS certutil (Debian: libnss3-tools)",
+)
+def test_nss_database_for_real(tmp_path: Path, ca_file: trust_store.CAFile) -> None:
+    """Trust and untrust against a real, throwaway NSS database (as Chrome keeps in ~/.pki/nssdb)."""
+    nssdb = tmp_path / "home" / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    created = subprocess.run(
+        ["certutil", "-N", "-d", f"sql:{nssdb}", "--empty-password"], capture_output=True, timeout=30
+    )
+    assert created.returncode == 0, created.stderr
+
+    def nss_steps(add: bool) -> list[trust_store.Step]:
+        steps = trust_store.plan(ca_file, sys.platform, add, home=tmp_path / "home")
+        return [step for step in steps if "NSS" in step.description]  # leave the system store alone
+
+    def listed() -> str:
+        return subprocess.run(
+            ["certutil", "-L", "-d", f"sql:{nssdb}"], capture_output=True, text=True, timeout=30
+        ).stdout
+
+    lines, ok = trust_store.execute(nss_steps(True))
+    assert ok, lines
+    assert lines == [f"done: add to the NSS database {nssdb} ({nss_steps(True)[0].shell()})"]
+    assert ca_file.nickname in listed()
+    lines, ok = trust_store.execute(nss_steps(False))
+    assert ok, lines
+    assert ca_file.nickname not in listed()
