@@ -86,6 +86,16 @@ def _loop_handlers_undo(loop: asyncio.AbstractEventLoop, signals: list[int]) -> 
     return remove
 
 
+def reuse_address(windows: bool = IS_WINDOWS) -> bool:
+    """Whether listeners set SO_REUSEADDR: on POSIX, yes; on Windows, never.
+
+    POSIX: a restarted server can bind while old connections sit in TIME_WAIT. Windows gives
+    SO_REUSEADDR another meaning, a second socket may bind a port already in use, so a
+    second server would not get "address already in use" (asyncio leaves it off there too).
+    """
+    return not windows
+
+
 def reuse_port_available() -> bool:
     """True where several processes may bind one port (SO_REUSEPORT; not on Windows)."""
     return not IS_WINDOWS and hasattr(socket, "SO_REUSEPORT")

@@ -105,7 +105,7 @@ class Server:
                     address.port,
                     ssl=ssl_context,
                     backlog=config.backlog,
-                    reuse_address=True,
+                    reuse_address=platform.reuse_address(),
                     ssl_handshake_timeout=config.tls_handshake_timeout if ssl_context else None,
                 )
             except OSError as exc:

@@ -54,6 +54,10 @@ def _forbidden_import(node: ast.Import | ast.ImportFrom) -> list[str]:
     return [f"from {module} import {alias.name}: not on Windows" for alias in node.names if alias.name in forbidden]
 
 
+def _is_true(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and node.value is True
+
+
 def posix_only_uses(source: str, filename: str) -> list[str]:
     """``file:line: reason`` for every POSIX-only call, attribute or import in ``source``."""
     problems: list[str] = []
@@ -64,6 +68,8 @@ def posix_only_uses(source: str, filename: str) -> list[str]:
             reasons = [reason] if reason else []
         elif isinstance(node, ast.Import | ast.ImportFrom):
             reasons = _forbidden_import(node)
+        elif isinstance(node, ast.keyword) and node.arg == "reuse_address" and _is_true(node.value):
+            reasons = ["reuse_address=True: on Windows SO_REUSEADDR lets a second server bind the port"]
         problems.extend(f"{filename}:{node.lineno}: {reason}" for reason in reasons)
     return sorted(problems)
 
@@ -99,11 +105,12 @@ def test_lint_names_file_and_line_of_each_violation() -> None:
             "    return os.getuid() + os.geteuid(), os.setsid(), signal.SIGUSR2",
             "from pwd import getpwnam",
             "import grp as groups, termios, uvloop",
+            "loop.create_server(f, reuse_address=True)",
         ]
     )
     problems = posix_only_uses(snippet, "gateway/bad.py")
     lines = sorted(int(problem.split(":")[1]) for problem in problems)
-    assert lines == [1, 3, 4, 6, 7, 7, 9, 9, 10, 11, 11, 12, 12, 12, 12, 13, 14, 14, 14]
+    assert lines == [1, 3, 4, 6, 7, 7, 9, 9, 10, 11, 11, 12, 12, 12, 12, 13, 14, 14, 14, 15]
     assert "gateway/bad.py:1: import fcntl: POSIX-only module" in problems
     assert "gateway/bad.py:6: os.fork does not exist on Windows" in problems
 
@@ -114,6 +121,7 @@ def test_lint_accepts_portable_code() -> None:
         "os.getpid(); os.kill(os.getpid(), signal.SIGTERM); signal.signal(signal.SIGINT, None)\n"
         "socket.SO_REUSEADDR; getattr(signal, 'SIGBREAK', None); asyncio.get_running_loop()\n"
         "from os import path, getpid\n"
+        "loop.create_server(f, reuse_address=platform.reuse_address())\n"
     )
     assert posix_only_uses(snippet, "ok.py") == []
 
@@ -259,6 +267,11 @@ def test_reuse_port_only_off_windows(monkeypatch: pytest.MonkeyPatch) -> None:
     assert platform.reuse_port_available() == hasattr(__import__("socket"), "SO_REUSEPORT")
     monkeypatch.setattr(platform, "IS_WINDOWS", True)
     assert platform.reuse_port_available() is False
+
+
+def test_reuse_address_only_off_windows() -> None:
+    assert platform.reuse_address(windows=False) is True
+    assert platform.reuse_address(windows=True) is False
 
 
 def test_new_event_loop_runs_coroutines() -> None:
