@@ -26,7 +26,9 @@ from hyperframe.frame import GoAwayFrame
 from gateway.events import (
     Body,
     ConnectionInfo,
+    Data,
     EndBody,
+    EndData,
     InformationalResponse,
     OutboundEvent,
     Request,
@@ -46,6 +48,8 @@ from gateway.protocols.http2_headers import (
 )
 from gateway.protocols.http2_limits import FloodGuard
 from gateway.streams.http import HTTPStream
+from gateway.streams.websocket import WebSocketStream
+from gateway.streams.websocket_handshake import is_websocket_connect
 
 if TYPE_CHECKING:
     from gateway.context import ServerContext
@@ -66,7 +70,7 @@ class _Stream:
 
     __slots__ = ("received", "remote_done", "stream", "waiter")
 
-    def __init__(self, stream: HTTPStream) -> None:
+    def __init__(self, stream: HTTPStream | WebSocketStream) -> None:
         self.stream = stream
         self.received = 0
         self.remote_done = False
@@ -121,6 +125,8 @@ class HTTP2Protocol:
             _SettingCodes.INITIAL_WINDOW_SIZE: config.h2_initial_window_size,
             _SettingCodes.MAX_FRAME_SIZE: config.h2_max_frame_size,
             _SettingCodes.ENABLE_PUSH: 0,
+            # RFC 8441 §3: the extended CONNECT that carries WebSockets over a stream.
+            _SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,
         }
         h2_connection.local_settings = h2.settings.Settings(client=False, initial_values=settings)
         if upgrade is None:
@@ -227,13 +233,16 @@ class HTTP2Protocol:
             self._reset(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         try:
-            request = request_from_headers(stream_id, list(event.headers or ()), connect_protocol=False)
+            request = request_from_headers(stream_id, list(event.headers or ()), connect_protocol=True)
         except MalformedRequest as exc:
             self._log_client_problem(stream_id, f"malformed request: {exc}")
             self._reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
             return
         except BadRequest as exc:
             self._answer_error(stream_id, 400, str(exc))
+            return
+        if request.protocol is not None and not is_websocket_connect(request):
+            self._answer_error(stream_id, 501, f"unsupported :protocol {request.protocol!r}")
             return
         max_body = self._config.max_body_size
         for name, value in request.headers:
@@ -245,7 +254,11 @@ class HTTP2Protocol:
     def _open_stream(self, request: Request) -> None:
         if not self._streams:
             self._transport.clear_timeout()
-        stream = HTTPStream(self._context, self, self._info, request.stream_id)
+        stream: HTTPStream | WebSocketStream
+        if request.protocol is not None:
+            stream = WebSocketStream(self._context, self, self._info, request.stream_id)
+        else:
+            stream = HTTPStream(self._context, self, self._info, request.stream_id)
         self._streams[request.stream_id] = _Stream(stream)
         stream.handle(request)
 
@@ -264,6 +277,11 @@ class HTTP2Protocol:
             return
         if flow_length > len(data):
             self._acknowledge(flow_length - len(data), stream_id)  # padding
+        if type(state.stream) is WebSocketStream:
+            # RFC 8441 §5: DATA frames carry the WebSocket's bytes; no body size limit.
+            if data:
+                state.stream.handle(Data(stream_id, data))
+            return
         state.received += len(data)
         max_body = self._config.max_body_size
         if max_body and state.received > max_body:
@@ -280,7 +298,8 @@ class HTTP2Protocol:
         state = self._streams.get(stream_id)
         if state is not None:
             state.remote_done = True
-            state.stream.handle(EndBody(stream_id))
+            # RFC 8441 §5: END_STREAM on an extended CONNECT is the TCP FIN of a WebSocket.
+            state.stream.handle(EndData(stream_id) if type(state.stream) is WebSocketStream else EndBody(stream_id))
 
     def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
         # ASGI has no request trailers; they are checked and dropped.
@@ -341,13 +360,13 @@ class HTTP2Protocol:
         h2_connection = self._h2
         event_type = type(event)
         try:
-            if event_type is Body:
+            if event_type is Body or event_type is Data:
                 await self._send_data(stream_id, event.data)  # type: ignore[union-attr]
                 return
             if event_type is Response:
                 block = response_headers(event.status, event.headers, http_date())  # type: ignore[union-attr]
                 h2_connection.send_headers(stream_id, block)
-            elif event_type is EndBody:
+            elif event_type is EndBody or event_type is EndData:
                 h2_connection.end_stream(stream_id)
                 self._response_done(stream_id)
             elif event_type is Trailers:
@@ -557,6 +576,9 @@ class HTTP2Protocol:
         if self._closing or self._goaway_sent:
             return
         self._send_goaway(ErrorCodes.NO_ERROR)
+        for state in self._streams.values():
+            if type(state.stream) is WebSocketStream:
+                state.stream.shutdown()  # close 1001, then the close handshake ends the stream
         if not self._streams:
             self._close()
 

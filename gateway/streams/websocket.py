@@ -127,7 +127,9 @@ class WebSocketStream:
             self._receive_bytes(event.data)  # type: ignore[union-attr]
         elif event_type is Request:
             self._start(event)  # type: ignore[arg-type]
-        elif event_type is EndData or event_type is StreamClosed:
+        elif event_type is EndData:
+            self._peer_ended()
+        elif event_type is StreamClosed:
             self._transport_closed()
         # Body/EndBody: an HTTP/1.1 upgrade GET has no body worth reading.
 
@@ -231,6 +233,13 @@ class WebSocketStream:
             code = int(event.code)
             self._end()
         self._set_closed(code, event.reason or "")
+
+    def _peer_ended(self) -> None:
+        # TCP FIN (HTTP/1.1) or END_STREAM (HTTP/2): the peer sends nothing more. Without a
+        # close frame first that is an abnormal closure; end our side too.
+        if self._frames is not None:
+            self._end()
+        self._set_closed(ABNORMAL_CLOSURE, "")
 
     def _transport_closed(self) -> None:
         # RFC 6455 §7.1.5: closed without a close frame means code 1006.
