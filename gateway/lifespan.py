@@ -53,9 +53,19 @@ class Lifespan:
         if self._task.done():
             return
         await self._to_app.put({"type": "lifespan.shutdown"})
-        reply = await self._reply()
-        if reply is not None and reply["type"] == "lifespan.shutdown.failed":
-            log.error("application shutdown failed: %s", reply.get("message", ""))
+        get = asyncio.ensure_future(self._from_app.get())
+        done, _ = await asyncio.wait({get, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if get in done:
+            reply = get.result()
+            if reply["type"] == "lifespan.shutdown.failed":
+                log.error("application shutdown failed: %s", reply.get("message", ""))
+        else:
+            # The app raised or returned instead of answering. It did support lifespan (its
+            # startup completed), so this is a failure in auto mode too, and only logged.
+            get.cancel()
+            error = self._error
+            reason = f"{type(error).__name__}: {error}" if error else "the app returned without answering"
+            log.error("application shutdown failed: %s", reason)
         try:
             await asyncio.wait_for(self._task, timeout=5)
         except (TimeoutError, Exception):

@@ -123,3 +123,14 @@ def test_cli_failed_startup_exits_1_with_the_apps_message(mode: str, target: str
 def test_cli_lifespan_off_ignores_a_failing_startup() -> None:
     with gateway_process("--port", "0", "--lifespan", "off", "tests.apps.basic:lifespan_failed") as server:
         assert httpx.get(server.url).json()["state"] is None
+
+
+@pytest.mark.parametrize("mode", ["on", "auto"])
+def test_cli_shutdown_exception_is_logged_and_exit_is_0(mode: str) -> None:
+    with gateway_process("--port", "0", "--lifespan", mode, "tests.apps.basic:shutdown_raises") as server:
+        assert httpx.get(server.url).status_code == 200
+        server.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+    assert "application shutdown failed: RuntimeError: flushing the queue failed" in server.stderr
+    assert "not supported" not in server.stderr
+    assert "LifespanFailure" not in server.stderr

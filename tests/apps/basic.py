@@ -126,3 +126,13 @@ async def django_like(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
     await app(scope, receive, send)
+
+
+async def shutdown_raises(scope: Scope, receive: Receive, send: Send) -> None:
+    """Starts up normally, then raises when asked to shut down."""
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        raise RuntimeError("flushing the queue failed")
+    await app(scope, receive, send)
