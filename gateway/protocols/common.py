@@ -54,6 +54,9 @@ class Transport(Protocol):
     def close(self) -> None:
         """Flush what is queued, then close."""
 
+    def abort(self) -> None:
+        """Drop the connection at once, queued bytes included (the peer is not reading)."""
+
     def pause_reading(self) -> None:
         """Stop reading from the peer (idempotent)."""
 

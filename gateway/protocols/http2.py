@@ -29,13 +29,8 @@ from gateway.events import (
     Data,
     EndBody,
     EndData,
-    InformationalResponse,
-    OutboundEvent,
     Request,
-    Response,
-    StreamAborted,
     StreamClosed,
-    Trailers,
 )
 from gateway.protocols.common import Transport, http_date
 from gateway.protocols.http2_headers import (
@@ -44,9 +39,9 @@ from gateway.protocols.http2_headers import (
     check_trailers,
     request_from_headers,
     response_headers,
-    trailer_fields,
 )
 from gateway.protocols.http2_limits import FloodGuard
+from gateway.protocols.http2_outbound import HTTP2Sender, StreamState
 from gateway.streams.http import HTTPStream
 from gateway.streams.websocket import WebSocketStream
 from gateway.streams.websocket_handshake import is_websocket_connect
@@ -65,24 +60,7 @@ _UNENFORCED_STREAM_LIMIT = 2**31 - 1
 _MIN_CONNECTION_WINDOW = 1024 * 1024
 
 
-class _Stream:
-    """What the adapter tracks for one open stream."""
-
-    __slots__ = ("received", "remote_done", "stream", "waiter")
-
-    def __init__(self, stream: HTTPStream | WebSocketStream) -> None:
-        self.stream = stream
-        self.received = 0
-        self.remote_done = False
-        self.waiter: asyncio.Future[None] | None = None
-
-    def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-
-class HTTP2Protocol:
+class HTTP2Protocol(HTTP2Sender):
     """Serves HTTP/2 on one connection: TLS with ALPN "h2", prior knowledge, or h2c Upgrade."""
 
     def __init__(
@@ -97,7 +75,7 @@ class HTTP2Protocol:
         self._config = config = context.config
         self._transport = transport
         self._info = info
-        self._streams: dict[int, _Stream] = {}
+        self._streams: dict[int, StreamState] = {}
         self._flood = FloodGuard(config.h2_max_resets, config.h2_max_control_frames)
         self._closing = False
         self._goaway_sent = False
@@ -191,7 +169,8 @@ class HTTP2Protocol:
                 # its socket pile up in our buffer; bound them (RFC 9113 §10.5).
                 self._paused_reply_bytes += len(output)
                 if self._paused_reply_bytes > self._config.write_buffer_size:
-                    self._calm_down("control frames while not reading")
+                    self._log_client_problem(0, "floods control frames while not reading; dropped")
+                    self._fatal_quiet(abort=True)
                     return
             else:
                 self._paused_reply_bytes = 0
@@ -259,7 +238,7 @@ class HTTP2Protocol:
             stream = WebSocketStream(self._context, self, self._info, request.stream_id)
         else:
             stream = HTTPStream(self._context, self, self._info, request.stream_id)
-        self._streams[request.stream_id] = _Stream(stream)
+        self._streams[request.stream_id] = StreamState(stream)
         stream.handle(request)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
@@ -350,113 +329,6 @@ class HTTP2Protocol:
             self._h2.close_connection(error_code=ErrorCodes.ENHANCE_YOUR_CALM)
             self._fatal("header block larger than --h2-max-header-list-size")
 
-    # -- events out -----------------------------------------------------------------
-
-    async def stream_send(self, event: OutboundEvent) -> None:
-        """Turn a stream's event into frames for the client."""
-        stream_id = event.stream_id
-        if self._closing or stream_id not in self._streams:
-            return
-        h2_connection = self._h2
-        event_type = type(event)
-        try:
-            if event_type is Body or event_type is Data:
-                await self._send_data(stream_id, event.data)  # type: ignore[union-attr]
-                return
-            if event_type is Response:
-                block = response_headers(event.status, event.headers, http_date())  # type: ignore[union-attr]
-                h2_connection.send_headers(stream_id, block)
-            elif event_type is EndBody or event_type is EndData:
-                h2_connection.end_stream(stream_id)
-                self._response_done(stream_id)
-            elif event_type is Trailers:
-                h2_connection.send_headers(stream_id, trailer_fields(event.headers), end_stream=True)  # type: ignore[union-attr]
-                self._response_done(stream_id)
-            elif event_type is InformationalResponse:
-                block = response_headers(event.status, event.headers, None)  # type: ignore[union-attr]
-                h2_connection.send_headers(stream_id, block)
-            elif event_type is StreamAborted:
-                self._streams.pop(stream_id, None)
-                h2_connection.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
-                self._stream_done()
-        except h2.exceptions.StreamClosedError:
-            self._forget(stream_id)
-        self._flush()
-
-    async def _send_data(self, stream_id: int, data: bytes) -> None:
-        """Send ``data`` as DATA frames within the peer's windows (RFC 9113 §6.9)."""
-        h2_connection = self._h2
-        transport = self._transport
-        batch_limit = self._config.write_buffer_size
-        while data:
-            state = self._streams.get(stream_id)
-            if state is None or self._closing:
-                return
-            window = h2_connection.local_flow_control_window(stream_id)
-            if window <= 0:
-                await self._wait_for_window(state, stream_id)
-                continue
-            frame_size = h2_connection.max_outbound_frame_size
-            sent = frames = 0
-            while data and window > 0 and sent < batch_limit:
-                size = min(window, frame_size, len(data))
-                if size == len(data):
-                    chunk, data = data, b""
-                else:
-                    chunk, data = data[:size], data[size:]
-                h2_connection.send_data(stream_id, chunk)
-                window -= size
-                sent += size
-                frames += 1
-            self._flood.data_sent(frames)
-            transport.write(h2_connection.data_to_send())
-            if transport.write_paused:
-                await self._drain(stream_id)
-
-    async def _wait_for_window(self, state: _Stream, stream_id: int) -> None:
-        # The peer's window is shut: wait for a WINDOW_UPDATE, but not forever (§6.9).
-        state.waiter = asyncio.get_running_loop().create_future()
-        try:
-            await asyncio.wait_for(state.waiter, self._config.h2_send_timeout)
-        except TimeoutError:
-            self._log_client_problem(stream_id, "flow-control window stayed closed; stream reset")
-            state.stream.handle(StreamClosed(stream_id))
-            self._streams.pop(stream_id, None)
-            self._h2.reset_stream(stream_id, ErrorCodes.CANCEL)
-            self._flush()
-            self._stream_done()
-        finally:
-            state.waiter = None
-
-    async def _drain(self, stream_id: int) -> None:
-        try:
-            await asyncio.wait_for(self._transport.drain(), self._config.h2_send_timeout)
-        except TimeoutError:
-            # The peer does not read its socket at all: no stream can make progress.
-            self._log_client_problem(stream_id, "peer stopped reading; connection closed")
-            self._fatal_quiet()
-
-    def body_consumed(self, stream_id: int, size: int) -> None:
-        """The app has read ``size`` bytes: let the peer send that much more (§6.9)."""
-        if not self._closing:
-            self._acknowledge(size, stream_id)
-            self._flush()
-
-    def _acknowledge(self, size: int, stream_id: int) -> None:
-        if size:
-            # h2 batches these: a WINDOW_UPDATE goes out once half a window is consumed.
-            self._h2.acknowledge_received_data(size, stream_id)
-
-    def _response_done(self, stream_id: int) -> None:
-        state = self._streams.pop(stream_id, None)
-        if state is None:
-            return
-        if not state.remote_done:
-            # RFC 9113 §8.1: a complete response before the whole request; NO_ERROR asks
-            # the client to stop sending the rest.
-            self._h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
-        self._stream_done()
-
     def _forget(self, stream_id: int) -> None:
         if self._streams.pop(stream_id, None) is not None:
             self._stream_done()
@@ -532,18 +404,24 @@ class HTTP2Protocol:
             self._transport.write(output)
         self._fatal_quiet()
 
-    def _fatal_quiet(self) -> None:
+    def _fatal_quiet(self, *, abort: bool = False) -> None:
         for stream_id, state in list(self._streams.items()):
             state.stream.handle(StreamClosed(stream_id))
             state.stream.cancel()
             state.wake()
         self._streams.clear()
+        if abort and not self._closing:
+            self._closing = True
+            self._transport.abort()
         self._close()
 
     def _close(self) -> None:
         if not self._closing:
             self._closing = True
             self._transport.close()
+            # close() waits for queued bytes to be read; a peer that never reads them must
+            # not keep the connection (and its memory) forever.
+            asyncio.get_running_loop().call_later(self._config.h2_send_timeout, self._transport.abort)
 
     def _send_goaway(self, error_code: ErrorCodes) -> None:
         # Written by hand: once h2 itself sends GOAWAY it refuses to send anything else,

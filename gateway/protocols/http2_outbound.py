@@ -1,0 +1,188 @@
+"""The sending half of the HTTP/2 adapter: stream events out, flow control (RFC 9113 §6.9).
+
+Response DATA goes out within the peer's connection and stream windows and its
+SETTINGS_MAX_FRAME_SIZE; a stream whose window stays shut, or a peer that stops reading,
+is dropped after ``h2_send_timeout``. Request-body window is handed back only as the app
+reads (``body_consumed``), so each stream buffers at most its window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import h2.connection
+import h2.exceptions
+from h2.errors import ErrorCodes
+
+from gateway.events import (
+    Body,
+    Data,
+    EndBody,
+    EndData,
+    InformationalResponse,
+    OutboundEvent,
+    Response,
+    StreamAborted,
+    StreamClosed,
+    Trailers,
+)
+from gateway.protocols.common import Transport, http_date
+from gateway.protocols.http2_headers import response_headers, trailer_fields
+from gateway.protocols.http2_limits import FloodGuard
+
+if TYPE_CHECKING:
+    from gateway.config import Config
+    from gateway.streams.http import HTTPStream
+    from gateway.streams.websocket import WebSocketStream
+
+log = logging.getLogger("gateway.error")
+
+
+class StreamState:
+    """What the adapter tracks for one open stream."""
+
+    __slots__ = ("received", "remote_done", "stream", "waiter")
+
+    def __init__(self, stream: HTTPStream | WebSocketStream) -> None:
+        self.stream = stream
+        self.received = 0
+        self.remote_done = False
+        self.waiter: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class HTTP2Sender:
+    """Stream events -> frames; shared state comes from :class:`HTTP2Protocol`."""
+
+    _config: Config
+    _transport: Transport
+    _h2: h2.connection.H2Connection
+    _streams: dict[int, StreamState]
+    _flood: FloodGuard
+    _closing: bool
+
+    def _forget(self, stream_id: int) -> None:
+        raise NotImplementedError
+
+    def _stream_done(self) -> None:
+        raise NotImplementedError
+
+    def _flush(self) -> None:
+        raise NotImplementedError
+
+    def _log_client_problem(self, stream_id: int, problem: str) -> None:
+        raise NotImplementedError
+
+    def _fatal_quiet(self, *, abort: bool = False) -> None:
+        raise NotImplementedError
+
+    async def stream_send(self, event: OutboundEvent) -> None:
+        """Turn a stream's event into frames for the client."""
+        stream_id = event.stream_id
+        if self._closing or stream_id not in self._streams:
+            return
+        h2_connection = self._h2
+        event_type = type(event)
+        try:
+            if event_type is Body or event_type is Data:
+                await self._send_data(stream_id, event.data)  # type: ignore[union-attr]
+                return
+            if event_type is Response:
+                block = response_headers(event.status, event.headers, http_date())  # type: ignore[union-attr]
+                h2_connection.send_headers(stream_id, block)
+            elif event_type is EndBody or event_type is EndData:
+                h2_connection.end_stream(stream_id)
+                self._response_done(stream_id)
+            elif event_type is Trailers:
+                h2_connection.send_headers(stream_id, trailer_fields(event.headers), end_stream=True)  # type: ignore[union-attr]
+                self._response_done(stream_id)
+            elif event_type is InformationalResponse:
+                block = response_headers(event.status, event.headers, None)  # type: ignore[union-attr]
+                h2_connection.send_headers(stream_id, block)
+            elif event_type is StreamAborted:
+                self._streams.pop(stream_id, None)
+                h2_connection.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
+                self._stream_done()
+        except h2.exceptions.StreamClosedError:
+            self._forget(stream_id)
+        self._flush()
+
+    async def _send_data(self, stream_id: int, data: bytes) -> None:
+        """Send ``data`` as DATA frames within the peer's windows (RFC 9113 §6.9)."""
+        h2_connection = self._h2
+        transport = self._transport
+        batch_limit = self._config.write_buffer_size
+        while data:
+            state = self._streams.get(stream_id)
+            if state is None or self._closing:
+                return
+            window = h2_connection.local_flow_control_window(stream_id)
+            if window <= 0:
+                await self._wait_for_window(state, stream_id)
+                continue
+            frame_size = h2_connection.max_outbound_frame_size
+            sent = frames = 0
+            while data and window > 0 and sent < batch_limit:
+                size = min(window, frame_size, len(data))
+                if size == len(data):
+                    chunk, data = data, b""
+                else:
+                    chunk, data = data[:size], data[size:]
+                h2_connection.send_data(stream_id, chunk)
+                window -= size
+                sent += size
+                frames += 1
+            self._flood.data_sent(frames)
+            transport.write(h2_connection.data_to_send())
+            if transport.write_paused:
+                await self._drain(stream_id)
+
+    async def _wait_for_window(self, state: StreamState, stream_id: int) -> None:
+        # The peer's window is shut: wait for a WINDOW_UPDATE, but not forever (§6.9).
+        state.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(state.waiter, self._config.h2_send_timeout)
+        except TimeoutError:
+            self._log_client_problem(stream_id, "flow-control window stayed closed; stream reset")
+            state.stream.handle(StreamClosed(stream_id))
+            self._streams.pop(stream_id, None)
+            self._h2.reset_stream(stream_id, ErrorCodes.CANCEL)
+            self._flush()
+            self._stream_done()
+        finally:
+            state.waiter = None
+
+    async def _drain(self, stream_id: int) -> None:
+        try:
+            await asyncio.wait_for(self._transport.drain(), self._config.h2_send_timeout)
+        except TimeoutError:
+            # The peer does not read its socket at all: no stream can make progress.
+            self._log_client_problem(stream_id, "peer stopped reading; connection dropped")
+            self._fatal_quiet(abort=True)
+
+    def body_consumed(self, stream_id: int, size: int) -> None:
+        """The app has read ``size`` bytes: let the peer send that much more (§6.9)."""
+        if not self._closing:
+            self._acknowledge(size, stream_id)
+            self._flush()
+
+    def _acknowledge(self, size: int, stream_id: int) -> None:
+        if size:
+            # h2 batches these: a WINDOW_UPDATE goes out once half a window is consumed.
+            self._h2.acknowledge_received_data(size, stream_id)
+
+    def _response_done(self, stream_id: int) -> None:
+        state = self._streams.pop(stream_id, None)
+        if state is None:
+            return
+        if not state.remote_done:
+            # RFC 9113 §8.1: a complete response before the whole request; NO_ERROR asks
+            # the client to stop sending the rest.
+            self._h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+        self._stream_done()
