@@ -58,6 +58,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def trusting(ca_file: Path) -> ssl.SSLContext:
+    """A new client context trusting ``ca_file`` (httpx sets ALPN on the context it gets,
+    so the session-wide ``cert_files.client_context`` is not handed to it)."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
 def wine_environment() -> dict[str, str]:
     """The environment python.sh sets, so ``wineserver`` acts on the same Wine prefix."""
     return {**os.environ, "WINEPREFIX": str(Path(WINPY).resolve() / "prefix"), "WINEDEBUG": "-all"}
@@ -118,10 +124,14 @@ def test_plain_http(tmp_path: Path) -> None:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             # Several requests on one keep-alive connection through the Proactor transport.
             responses = [client.get("/", headers={"x-request": str(number)}) for number in range(3)]
+        # HTTP/2 with prior knowledge (h2c, RFC 9113 section 3.3) on the same listener.
+        with httpx.Client(http1=False, http2=True, timeout=10) as client:
+            cleartext_http2 = client.get(f"http://127.0.0.1:{port}/")
         log = log_path.read_text()
     assert [response.status_code for response in responses] == [200, 200, 200]
     assert {response.text for response in responses} == {"Hello, world!\n"}
     assert {response.http_version for response in responses} == {"HTTP/1.1"}
+    assert (cleartext_http2.http_version, cleartext_http2.text) == ("HTTP/2", "Hello, world!\n")
     assert f"asgigw serving http://127.0.0.1:{port}" in log
 
 
@@ -130,14 +140,19 @@ def test_https_with_certificate_files(tmp_path: Path, cert_files: CertFiles) -> 
     # Linux absolute paths: the Windows Python resolves /tmp/... on the current drive, Z:.
     argv = asgigw_argv(port, "--cert", str(cert_files.cert), "--key", str(cert_files.key), tls=True)
     with windows_server(argv, port, tmp_path / "server.log") as log_path:
-        with httpx.Client(verify=cert_files.client_context, timeout=10) as client:
+        with httpx.Client(verify=trusting(cert_files.ca), timeout=10) as client:
             by_name = client.get(f"https://localhost:{port}/")
             by_address = client.get(f"https://127.0.0.1:{port}/")
+        # HTTP/2 chosen by ALPN over the Windows _ssl and Proactor transport.
+        with httpx.Client(verify=trusting(cert_files.ca), http2=True, timeout=10) as client:
+            over_http2 = [client.get(f"https://localhost:{port}/") for _ in range(2)]
         with pytest.raises(httpx.ConnectError), httpx.Client(timeout=10) as untrusting:
             untrusting.get(f"https://localhost:{port}/")
         log = log_path.read_text()
     assert (by_name.status_code, by_name.text) == (200, "Hello, world!\n")
     assert (by_address.status_code, by_address.text) == (200, "Hello, world!\n")
+    assert by_name.http_version == "HTTP/1.1"
+    assert [(response.http_version, response.text) for response in over_http2] == [("HTTP/2", "Hello, world!\n")] * 2
     assert f"asgigw serving https://127.0.0.1:{port}" in log
 
 
@@ -146,7 +161,7 @@ def test_https_with_development_certificate(tmp_path: Path) -> None:
     ca_dir = tmp_path / "dev-ca"
     with windows_server(asgigw_argv(port, "--ca-dir", str(ca_dir), tls=True), port, tmp_path / "server.log"):
         # The Windows Python wrote the dev CA and leaf into a Linux folder through Z:.
-        with httpx.Client(verify=ssl.create_default_context(cafile=ca_dir / "ca.pem"), timeout=10) as client:
+        with httpx.Client(verify=trusting(ca_dir / "ca.pem"), timeout=10) as client:
             response = client.get(f"https://localhost:{port}/")
     assert (response.status_code, response.text) == (200, "Hello, world!\n")
 
