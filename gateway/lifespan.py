@@ -64,11 +64,19 @@ class Lifespan:
             # startup completed), so this is a failure in auto mode too, and only logged.
             get.cancel()
             error = self._error
+            if self._task.cancelled():
+                log.warning("application shutdown cancelled by a second stop request")
+                return
             reason = f"{type(error).__name__}: {error}" if error else "the app returned without answering"
             log.error("application shutdown failed: %s", reason)
-        try:
-            await asyncio.wait_for(self._task, timeout=5)
-        except (TimeoutError, Exception):
+        await asyncio.wait({self._task}, timeout=5)
+        if not self._task.done():
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=1)
+
+    def cancel(self) -> None:
+        """Stop the app's lifespan task now: a second stop request ends a hanging shutdown."""
+        if self._task is not None and not self._task.done():
             self._task.cancel()
 
     async def _reply(self) -> Message | None:

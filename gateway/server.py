@@ -38,6 +38,7 @@ class Server:
         self._stop = asyncio.Event()
         self._forced = False
         self._stop_requests = 0
+        self._lifespan: Lifespan | None = None
 
     def request_shutdown(self, signum: int | None = None) -> None:
         """Begin a graceful shutdown; a second request stops at once."""
@@ -49,6 +50,8 @@ class Server:
             self._forced = True
             for connection in list(self.context.connections):
                 connection.cancel()
+            if self._lifespan is not None:  # an app hanging in lifespan.shutdown
+                self._lifespan.cancel()
         self._stop.set()
 
     async def serve(self, *, handle_signals: bool = True) -> int:
@@ -61,7 +64,7 @@ class Server:
         ssl_context = tls.create_server_context(self.config) if self.config.tls else None
         reloader: cert_reload.CertificateReloader | None = None
         restore_reload = None
-        lifespan = Lifespan(self.context.app, self.config.lifespan)
+        lifespan = self._lifespan = Lifespan(self.context.app, self.config.lifespan)
         try:
             try:
                 await lifespan.startup()

@@ -162,3 +162,13 @@ def test_startup_line_names_the_https_url(cert_files: CertFiles) -> None:
     with gateway_process("--port", str(port), *tls, "tests.apps.basic:app", plain=False) as server:
         assert server.urls() == [f"https://127.0.0.1:{port}"]
         assert f"serving https://127.0.0.1:{port} " in server.stderr
+
+
+def test_second_sigint_ends_a_hanging_lifespan_shutdown() -> None:
+    with gateway_process("--port", "0", "tests.apps.basic:shutdown_hangs") as server:
+        server.send_signal(signal.SIGTERM)
+        server.wait_for("app: lifespan shutdown hangs")
+        server.send_signal(signal.SIGINT)
+        assert server.wait(8) == 0
+    assert "application shutdown cancelled by a second stop request" in server.stderr
+    assert "Traceback" not in server.stderr

@@ -136,3 +136,15 @@ async def shutdown_raises(scope: Scope, receive: Receive, send: Send) -> None:
         await receive()
         raise RuntimeError("flushing the queue failed")
     await app(scope, receive, send)
+
+
+async def shutdown_hangs(scope: Scope, receive: Receive, send: Send) -> None:
+    """Starts up normally, then never answers ``lifespan.shutdown``."""
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        _say("lifespan shutdown hangs")
+        await asyncio.Event().wait()
+        return
+    await app(scope, receive, send)
