@@ -22,6 +22,9 @@ from gateway.tls import CertificateSet, TLSConfigError, startup_warnings
 
 log = logging.getLogger("gateway.error")
 
+# Seconds between noticing a changed file and reading it.
+SETTLE_SECONDS = 0.25
+
 FileSignature = tuple[tuple[int, int, int] | None, ...]
 
 
@@ -76,6 +79,10 @@ class CertificateReloader:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
+            if file_signature(self.certificates.files()) != self._signature:
+                # A deploy that copies the certificate, then the key, is usually done a
+                # moment later; reading at once would often see a mismatched pair.
+                await asyncio.sleep(SETTLE_SECONDS)
             self.check()
 
     def check(self) -> None:

@@ -508,3 +508,23 @@ def test_tls_extension_over_http2_and_websocket(cert_files: CertFiles, ca: trust
         assert extension["client_cert_chain"][0] == client_leaf.cert_chain_pems[0].bytes().decode()
         assert extension["server_cert"] == Path(cert_files.cert).read_text()
         assert extension["tls_version"] == 0x0304
+
+
+def test_reload_waits_for_a_pair_copied_one_file_at_a_time(
+    tmp_path: Path, ca: trustme.CA, caplog: pytest.LogCaptureFixture
+) -> None:
+    old_leaf, new_leaf = ca.issue_cert("localhost"), ca.issue_cert("localhost")
+    certfile, keyfile = write_pair(tmp_path, old_leaf)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    new_cert, new_key = write_pair(staging, new_leaf)
+    context = client_context(ca)
+    with serve(certfile=certfile, keyfile=keyfile, cert_reload_interval=0.05) as server:
+        # Certificate first, key a moment later: in between the pair does not match, and a
+        # poll every 0.05 s sees it unless the reloader lets the files settle first.
+        Path(certfile).write_bytes(Path(new_cert).read_bytes())
+        time.sleep(0.1)
+        Path(keyfile).write_bytes(Path(new_key).read_bytes())
+        new_serial = x509.load_pem_x509_certificate(new_leaf.cert_chain_pems[0].bytes()).serial_number
+        assert _wait_for_serial(server.port, context, new_serial).serial_number == new_serial
+    assert "failed, still serving the previous certificates" not in caplog.text
