@@ -137,8 +137,10 @@ def test_plain_http(tmp_path: Path) -> None:
 
 def test_https_with_certificate_files(tmp_path: Path, cert_files: CertFiles) -> None:
     port = free_port()
-    # Linux absolute paths: the Windows Python resolves /tmp/... on the current drive, Z:.
-    argv = asgigw_argv(port, "--cert", str(cert_files.cert), "--key", str(cert_files.key), tls=True)
+    # Both path forms: a Linux absolute path (the Windows Python resolves /tmp/... on the
+    # current drive, Z:, where Wine maps /) and a Windows drive path.
+    key = "Z:" + str(cert_files.key).replace("/", "\\")
+    argv = asgigw_argv(port, "--cert", str(cert_files.cert), "--key", key, tls=True)
     with windows_server(argv, port, tmp_path / "server.log") as log_path:
         with httpx.Client(verify=trusting(cert_files.ca), timeout=10) as client:
             by_name = client.get(f"https://localhost:{port}/")
