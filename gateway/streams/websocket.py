@@ -13,7 +13,6 @@ import asyncio
 import collections
 import enum
 import logging
-from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from wsproto.connection import Connection as FrameConnection
@@ -48,6 +47,15 @@ from gateway.events import (
 from gateway.streams import websocket_handshake as handshake
 from gateway.streams.websocket_deflate import BoundedPerMessageDeflate, negotiate
 from gateway.streams.websocket_keepalive import KeepAlive
+from gateway.streams.websocket_messages import (
+    MessageAssembler,
+    MessageTooBig,
+    WebSocketClosedError,
+    accept_fields,
+    close_fields,
+    event_for_send,
+)
+from gateway.streams.websocket_writer import FrameWriter
 
 if TYPE_CHECKING:
     from gateway.context import ServerContext
@@ -60,10 +68,6 @@ log = logging.getLogger("gateway.error")
 _MAX_QUEUED_MESSAGES = 16
 # RFC 6455 §7.4.1 close codes used here.
 NORMAL_CLOSURE, GOING_AWAY, ABNORMAL_CLOSURE, MESSAGE_TOO_BIG, INTERNAL_ERROR = 1000, 1001, 1006, 1009, 1011
-
-
-class WebSocketClosedError(ClientDisconnected):
-    """Raised from ``send()`` once the WebSocket is closed (ASGI: an ``OSError`` subclass)."""
 
 
 class Phase(enum.Enum):
@@ -93,15 +97,10 @@ class WebSocketStream:
         self._messages: collections.deque[Message] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self._early_data: list[bytes] = []
-        self._parts: list[Any] = []
-        self._message_size = 0
+        self._assembler = MessageAssembler(self._config.ws_max_message_size)
         self._withheld = 0
         self._disconnect: Message | None = None
-        self._write_lock = asyncio.Lock()
-        self._control: list[bytes] = []
-        self._control_task: asyncio.Task[None] | None = None
-        self._end_after_control = False
-        self._ended = False
+        self._writer = FrameWriter(sender, stream_id, context.tasks)
         self._keepalive: KeepAlive | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
@@ -173,7 +172,7 @@ class WebSocketStream:
             if event_type is TextMessage or event_type is BytesMessage:
                 self._on_message_part(event)  # type: ignore[arg-type]
             elif event_type is Ping:
-                self._send_control(frames.send(event.response()))  # type: ignore[attr-defined]
+                self._writer.write_soon(frames.send(event.response()))  # type: ignore[attr-defined]
             elif event_type is Pong:
                 if self._keepalive is not None:
                     self._keepalive.pong_received()
@@ -194,27 +193,13 @@ class WebSocketStream:
     def _on_message_part(self, event: TextMessage | BytesMessage) -> None:
         if self._phase is not Phase.OPEN:
             return  # RFC 6455 §5.5.1: after sending close, data frames are discarded
-        data = event.data
-        self._parts.append(data)
-        size = self._message_size + len(data)
-        limit = self._config.ws_max_message_size
-        if limit and type(data) is str and size <= limit < self._message_size + 4 * len(data):
-            size = self._message_size + len(data.encode())  # characters may be up to 4 bytes
-        self._message_size = size
-        if limit and size > limit:
-            self._fail(MESSAGE_TOO_BIG, "message larger than --ws-max-message-size")
+        try:
+            message = self._assembler.add(event)
+        except MessageTooBig as exc:
+            self._fail(MESSAGE_TOO_BIG, str(exc))
             return
-        if not event.message_finished:
-            return
-        parts = self._parts
-        self._parts = []
-        self._message_size = 0
-        if isinstance(data, str):
-            text = data if len(parts) == 1 else "".join(parts)
-            self._queue({"type": "websocket.receive", "bytes": None, "text": text})
-        else:
-            payload = bytes(data) if len(parts) == 1 else b"".join(parts)
-            self._queue({"type": "websocket.receive", "bytes": payload, "text": None})
+        if message is not None:
+            self._queue(message)
 
     def _on_close_frame(self, event: CloseConnection) -> None:
         frames = self._frames
@@ -228,7 +213,7 @@ class WebSocketStream:
         if frames.state is ConnectionState.REMOTE_CLOSING:
             # RFC 6455 §5.5.1: answer with a close frame, then the server closes TCP (§7.1.1).
             code = int(event.code)
-            self._send_control(frames.send(CloseConnection(code=event.code)), end=True)
+            self._writer.write_soon(frames.send(CloseConnection(code=event.code)), end=True)
         else:
             code = int(event.code)
             self._end()
@@ -243,7 +228,7 @@ class WebSocketStream:
 
     def _transport_closed(self) -> None:
         # RFC 6455 §7.1.5: closed without a close frame means code 1006.
-        self._ended = True
+        self._writer.ended = True
         self._set_closed(ABNORMAL_CLOSURE, "")
 
     def _set_closed(self, code: int, reason: str) -> None:
@@ -259,7 +244,7 @@ class WebSocketStream:
         """Send a close frame and drop the connection at once (RFC 6455 §7.1.7)."""
         frames = self._frames
         if frames is not None and frames.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
-            self._send_control(frames.send(CloseConnection(code=code, reason=reason[:120] or None)), end=True)
+            self._writer.write_soon(frames.send(CloseConnection(code=code, reason=reason[:120] or None)), end=True)
         else:
             self._end()
         self._set_closed(code, reason)
@@ -326,9 +311,10 @@ class WebSocketStream:
             raise ASGIMessageError(f"an ASGI message must be a dict with a 'type', got {message!r}") from None
         phase = self._phase
         if phase is Phase.OPEN and message_type == "websocket.send":
-            await self._send_message(message)
+            assert self._frames is not None
+            await self._writer.write(self._frames.send(event_for_send(message)))
         elif phase is Phase.OPEN and message_type == "websocket.close":
-            await self._close(_close_code(message), _close_reason(message))
+            await self._close(*close_fields(message))
         elif phase is Phase.HANDSHAKE and message_type == "websocket.accept":
             await self._accept(message)
         elif phase is Phase.HANDSHAKE and message_type == "websocket.close":
@@ -348,13 +334,9 @@ class WebSocketStream:
             raise ASGIMessageError(f"unexpected ASGI message {message_type!r} while {phase.value}")
 
     async def _accept(self, message: Message) -> None:
-        subprotocol = message.get("subprotocol")
-        if subprotocol is not None and not isinstance(subprotocol, str):
-            raise ASGIMessageError(f"'subprotocol' must be a str or None, got {subprotocol!r}")
-        extra = validate_headers(message.get("headers", ()))
+        subprotocol, extra = accept_fields(message)
         deflate = self._deflate
-        headers = handshake.accept_headers(self._key, subprotocol, deflate[1] if deflate else None)
-        headers += [(name, value) for name, value in extra if name.lower() not in _HANDSHAKE_FIELDS]
+        headers = handshake.accept_headers(self._key, subprotocol, deflate[1] if deflate else None) + extra
         self._frames = FrameConnection(ConnectionType.SERVER, [deflate[0]] if deflate else None)
         self._phase = Phase.OPEN
         status = 200 if self._key is None else 101
@@ -367,22 +349,6 @@ class WebSocketStream:
         if self._context.shutting_down:
             self.shutdown()
 
-    async def _send_message(self, message: Message) -> None:
-        text = message.get("text")
-        data = message.get("bytes")
-        if (text is None) == (data is None):
-            raise ASGIMessageError("websocket.send needs exactly one of 'text' (str) and 'bytes' (bytes)")
-        if text is not None:
-            if type(text) is not str:
-                raise ASGIMessageError(f"'text' must be str, got {type(text).__name__}")
-            event: TextMessage | BytesMessage = TextMessage(data=text)
-        elif isinstance(data, (bytes, bytearray, memoryview)):
-            event = BytesMessage(data=bytes(data))
-        else:
-            raise ASGIMessageError(f"'bytes' must be bytes, got {type(data).__name__}")
-        assert self._frames is not None
-        await self._write(self._frames.send(event))
-
     async def _close(self, code: int, reason: str) -> None:
         frames = self._frames
         assert frames is not None
@@ -394,7 +360,7 @@ class WebSocketStream:
         self._close_timer = asyncio.get_running_loop().call_later(self._config.ws_close_timeout, self._close_timeout)
         if self._keepalive is not None:
             self._keepalive.stop()
-        await self._write(data)
+        await self._writer.write(data)
 
     def _close_timeout(self) -> None:
         self._close_timer = None
@@ -420,50 +386,17 @@ class WebSocketStream:
         await self._sender.stream_send(EndBody(self.stream_id))
         self._set_closed(ABNORMAL_CLOSURE, "")
 
-    # -- writing ---------------------------------------------------------------------------
-
-    async def _write(self, data: bytes) -> None:
-        # One writer at a time: an HTTP/2 adapter may wait for window between two pieces,
-        # and frames of two writers must not interleave.
-        if self._ended:
-            raise WebSocketClosedError("the WebSocket connection is gone")
-        async with self._write_lock:
-            await self._sender.stream_send(Data(self.stream_id, data))
-
-    def _send_control(self, data: bytes, *, end: bool = False) -> None:
-        """Queue a frame written from a callback (pong, close reply, ping) in order."""
-        self._control.append(data)
-        self._end_after_control = self._end_after_control or end
-        if self._control_task is None:
-            self._control_task = self._spawn(self._write_control())
-
-    async def _write_control(self) -> None:
-        try:
-            while self._control and not self._ended:
-                data = b"".join(self._control)
-                self._control.clear()
-                async with self._write_lock:
-                    await self._sender.stream_send(Data(self.stream_id, data))
-            if self._end_after_control:
-                self._end()
-        finally:
-            self._control_task = None
-
     def _end(self) -> None:
-        """Finish the stream's bytes: HTTP/1.1 closes the connection, HTTP/2 ends the stream."""
-        if self._ended:
-            return
-        self._ended = True
         self._stop_timers()
-        self._spawn(self._sender.stream_send(EndData(self.stream_id)))
+        self._writer.end()
 
     # -- timers, shutdown ---------------------------------------------------------------
 
     def send_ping(self, payload: bytes) -> None:
         """Called by :class:`KeepAlive`: send a ping if the WebSocket is still open."""
         frames = self._frames
-        if frames is not None and frames.state is ConnectionState.OPEN and not self._ended:
-            self._send_control(frames.send(Ping(payload=payload)))
+        if frames is not None and frames.state is ConnectionState.OPEN and not self._writer.ended:
+            self._writer.write_soon(frames.send(Ping(payload=payload)))
 
     def peer_unresponsive(self) -> bool:
         """Called by :class:`KeepAlive` when no pong came: True if the peer was given up.
@@ -481,7 +414,7 @@ class WebSocketStream:
         """Graceful shutdown: close with 1001 (going away) and wait for the peer's close."""
         if self._phase is not Phase.OPEN or self._frames is None:
             return
-        self._spawn(self._close(GOING_AWAY, "server shutting down"))
+        self._writer.spawn(self._close(GOING_AWAY, "server shutting down"))
 
     def cancel(self) -> None:
         """Stop the app task (graceful timeout passed, or the stream was reset)."""
@@ -497,13 +430,6 @@ class WebSocketStream:
             self._close_timer.cancel()
             self._close_timer = None
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        # Tracked like app tasks so nothing is collected mid-write and shutdown waits for it.
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._context.tasks.add(task)
-        task.add_done_callback(self._context.tasks.discard)
-        return task
-
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -517,23 +443,3 @@ class WebSocketStream:
         client = self._info.client
         where = f"{client[0]}:{client[1]}" if client else "-"
         log.info("%s - " + text + " (stream %d)", where, *args, self.stream_id)
-
-
-_HANDSHAKE_FIELDS = frozenset(
-    (b"upgrade", b"connection", b"sec-websocket-accept", b"sec-websocket-extensions", b"sec-websocket-protocol")
-)
-
-
-def _close_code(message: Message) -> int:
-    code = message.get("code", NORMAL_CLOSURE)
-    # RFC 6455 §7.4: 1000-1003, 1007-1014 and 3000-4999 may be sent; 1004-1006, 1015 may not.
-    if type(code) is not int or not (1000 <= code <= 4999) or code in (1004, 1005, 1006, 1015):
-        raise ASGIMessageError(f"'code' of websocket.close must be a valid close code, got {code!r}")
-    return code
-
-
-def _close_reason(message: Message) -> str:
-    reason = message.get("reason") or ""
-    if not isinstance(reason, str):
-        raise ASGIMessageError(f"'reason' of websocket.close must be a str, got {type(reason).__name__}")
-    return reason

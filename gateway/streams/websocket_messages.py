@@ -1,0 +1,98 @@
+"""ASGI ``websocket.*`` messages <-> wsproto message events, checked on the way.
+
+:class:`MessageAssembler` joins the fragments of one inbound message and enforces
+``--ws-max-message-size``; the functions check what the app sends (ASGI WebSocket spec) and
+say exactly what is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wsproto.events import BytesMessage, TextMessage
+
+from gateway.asgi import ASGIMessageError, ClientDisconnected, Message, validate_headers
+from gateway.events import Headers
+
+# Fields the handshake owns; the app's websocket.accept headers may not override them.
+_HANDSHAKE_FIELDS = frozenset(
+    (b"upgrade", b"connection", b"sec-websocket-accept", b"sec-websocket-extensions", b"sec-websocket-protocol")
+)
+
+
+class WebSocketClosedError(ClientDisconnected):
+    """Raised from ``send()`` once the WebSocket is closed (ASGI: an ``OSError`` subclass)."""
+
+
+class MessageTooBig(Exception):
+    """An inbound message grew past ``--ws-max-message-size`` (close 1009, RFC 6455 §7.4.1)."""
+
+
+class MessageAssembler:
+    """Collects message fragments (RFC 6455 §5.4) into one ``websocket.receive``."""
+
+    __slots__ = ("_limit", "_parts", "_size")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._parts: list[Any] = []
+        self._size = 0
+
+    def add(self, event: TextMessage | BytesMessage) -> Message | None:
+        """Take one fragment; return the complete message once its last fragment is in."""
+        data = event.data
+        size = self._size + len(data)
+        limit = self._limit
+        if limit and isinstance(data, str) and size <= limit < self._size + 4 * len(data):
+            # Characters are up to 4 bytes in UTF-8: count exactly only when it matters.
+            size = self._size + len(data.encode())
+        if limit and size > limit:
+            raise MessageTooBig(f"message larger than --ws-max-message-size ({limit} bytes)")
+        if not event.message_finished:
+            self._parts.append(data)
+            self._size = size
+            return None
+        parts = self._parts
+        self._parts = []
+        self._size = 0
+        if isinstance(data, str):
+            text = "".join(parts) + data if parts else data
+            return {"type": "websocket.receive", "bytes": None, "text": text}
+        payload = b"".join(parts) + data if parts else bytes(data)
+        return {"type": "websocket.receive", "bytes": payload, "text": None}
+
+
+def event_for_send(message: Message) -> TextMessage | BytesMessage:
+    """The wsproto event for a ``websocket.send``: exactly one of ``text`` and ``bytes``."""
+    text = message.get("text")
+    data = message.get("bytes")
+    if (text is None) == (data is None):
+        raise ASGIMessageError("websocket.send needs exactly one of 'text' (str) and 'bytes' (bytes)")
+    if text is not None:
+        if type(text) is not str:
+            raise ASGIMessageError(f"'text' must be str, got {type(text).__name__}")
+        return TextMessage(data=text)
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return BytesMessage(data=bytes(data))
+    raise ASGIMessageError(f"'bytes' must be bytes, got {type(data).__name__}")
+
+
+def accept_fields(message: Message) -> tuple[str | None, Headers]:
+    """The chosen subprotocol and the app's extra headers from ``websocket.accept``."""
+    subprotocol = message.get("subprotocol")
+    if subprotocol is not None and not isinstance(subprotocol, str):
+        raise ASGIMessageError(f"'subprotocol' must be a str or None, got {subprotocol!r}")
+    extra = validate_headers(message.get("headers", ()))
+    return subprotocol, [(name, value) for name, value in extra if name.lower() not in _HANDSHAKE_FIELDS]
+
+
+def close_fields(message: Message) -> tuple[int, str]:
+    """Code (default 1000) and reason of ``websocket.close``."""
+    code = message.get("code", 1000)
+    # RFC 6455 §7.4: 1004-1006 and 1015 must never be sent in a close frame.
+    if type(code) is not int or not (1000 <= code <= 4999) or code in (1004, 1005, 1006, 1015):
+        raise ASGIMessageError(f"'code' of websocket.close must be a valid close code, got {code!r}")
+    reason = message.get("reason") or ""
+    if not isinstance(reason, str):
+        raise ASGIMessageError(f"'reason' of websocket.close must be a str, got {type(reason).__name__}")
+    return code, reason
