@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -15,7 +16,7 @@ from gateway import devcerts, platform, trust_store
 CA_DIR_HELP = "Folder of the local CA (default: the user data folder, or $ASGIGW_CA_DIR)."
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"asgigw certs: error: {message}", err=True)
     sys.exit(2)
 
@@ -26,7 +27,6 @@ def _authority(ca_dir: str | None) -> devcerts.CertificateAuthority:
         return devcerts.CertificateAuthority.load_or_create(folder)
     except devcerts.DevCertError as exc:
         _fail(str(exc))
-        raise AssertionError("unreachable") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -58,7 +58,6 @@ def issue(names: tuple[str, ...], out_dir: str, days: int, ca_dir: str | None) -
         cert_path, key_path = devcerts.issue_files(list(names), Path(out_dir), authority, days=days)
     except devcerts.DevCertError as exc:
         _fail(str(exc))
-        return
     click.echo(f"certificate: {cert_path} (for {', '.join(names)}, valid {days} days)")
     click.echo(f"key:         {key_path}")
     click.echo(f"issued by:   {authority.cert_path}")
@@ -74,7 +73,6 @@ def _trust_command(ca_dir: str | None, add: bool, dry_run: bool) -> None:
         ca = trust_store.CAFile.read(path)
     except (OSError, ValueError) as exc:
         _fail(f"cannot read the local CA {path}: {getattr(exc, 'strerror', None) or exc}")
-        return
     steps = trust_store.plan(ca, sys.platform, add)
     verb = "trust" if add else "untrust"
     if not steps:
