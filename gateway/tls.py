@@ -243,8 +243,9 @@ class CertificateSet:
         return self._default.not_after
 
     def files(self) -> list[str]:
-        """Every certificate and key file in use (what the reload poller watches)."""
-        return [path for source in self.sources for path in (source.certfile, source.keyfile)]
+        """Every certificate, key and client CA file in use (what the reload poller watches)."""
+        files = [path for source in self.sources for path in (source.certfile, source.keyfile)]
+        return [*files, self.config.ca_certs] if self.config.ca_certs else files
 
     def context_for(self, server_name: str | None) -> ServerSSLContext:
         """The context for a client's SNI name: exact match, then wildcard, then the default."""
@@ -294,8 +295,12 @@ def startup_warnings(config: Config) -> list[str]:
     warning = names_warning(chain[0], config.certfile, config.addresses)
     if warning:
         warnings.append(warning)
-    if chain[0].not_valid_after_utc < datetime.datetime.now(datetime.UTC):
+    now = datetime.datetime.now(datetime.UTC)
+    if chain[0].not_valid_after_utc < now:
         warnings.append(f"certificate {config.certfile} has expired; serving it because of --allow-expired")
+    if chain[0].not_valid_before_utc > now:
+        start = f"{chain[0].not_valid_before_utc:%Y-%m-%d %H:%M}"
+        warnings.append(f"certificate {config.certfile} is not valid before {start} UTC; clients will reject it")
     return warnings
 
 

@@ -528,3 +528,36 @@ def test_reload_waits_for_a_pair_copied_one_file_at_a_time(
         new_serial = x509.load_pem_x509_certificate(new_leaf.cert_chain_pems[0].bytes()).serial_number
         assert _wait_for_serial(server.port, context, new_serial).serial_number == new_serial
     assert "failed, still serving the previous certificates" not in caplog.text
+
+
+def test_not_yet_valid_certificate_warns(tmp_path: Path, ca: trustme.CA) -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    leaf = ca.issue_cert(
+        "127.0.0.1", not_before=now + datetime.timedelta(days=2), not_after=now + datetime.timedelta(days=30)
+    )
+    certfile, keyfile = write_pair(tmp_path, leaf)
+    warnings = tls.startup_warnings(Config(certfile=certfile, keyfile=keyfile))
+    assert len(warnings) == 1 and "is not valid before" in warnings[0]
+
+
+def test_client_ca_bundle_is_reloaded(tmp_path: Path, cert_files: CertFiles, ca: trustme.CA) -> None:
+    other_ca = trustme.CA()
+    bundle = tmp_path / "clients.pem"
+    bundle.write_bytes(ca.cert_pem.bytes())
+    newcomer = other_ca.issue_cert("client.test")
+    context = client_context(ca)
+    newcomer.configure_cert(context)
+    options = {"ca_certs": str(bundle), "client_cert": "required", "cert_reload_interval": 0.05}
+    with serve(certfile=str(cert_files.cert), keyfile=str(cert_files.key), **options) as server:
+        with pytest.raises((httpx.ReadError, httpx.ConnectError, httpx.RemoteProtocolError)):
+            get_json(server.url, context)
+        bundle.write_bytes(ca.cert_pem.bytes() + other_ca.cert_pem.bytes())
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                extension = get_json(server.url, context)
+                break
+            except (httpx.ReadError, httpx.ConnectError, httpx.RemoteProtocolError):
+                assert time.monotonic() < deadline, "the new client CA was never loaded"
+                time.sleep(0.1)
+    assert extension["client_cert_name"] is not None
