@@ -370,7 +370,9 @@ class HTTP2Protocol(HTTP2Sender):
             h2_connection.send_data(stream_id, body, end_stream=True)
         else:
             h2_connection.end_stream(stream_id)
-        if state is None or not state.remote_done:
+        h2_stream = h2_connection.streams.get(stream_id)
+        if h2_stream is not None and h2_stream.open:
+            # RFC 9113 §8.1: the answer is complete; the rest of the request is not wanted.
             h2_connection.reset_stream(stream_id, ErrorCodes.NO_ERROR)
         self._stream_done()
 
@@ -417,6 +419,7 @@ class HTTP2Protocol(HTTP2Sender):
 
     def _close(self) -> None:
         if not self._closing:
+            self._flush()  # e.g. the END_STREAM of the last response before a GOAWAY close
             self._closing = True
             self._transport.close()
             # close() waits for queued bytes to be read; a peer that never reads them must
