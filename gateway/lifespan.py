@@ -87,6 +87,8 @@ class Lifespan:
         if get in done:
             return get.result()
         get.cancel()
+        if self._task.cancelled():
+            raise LifespanFailure("application startup cancelled by a second stop request")
         error = self._error
         if self._mode == "on":
             reason = f"{type(error).__name__}: {error}" if error else "the app returned"

@@ -72,6 +72,9 @@ class Server:
                 log.error("%s", exc)
                 return 1
             self.context.state = lifespan.state
+            if self._stop.is_set():  # asked to stop while the app was starting: do not listen
+                await lifespan.shutdown()
+                return 0
             try:
                 await self._bind(ssl_context)
             except BaseException:

@@ -172,3 +172,23 @@ def test_second_sigint_ends_a_hanging_lifespan_shutdown() -> None:
         assert server.wait(8) == 0
     assert "application shutdown cancelled by a second stop request" in server.stderr
     assert "Traceback" not in server.stderr
+
+
+def test_stop_during_startup_does_not_listen() -> None:
+    with gateway_process("--port", "0", "tests.apps.basic:startup_slow", wait_serving=False) as server:
+        server.wait_for("app: lifespan startup begins")
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(8) == 0
+    assert "serving" not in server.stderr
+    assert "app: lifespan shutdown" in server.stderr
+
+
+def test_second_signal_ends_a_hanging_startup() -> None:
+    with gateway_process("--port", "0", "tests.apps.basic:startup_hangs", wait_serving=False) as server:
+        server.wait_for("app: lifespan startup begins")
+        server.send_signal(signal.SIGTERM)
+        server.wait_for(SHUTTING_DOWN)
+        server.send_signal(signal.SIGINT)
+        assert server.wait(8) == 1
+    assert "application startup cancelled by a second stop request" in server.stderr
+    assert "serving" not in server.stderr

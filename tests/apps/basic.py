@@ -148,3 +148,24 @@ async def shutdown_hangs(scope: Scope, receive: Receive, send: Send) -> None:
         await asyncio.Event().wait()
         return
     await app(scope, receive, send)
+
+
+def _starting(seconds: float) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    async def starting(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            _say("lifespan startup begins")
+            await asyncio.sleep(seconds)
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            _say("lifespan shutdown")
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await app(scope, receive, send)
+
+    return starting
+
+
+# Lifespan startup that takes a second, and one that never finishes.
+startup_slow = _starting(1.0)
+startup_hangs = _starting(3600.0)
