@@ -11,6 +11,7 @@ import ast
 import asyncio
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -129,6 +130,9 @@ def test_lint_accepts_portable_code() -> None:
 # --- signal handling -------------------------------------------------------------------
 
 HandlerFunction = Callable[[int, FrameType | None], None]
+# These tests send real signals to this process with os.kill and use SIGHUP: POSIX hosts
+# only. On Windows the same code runs inside the Windows tier (tests/windows/native_checks.py).
+posix_host = pytest.mark.skipif(sys.platform == "win32", reason="sends POSIX signals to this process")
 
 
 @pytest.fixture
@@ -183,6 +187,7 @@ def deliver(signum: int, install: Callable[..., Callable[[], None]], **options: 
     return received, on_loop == [True]
 
 
+@posix_host
 @pytest.mark.parametrize("windows", [True, False], ids=["windows", "posix"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_shutdown_signal_reaches_callback_on_loop(
@@ -197,6 +202,7 @@ def test_shutdown_signal_reaches_callback_on_loop(
     assert {number: signal.getsignal(number) for number in sentinel_handlers} == before
 
 
+@posix_host
 def test_windows_path_uses_signal_module_not_loop(sentinel_handlers: dict[int, list[int]]) -> None:
     class NoSignalLoop(asyncio.SelectorEventLoop):
         """Stands in for the Proactor loop, which has no add_signal_handler."""
@@ -224,6 +230,7 @@ def test_windows_shutdown_signals_include_ctrl_break(monkeypatch: pytest.MonkeyP
     assert platform.shutdown_signals(windows=False) == [signal.SIGINT, signal.SIGTERM]
 
 
+@posix_host
 def test_sighup_reload_on_posix_only(sentinel_handlers: dict[int, list[int]]) -> None:
     before = signal.getsignal(signal.SIGHUP)
     received, on_loop = deliver(signal.SIGHUP, platform.install_reload_signal, windows=False)
@@ -238,6 +245,7 @@ def test_sighup_reload_on_posix_only(sentinel_handlers: dict[int, list[int]]) ->
         loop.close()
 
 
+@posix_host
 @pytest.mark.parametrize("windows", [True, False], ids=["windows", "posix"])
 def test_outside_main_thread_nothing_is_installed(windows: bool) -> None:
     before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
