@@ -61,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--json", metavar="FILE", help="also write raw results; a bare name goes to benchmarks/results/"
     )
+    parser.add_argument("--report", metavar="FILE", help="print the tables of an earlier --json file; run nothing")
     args = parser.parse_args(argv)
     args.servers = [name.strip() for name in args.servers.split(",") if name.strip()]
     unknown = [name for name in args.servers if name not in servers.SERVERS]
@@ -117,7 +118,12 @@ def throughput(pool: servers.ServerPool, args: argparse.Namespace, tls: servers.
                 flush=True,
             )
     medians = {name: statistics.median(run["requests_per_second"] for run in runs[name]) for name in runs}
-    return {"runs": runs, "median_rps": medians, "ratios": ratios(medians)}
+    return {
+        "runs": runs,
+        "median_rps": medians,
+        "ratios": ratios(medians),
+        "paired_ratios": paired_ratios(runs),
+    }
 
 
 def ratios(medians: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -125,6 +131,27 @@ def ratios(medians: dict[str, float]) -> dict[str, dict[str, float]]:
     table: dict[str, dict[str, float]] = {}
     for name, value in medians.items():
         table[name] = {base: value / medians[base] for base in BASELINES if medians.get(base)}
+    return table
+
+
+def paired_ratios(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """Median over rounds of (server / baseline in the same round).
+
+    Runs of one round are minutes apart at most, so on a shared machine whose load swings
+    between rounds this is steadier than the ratio of the two overall medians.
+    """
+    table: dict[str, dict[str, float]] = {}
+    for name, server_runs in runs.items():
+        table[name] = {}
+        for base in BASELINES:
+            pairs = zip(server_runs, runs.get(base, []), strict=False)
+            values = [
+                ours["requests_per_second"] / theirs["requests_per_second"]
+                for ours, theirs in pairs
+                if theirs["requests_per_second"]
+            ]
+            if values:
+                table[name][base] = statistics.median(values)
     return table
 
 
@@ -159,13 +186,14 @@ def memory_scenario(pool: servers.ServerPool, args: argparse.Namespace) -> dict[
 def print_throughput(title: str, result: dict[str, Any], args: argparse.Namespace) -> None:
     """Markdown table of medians and ratios (pasteable into docs/benchmarks.md)."""
     print(f"\n{title}: wrk -t1 -c{args.connections} -d{args.duration}s, median of {args.rounds} rounds\n")
+    print("(ratios: of the medians; in brackets, the median of same-round ratios)\n")
     print("| server | median req/s | min | max | vs uvicorn-h11 | vs hypercorn | errors |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, median in result["median_rps"].items():
         values = [run["requests_per_second"] for run in result["runs"][name]]
         errors = sum(run["socket_errors"] + run["non_2xx"] for run in result["runs"][name])
-        ratio = result["ratios"][name]
-        cells = [f"{ratio[base]:.2f}x" if base in ratio else "-" for base in BASELINES]
+        ratio, paired = result["ratios"][name], result["paired_ratios"][name]
+        cells = [f"{ratio[base]:.2f}x ({paired[base]:.2f}x)" if base in ratio else "-" for base in BASELINES]
         print(f"| {name} | {median:.0f} | {min(values):.0f} | {max(values):.0f} | {cells[0]} | {cells[1]} | {errors} |")
 
 
@@ -220,9 +248,24 @@ def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
+    """All tables for the scenarios ``report`` holds."""
+    for scenario, title in (("plain", "plain HTTP/1.1"), ("tls", "HTTP/1.1 over TLS")):
+        if scenario in report:
+            result = report[scenario]
+            result.setdefault("paired_ratios", paired_ratios(result["runs"]))
+            print_throughput(title, result, args)
+    if "memory" in report:
+        print_memory(report["memory"], args)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen scenarios and print (and optionally save) the results."""
     args = parse_args(argv)
+    if args.report:
+        saved = json.loads(json_path(args.report).read_text())
+        print_report(saved, argparse.Namespace(**saved["arguments"]))
+        return 0
     signal.signal(signal.SIGTERM, _terminate)
     server_core, args.load_core = servers.cores()
     report: dict[str, Any] = {"environment": environment(), "arguments": {**vars(args), "server_core": server_core}}
@@ -239,12 +282,7 @@ def main(argv: list[str] | None = None) -> int:
                 report["tls"] = throughput(pool, args, files)
         if args.scenario in ("memory", "all"):
             report["memory"] = memory_scenario(pool, args)
-    if "plain" in report:
-        print_throughput("plain HTTP/1.1", report["plain"], args)
-    if "tls" in report:
-        print_throughput("HTTP/1.1 over TLS", report["tls"], args)
-    if "memory" in report:
-        print_memory(report["memory"], args)
+    print_report(report, args)
     if args.json:
         path = json_path(args.json)
         path.write_text(json.dumps(report, indent=2, default=str) + "\n")
