@@ -140,12 +140,23 @@ class Config:
     addresses: tuple[BindAddress, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
-        texts = self.bind or (f"{self._host_for_bind()}:{self.port}",)
-        object.__setattr__(self, "addresses", tuple(BindAddress.parse(t) for t in texts))
+        if not self.bind and not 0 <= self.port <= 65535:
+            # Checked here so the message names --port, not the --bind text built from it.
+            raise ConfigError(f"--port {self.port}: must be a number from 0 to 65535")
+        if self.bind:
+            addresses = tuple(BindAddress.parse(text) for text in self.bind)
+        else:
+            try:
+                addresses = (BindAddress.parse(f"{self._host_for_bind()}:{self.port}"),)
+            except ConfigError:
+                raise ConfigError(f"--host {self.host!r}: not a host name or IP address") from None
+        object.__setattr__(self, "addresses", addresses)
         self._validate()
 
     def _host_for_bind(self) -> str:
-        return f"[{self.host}]" if ":" in self.host else self.host
+        # --host accepts an IPv6 address with or without brackets: ::1 or [::1].
+        host = self.host[1:-1] if self.host.startswith("[") and self.host.endswith("]") else self.host
+        return f"[{host}]" if ":" in host else host
 
     def _validate(self) -> None:
         if (self.certfile is None) != (self.keyfile is None):

@@ -62,7 +62,9 @@ def test_bad_bind_forms(text: str, message: str) -> None:
         ({"root_path": "/api/"}, "--root-path '/api/': must start with '/' and not end with '/'"),
         ({"lifespan": "sometimes"}, "--lifespan 'sometimes': choose auto, on or off"),
         ({"log_level": "loud"}, "--log-level 'loud': unknown level"),
-        ({"port": 70000}, "--bind '127.0.0.1:70000': port must be a number from 0 to 65535"),
+        ({"port": 70000}, "--port 70000: must be a number from 0 to 65535"),
+        ({"port": -1}, "--port -1: must be a number from 0 to 65535"),
+        ({"host": "[::1"}, "--host '[::1': not a host name or IP address"),
     ],
 )
 def test_bad_values_name_the_option(options: dict[str, Any], message: str) -> None:
@@ -76,6 +78,8 @@ def test_valid_values_and_bind_precedence() -> None:
     config = Config(host="::1", port=8443, root_path="/api", max_body_size=0, graceful_timeout=0)
     assert config.addresses == (BindAddress("::1", 8443),)
     assert config.addresses[0].url_host() == "[::1]"
+    assert Config(host="[::1]", port=1).addresses == (BindAddress("::1", 1),)
+    assert Config(bind=("127.0.0.1:2",), port=-5).addresses == (BindAddress("127.0.0.1", 2),)
     both = Config(bind=("127.0.0.1:1", "[::1]:2"), host="10.0.0.1", port=3)
     assert both.addresses == (BindAddress("127.0.0.1", 1), BindAddress("::1", 2))
 
