@@ -173,6 +173,57 @@ SUBCOMMANDS: dict[str, click.Command] = {"certs": certs}
     show_default=True,
     help="Seconds to wait for the client's close frame after the server's.",
 )
+@click.option(
+    "--http2/--no-http2",
+    default=True,
+    show_default=True,
+    help="Serve HTTP/2: ALPN h2 on TLS, prior knowledge and Upgrade: h2c on plain HTTP.",
+)
+@click.option(
+    "--h2-max-concurrent-streams",
+    type=int,
+    default=100,
+    show_default=True,
+    help="HTTP/2 streams open at once per connection; more get REFUSED_STREAM.",
+)
+@click.option(
+    "--h2-max-header-list-size",
+    type=int,
+    default=64 * KiB,
+    show_default=True,
+    help="Largest HTTP/2 header block in bytes, compressed and decoded.",
+)
+@click.option(
+    "--h2-initial-window-size",
+    type=int,
+    default=64 * KiB,
+    show_default=True,
+    help="HTTP/2 request-body bytes buffered per stream before the app reads them.",
+)
+@click.option(
+    "--h2-max-frame-size", type=int, default=16 * KiB, show_default=True, help="Largest HTTP/2 frame we accept."
+)
+@click.option(
+    "--h2-send-timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds a response waits for the HTTP/2 peer's window or reading before it is dropped.",
+)
+@click.option(
+    "--h2-max-resets",
+    type=int,
+    default=200,
+    show_default=True,
+    help="Stream resets per HTTP/2 connection per 10 s before GOAWAY ENHANCE_YOUR_CALM.",
+)
+@click.option(
+    "--h2-max-control-frames",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="PING/SETTINGS/WINDOW_UPDATE/PRIORITY/empty DATA frames per 10 s (plus one per DATA frame sent).",
+)
 def main(app: str, factory: bool, app_dir: str, bind: tuple[str, ...], no_tls: bool, **options: Any) -> None:
     """Serve the ASGI application APP (module:attribute, e.g. proj.asgi:application)."""
     try:
