@@ -1,0 +1,150 @@
+"""HTTP/2 benchmarks with h2load (nghttp2-client): asgigw against hypercorn.
+
+Scenarios, all ``h2load -c 16 -m 32`` from one thread pinned to its own core:
+
+- ``tls-hello``: HTTP/2 over TLS (ALPN h2), the 13-byte hello world, req/s;
+- ``h2c-hello``: cleartext HTTP/2 with prior knowledge, the same app, req/s;
+- ``tls-stream``: HTTP/2 over TLS, a 10 MB body streamed in 64 KiB pieces, MB/s.
+
+Servers and scenarios are interleaved round by round so both see the same machine state;
+medians over the rounds are reported with the asgigw/hypercorn ratio. Every run is bounded
+by a request count and a timeout. Run from the repository root::
+
+    python -m benchmarks.h2load --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmarks import servers
+from benchmarks.app import app as hello_app
+
+STREAM_SIZE = 10 * 1024 * 1024
+_CHUNK = b"x" * 65536
+APP = "benchmarks.h2load:app"
+SCENARIOS = {
+    # name: (TLS?, path, requests per run)
+    "tls-hello": (True, "/", 40000),
+    "h2c-hello": (False, "/", 40000),
+    "tls-stream": (True, "/stream", 64),
+}
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The hello-world app, plus ``/stream``: 10 MB sent in 64 KiB ``more_body`` pieces."""
+    if scope["type"] != "http" or scope["path"] != "/stream":
+        await hello_app(scope, receive, send)
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % STREAM_SIZE)]})
+    for _ in range(STREAM_SIZE // len(_CHUNK)):
+        await send({"type": "http.response.body", "body": _CHUNK, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def start(pool: servers.ServerPool, name: str, tls: servers.TLSFiles | None) -> servers.ServerProcess:
+    """Start ``name`` serving this module's app (same flags as the HTTP/1.1 benchmarks)."""
+    options = servers.Options(port=servers.free_port(), tls=tls, keep_alive=30)
+    argv = [*servers.SERVERS[name](options)[:-1], APP]
+    server = servers.ServerProcess(name, servers.pinned(argv, pool.server_core), options, pool._logs.name)
+    pool.running.append(server)
+    server.wait_ready()
+    return server
+
+
+def run_h2load(url: str, requests: int, core: int | None, timeout: float) -> dict[str, float]:
+    """One bounded h2load run; its req/s, MB/s and failure count."""
+    argv = servers.pinned(["h2load", "-t", "1", "-c", "16", "-m", "32", "-n", str(requests), url], core)
+    finished = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    out = finished.stdout
+    speed = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s, ([\d.]+)([KMG]?B)/s", out)
+    counts = re.search(r"requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed", out)
+    if finished.returncode != 0 or speed is None or counts is None:
+        raise RuntimeError(f"h2load failed ({finished.returncode}): {finished.stderr.strip() or out}")
+    scale = {"B": 1e-6, "KB": 1e-3, "MB": 1.0, "GB": 1e3}[speed.group(5)]
+    return {
+        "req_per_s": float(speed.group(3)),
+        "mb_per_s": float(speed.group(4)) * scale,
+        "succeeded": int(counts.group(2)),
+        "failed": int(counts.group(3)),
+    }
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Interleaved rounds: for each round, each scenario, each server (order rotated)."""
+    server_core, load_core = servers.cores()
+    names = ["asgigw", "hypercorn"]
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {s: {n: [] for n in names} for s in args.scenarios}
+    with servers.tls_files() as tls, servers.ServerPool(server_core) as pool:
+        for round_index in range(args.rounds):
+            for scenario in args.scenarios:
+                use_tls, path, requests = SCENARIOS[scenario]
+                requests = max(1, int(requests * args.scale))
+                order = names if round_index % 2 == 0 else names[::-1]
+                for name in order:
+                    server = start(pool, name, tls if use_tls else None)
+                    try:
+                        url = server.url.rstrip("/") + path
+                        run_h2load(url, max(16, requests // 10), load_core, args.timeout)  # warm-up
+                        result = run_h2load(url, requests, load_core, args.timeout)
+                    finally:
+                        pool.stop(server)
+                    runs[scenario][name].append(result)
+                    print(f"round {round_index + 1} {scenario:10} {name:9} {result}", file=sys.stderr)
+    return runs
+
+
+def summarise(runs: dict[str, dict[str, list[dict[str, float]]]]) -> dict[str, dict[str, float]]:
+    """Median req/s and MB/s per scenario and server, and the asgigw/hypercorn ratios."""
+    summary: dict[str, dict[str, float]] = {}
+    for scenario, by_server in runs.items():
+        row: dict[str, float] = {}
+        for name, results in by_server.items():
+            row[f"{name}_req_per_s"] = statistics.median(r["req_per_s"] for r in results)
+            row[f"{name}_mb_per_s"] = statistics.median(r["mb_per_s"] for r in results)
+            row[f"{name}_failed"] = sum(r["failed"] for r in results)
+        metric = "mb_per_s" if scenario.endswith("stream") else "req_per_s"
+        row["ratio"] = row[f"asgigw_{metric}"] / row[f"hypercorn_{metric}"]
+        summary[scenario] = row
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of " + ", ".join(SCENARIOS)
+    )
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every request count (e.g. 0.2 for a quick run)"
+    )
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds before an h2load run is abandoned")
+    parser.add_argument("--json", type=Path, help="write raw runs and the summary here")
+    args = parser.parse_args(argv)
+    args.scenarios = [s for s in args.scenarios.split(",") if s]
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {sorted(unknown)}")
+    runs = measure(args)
+    summary = summarise(runs)
+    print("\n| scenario | asgigw | hypercorn | asgigw / hypercorn |\n|---|---|---|---|")
+    for scenario, row in summary.items():
+        unit, metric = ("MB/s", "mb_per_s") if scenario.endswith("stream") else ("req/s", "req_per_s")
+        print(
+            f"| {scenario} | {row[f'asgigw_{metric}']:.0f} {unit} | {row[f'hypercorn_{metric}']:.0f} {unit} "
+            f"| {row['ratio']:.2f}x |"
+        )
+    if args.json:
+        args.json.write_text(json.dumps({"runs": runs, "summary": summary}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
