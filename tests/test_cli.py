@@ -54,13 +54,15 @@ def help_options(text: str) -> set[str]:
     return options
 
 
-def documented_options() -> set[str]:
+def documented_options(text: str | None = None) -> set[str]:
     """Long options that have a table row in docs/options.md (first column)."""
+    if text is None:
+        text = OPTIONS_DOC.read_text(encoding="utf-8")
     options: set[str] = set()
-    for line in OPTIONS_DOC.read_text(encoding="utf-8").splitlines():
-        if line.startswith("| `-"):
+    for line in text.splitlines():
+        if line.startswith("|"):
             first_cell = line.split("|")[1]
-            options.update(re.findall(r"`(--[a-z0-9][a-z0-9-]*)", first_cell))
+            options.update(re.findall(r"(?<![\w-])--[a-z0-9][a-z0-9-]*", first_cell))
     return options
 
 
@@ -293,3 +295,9 @@ def test_option_values_are_type_checked_by_click() -> None:
     result = run_gateway("--keep-alive-timeout", "soon", "tests.apps.basic:app")
     assert result.returncode == 2
     assert "'soon' is not a valid float" in result.stderr
+
+
+def test_documented_options_come_from_the_first_column_only() -> None:
+    table = "| `--alpha` / `--no-alpha` | 1 | alpha | Needs --gamma. |\n| --beta, `-b` | 2 | beta | x |\nSee --delta.\n"
+    assert documented_options(table) == {"--alpha", "--no-alpha", "--beta"}
+    assert {"--access-log", "--no-access-log", "--bind", "--no-tls"} <= documented_options()
