@@ -7,6 +7,7 @@ machine produced, and checks the frames that come back and the ASGI messages the
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,6 +32,7 @@ from gateway.config import Config
 from gateway.context import ServerContext
 from gateway.events import ConnectionInfo
 from gateway.protocols.http1 import HTTP1Protocol
+from gateway.streams import websocket_masking
 from gateway.streams.websocket import WebSocketClosedError
 from gateway.streams.websocket_deflate import BoundedPerMessageDeflate, negotiate
 
@@ -535,3 +537,27 @@ def test_client_gone_gives_disconnect_1006() -> None:
         await peer.finish()
 
     run(test)
+
+
+def _fresh_wsproto_masker() -> Any:
+    """wsproto's own pure-Python masker from a fresh copy of its module (install() patches the global)."""
+    spec = importlib.util.find_spec("wsproto.frame_protocol")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.XorMaskerSimple
+
+
+def test_accelerated_masker_matches_wsproto_across_pieces() -> None:
+    if websocket_masking.apply_mask is None:
+        pytest.skip("websockets' C speedups are not available")
+    key = b"\x01\x82\x33\xf4"
+    data = bytes(range(256)) * 40
+    reference, accelerated = _fresh_wsproto_masker()(key), websocket_masking.AcceleratedMasker(key)
+    # Pieces of odd sizes check that the key keeps rotating from one piece to the next.
+    start = 0
+    for size in (1, 2, 3, 5, 4096, 7, 0, 3000):
+        piece = data[start : start + size]
+        assert accelerated.process(piece) == bytes(reference.process(bytearray(piece)))
+        start += size
+    assert start == len(data) - 3126

@@ -45,6 +45,7 @@ from gateway.events import (
     StreamClosed,
 )
 from gateway.streams import websocket_handshake as handshake
+from gateway.streams import websocket_masking
 from gateway.streams.websocket_deflate import BoundedPerMessageDeflate, negotiate
 from gateway.streams.websocket_keepalive import KeepAlive
 from gateway.streams.websocket_messages import (
@@ -56,6 +57,8 @@ from gateway.streams.websocket_messages import (
     event_for_send,
 )
 from gateway.streams.websocket_writer import FrameWriter
+
+websocket_masking.install()
 
 if TYPE_CHECKING:
     from gateway.context import ServerContext

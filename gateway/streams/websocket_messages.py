@@ -53,12 +53,14 @@ class MessageAssembler:
             self._size = size
             return None
         parts = self._parts
-        self._parts = []
-        self._size = 0
+        if parts:
+            parts.append(data)
+            self._parts = []
+            self._size = 0
         if isinstance(data, str):
-            text = "".join(parts) + data if parts else data
+            text = "".join(parts) if parts else data
             return {"type": "websocket.receive", "bytes": None, "text": text}
-        payload = b"".join(parts) + data if parts else bytes(data)
+        payload = b"".join(parts) if parts else bytes(data)
         return {"type": "websocket.receive", "bytes": payload, "text": None}
 
 
