@@ -261,10 +261,11 @@ class HTTP1Protocol:
     def _feed_upgraded(self, data: bytes) -> None:
         assert self._stream is not None
         self._buffered += len(data)
+        # The stream usually hands the credit back at once (body_consumed): check after it.
+        self._stream.handle(Data(STREAM_ID, data))
         if self._buffered > self._config.read_buffer_size and not self._paused_for_body:
             self._paused_for_body = True
             self._transport.pause_reading()
-        self._stream.handle(Data(STREAM_ID, data))
 
     def _switch_protocols(self) -> None:
         """The 101 is out: from now on the connection carries WebSocket frames."""
