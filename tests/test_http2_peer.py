@@ -8,6 +8,7 @@ back one by one. RFC 9113 §3 (starting HTTP/2) is tested here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import ssl
@@ -137,6 +138,11 @@ class FramePeer:
                 raise PeerClosed("server closed the connection")
             self.buffer += chunk
 
+    def acknowledge_settings(self) -> None:
+        # The server may already have closed (after a GOAWAY still being read here).
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.send(SettingsFrame(0, flags=["ACK"]))
+
     def read_until(self, predicate: Callable[[Frame], bool], timeout: float = 5.0) -> list[Frame]:
         """Frames up to and including the first one ``predicate`` accepts."""
         frames: list[Frame] = []
@@ -145,7 +151,7 @@ class FramePeer:
             frame = self.read_frame(max(0.01, deadline - time.monotonic()))
             frames.append(frame)
             if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
-                self.send(SettingsFrame(0, flags=["ACK"]))
+                self.acknowledge_settings()
             if predicate(frame):
                 return frames
 
@@ -169,7 +175,7 @@ class FramePeer:
         while True:
             frame = self.read_frame(max(0.01, deadline - time.monotonic()))
             if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
-                self.send(SettingsFrame(0, flags=["ACK"]))
+                self.acknowledge_settings()
             if frame.stream_id != stream_id:
                 continue
             if isinstance(frame, HeadersFrame):
