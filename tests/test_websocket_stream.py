@@ -561,3 +561,34 @@ def test_accelerated_masker_matches_wsproto_across_pieces() -> None:
         assert accelerated.process(piece) == bytes(reference.process(bytearray(piece)))
         start += size
     assert start == len(data) - 3126
+
+
+_ZERO_MASK = b"\x00\x00\x00\x00"  # a legal masking key that leaves the payload readable
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (b"\x81\x83" + _ZERO_MASK + b"\xff\xfe\xfd", 1007),  # text that is not UTF-8 (§8.1)
+        (b"\x89\xfe\x00\x7e" + _ZERO_MASK + b"p" * 126, 1002),  # control payload > 125 (§5.5)
+        (b"\x09\x80" + _ZERO_MASK, 1002),  # fragmented ping (§5.5)
+        (b"\x80\x80" + _ZERO_MASK, 1002),  # continuation with nothing to continue (§5.4)
+        (b"\x83\x80" + _ZERO_MASK, 1002),  # reserved opcode (§5.2)
+        (b"\xc1\x80" + _ZERO_MASK, 1002),  # RSV1 without a negotiated extension (§5.2)
+        (b"\x88\x81" + _ZERO_MASK + b"\x03", 1002),  # close payload of one byte (§5.5.1)
+        (b"\x88\x82" + _ZERO_MASK + b"\x03\xed", 1002),  # close code 1005 on the wire (§7.4.1)
+    ],
+)
+def test_protocol_violations_fail_the_connection(frame: bytes, code: int) -> None:
+    async def test() -> None:
+        seen: list[Any] = []
+        peer = Peer(echo_app(seen))
+        await peer.open()
+        peer.protocol.feed(frame)
+        events = await peer.settle()
+        assert isinstance(events[0], CloseConnection) and events[0].code == code
+        assert peer.transport.closed
+        assert seen[-1]["type"] == "websocket.disconnect" and seen[-1]["code"] == code
+        await peer.finish()
+
+    run(test)
