@@ -296,9 +296,9 @@ class HTTP2Protocol(HTTP2Sender):
             for state in self._streams.values():
                 state.wake()
         else:
-            state = self._streams.get(stream_id)
-            if state is not None:
-                state.wake()
+            target = self._streams.get(stream_id)
+            if target is not None:
+                target.wake()
 
     def _on_reset(self, event: h2.events.StreamReset) -> None:
         stream_id = event.stream_id
