@@ -53,6 +53,12 @@ def start(pool: servers.ServerPool, name: str, tls: servers.TLSFiles | None) -> 
     """Start ``name`` serving this module's app (same flags as the HTTP/1.1 benchmarks)."""
     options = servers.Options(port=servers.free_port(), tls=tls, keep_alive=30)
     argv = [*servers.SERVERS[name](options)[:-1], APP]
+    if name == "hypercorn":
+        # hypercorn closes a connection after keep_alive_max_requests (1000) requests, and
+        # h2load counts every request it had not sent yet as failed; lift that limit.
+        config = Path(pool._logs.name) / "hypercorn.toml"
+        config.write_text("keep_alive_max_requests = 1000000000\n")
+        argv[-1:-1] = ["--config", str(config)]
     server = servers.ServerProcess(name, servers.pinned(argv, pool.server_core), options, pool._logs.name)
     pool.running.append(server)
     server.wait_ready()
