@@ -108,13 +108,20 @@ def throughput(pool: servers.ServerPool, args: argparse.Namespace, tls: servers.
             try:
                 if args.warmup:
                     run_wrk(server.url, args.warmup, args.connections, args.load_core)
+                cpu_before = servers.cpu_seconds(server.pid)
                 result = run_wrk(server.url, args.duration, args.connections, args.load_core)
+                cpu = servers.cpu_seconds(server.pid) - cpu_before
             finally:
                 pool.stop(server)
+            # Server CPU time per request barely moves when other processes steal the core,
+            # unlike req/s: on a shared machine it is the steadier measure of efficiency.
+            result["server_cpu_seconds"] = cpu
+            result["cpu_us_per_request"] = cpu * 1e6 / result["requests"] if result["requests"] else 0.0
             runs[name].append(result)
             print(
                 f"  [{label} round {round_index + 1}/{args.rounds}] {name:<18} "
-                f"{result['requests_per_second']:>10.0f} req/s  errors={result['socket_errors'] + result['non_2xx']}",
+                f"{result['requests_per_second']:>10.0f} req/s {result['cpu_us_per_request']:>7.1f} CPU us/req  "
+                f"errors={result['socket_errors'] + result['non_2xx']}",
                 flush=True,
             )
     medians = {name: statistics.median(run["requests_per_second"] for run in runs[name]) for name in runs}
@@ -195,6 +202,20 @@ def print_throughput(title: str, result: dict[str, Any], args: argparse.Namespac
         ratio, paired = result["ratios"][name], result["paired_ratios"][name]
         cells = [f"{ratio[base]:.2f}x ({paired[base]:.2f}x)" if base in ratio else "-" for base in BASELINES]
         print(f"| {name} | {median:.0f} | {min(values):.0f} | {max(values):.0f} | {cells[0]} | {cells[1]} | {errors} |")
+    print_cpu(result)
+
+
+def print_cpu(result: dict[str, Any]) -> None:
+    """Median server CPU time per request, and how many times less than each baseline needs."""
+    runs = result["runs"]
+    if not all("cpu_us_per_request" in run for name in runs for run in runs[name]):
+        return
+    cost = {name: statistics.median(run["cpu_us_per_request"] for run in runs[name]) for name in runs}
+    print("\n| server | server CPU us/request | efficiency vs uvicorn-h11 | vs hypercorn |")
+    print("|---|---:|---:|---:|")
+    for name, value in cost.items():
+        cells = [f"{cost[base] / value:.2f}x" if base in cost and value else "-" for base in BASELINES]
+        print(f"| {name} | {value:.1f} | {cells[0]} | {cells[1]} |")
 
 
 def print_memory(result: dict[str, Any], args: argparse.Namespace) -> None:

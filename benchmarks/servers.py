@@ -142,6 +142,15 @@ def tls_files() -> Iterator[TLSFiles]:
         yield files
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        # Field 2 (comm) may contain spaces; the fields after its closing parenthesis do not.
+        fields = stat.read().rpartition(")")[2].split()
+    # utime and stime are fields 14 and 15 of the whole line (proc(5)), in clock ticks.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class ServerProcess:
     """One started server: its process, log file, and the URL it answers on."""
 
