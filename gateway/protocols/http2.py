@@ -81,6 +81,7 @@ class HTTP2Protocol(HTTP2Sender):
         self._goaway_sent = False
         self._last_stream_id = 0
         self._paused_reply_bytes = 0
+        self._abort_timer: asyncio.TimerHandle | None = None
         self._h2 = h2.connection.H2Connection(
             h2.config.H2Configuration(
                 client_side=False,
@@ -424,7 +425,8 @@ class HTTP2Protocol(HTTP2Sender):
             self._transport.close()
             # close() waits for queued bytes to be read; a peer that never reads them must
             # not keep the connection (and its memory) forever.
-            asyncio.get_running_loop().call_later(self._config.h2_send_timeout, self._transport.abort)
+            loop = asyncio.get_running_loop()
+            self._abort_timer = loop.call_later(self._config.h2_send_timeout, self._transport.abort)
 
     def _send_goaway(self, error_code: ErrorCodes) -> None:
         # Written by hand: once h2 itself sends GOAWAY it refuses to send anything else,
@@ -466,6 +468,8 @@ class HTTP2Protocol(HTTP2Sender):
     def connection_lost(self) -> None:
         """The socket is gone: every open stream's app sees ``http.disconnect``."""
         self._closing = True
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
         for stream_id, state in list(self._streams.items()):
             state.stream.handle(StreamClosed(stream_id))
             state.wake()
