@@ -208,15 +208,20 @@ def test_frames_sent_with_the_handshake_wait_for_accept() -> None:
 
 def test_close_before_accept_is_403() -> None:
     async def test() -> None:
+        after_close: list[Any] = []
+
         async def app(scope: Any, receive: Any, send: Any) -> None:
             await receive()
             await send({"type": "websocket.close"})
+            # Django Channels waits for websocket.disconnect after a refusal: it must come.
+            after_close.append(await receive())
 
         peer = Peer(app)
         peer.send(Request(host="localhost", target="/"))
         events = await peer.settle()
         assert isinstance(events[0], RejectConnection) and events[0].status_code == 403
         assert peer.transport.closed
+        assert after_close == [{"type": "websocket.disconnect", "code": 1006, "reason": ""}]
         await peer.finish()
 
     run(test)
@@ -224,12 +229,16 @@ def test_close_before_accept_is_403() -> None:
 
 def test_http_response_extension_sends_a_full_response() -> None:
     async def test() -> None:
+        finished: list[bool] = []
+
         async def app(scope: Any, receive: Any, send: Any) -> None:
             assert "websocket.http.response" in scope["extensions"]
             await receive()
             await send({"type": "websocket.http.response.start", "status": 401, "headers": [(b"x-why", b"token")]})
             await send({"type": "websocket.http.response.body", "body": b"no ", "more_body": True})
             await send({"type": "websocket.http.response.body", "body": b"entry"})
+            assert (await receive())["type"] == "websocket.disconnect"
+            finished.append(True)
 
         peer = Peer(app)
         peer.send(Request(host="localhost", target="/"))
@@ -238,6 +247,7 @@ def test_http_response_extension_sends_a_full_response() -> None:
         assert (b"x-why", b"token") in events[0].headers
         body = b"".join(e.data for e in events if isinstance(e, RejectData))
         assert body == b"no entry"
+        assert finished == [True]
         await peer.finish()
 
     run(test)

@@ -235,8 +235,10 @@ class WebSocketStream:
         self._set_closed(ABNORMAL_CLOSURE, "")
 
     def _set_closed(self, code: int, reason: str) -> None:
-        if self._phase is not Phase.CLOSED:
-            self._phase = Phase.CLOSED
+        # The first cause wins: a close handshake followed by the transport closing keeps
+        # the peer's code.
+        self._phase = Phase.CLOSED
+        if self._disconnect is None:
             self._disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
         self._stop_timers()
         if self._withheld:
