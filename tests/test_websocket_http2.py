@@ -7,8 +7,12 @@ post-handshake connection over the stream's DATA frames.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -192,3 +196,44 @@ def test_rejection_and_shutdown_over_http2(cert_files: CertFiles) -> None:
         server.thread.join(5)
         assert not server.thread.is_alive()
     assert app.messages[-1]["type"] == "websocket.disconnect" and app.messages[-1]["code"] == 1001
+
+
+def test_http2_window_follows_the_app(cert_files: CertFiles) -> None:
+    release = threading.Event()
+    received: list[int] = []
+
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        while (message := await receive())["type"] != "websocket.disconnect":
+            received.append(len(message["bytes"]))
+
+    with running_server(slow_app) as server, _connect(server, False, cert_files) as sock:
+        client = H2WebSocketClient(sock, "http")
+        stream_id, _ = client.connect("/")
+        message = BytesMessage(data=b"m" * 4000)
+        sent = 0
+        sock.settimeout(0.3)
+        # Send while the stream window allows, collecting WINDOW_UPDATEs, until none come.
+        while sent < 500:
+            while client.h2.local_flow_control_window(stream_id) > 4100 and sent < 500:
+                client.send(stream_id, message)
+                sent += 1
+            try:
+                client._read()
+            except TimeoutError:
+                break
+        # The app receives nothing, so the server stopped opening the window.
+        assert sent < 100 and client.h2.local_flow_control_window(stream_id) <= 4100
+        release.set()
+        deadline = time.monotonic() + 5
+        while len(received) < sent and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                client._read()
+        assert received == [4000] * sent
+        # Reading resumed: the window opened again for more.
+        assert client.h2.local_flow_control_window(stream_id) > 4100
