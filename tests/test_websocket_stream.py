@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -602,3 +603,16 @@ def test_protocol_violations_fail_the_connection(frame: bytes, code: int) -> Non
         await peer.finish()
 
     run(test)
+
+
+def test_access_log_line_per_handshake(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
+
+    async def test() -> None:
+        peer = Peer(echo_app([]), access_log=True)
+        await peer.open(target="/chat?room=7")
+        await peer.finish()
+
+    run(test)
+    lines = [record.getMessage() for record in caplog.records if record.name == "gateway.access"]
+    assert len(lines) == 1 and '"WEBSOCKET /chat?room=7 HTTP/1.1" 101 0' in lines[0], lines

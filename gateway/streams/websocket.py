@@ -20,6 +20,7 @@ from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.utilities import LocalProtocolError
 
+from gateway import access_log
 from gateway.asgi import (
     ASGIMessageError,
     ClientDisconnected,
@@ -107,6 +108,7 @@ class WebSocketStream:
         self._keepalive: KeepAlive | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
+        self._started_at = 0.0
 
     # -- what protocol adapters read --------------------------------------------------
 
@@ -138,6 +140,7 @@ class WebSocketStream:
     def _start(self, request: Request) -> None:
         context = self._context
         loop = asyncio.get_running_loop()
+        self._started_at = loop.time()
         try:
             self._key = handshake.check_handshake(request)
         except handshake.HandshakeError as exc:
@@ -330,6 +333,7 @@ class WebSocketStream:
             headers = validate_headers(message.get("headers", ()))
             self._phase = Phase.HTTP_RESPONSE
             await self._sender.stream_send(Response(self.stream_id, status, headers))
+            self._log_access(status)
         elif phase is Phase.HTTP_RESPONSE and message_type == "websocket.http.response.body":
             await self._send_response_body(message)
         elif phase in (Phase.CLOSING, Phase.CLOSED) and message_type.startswith("websocket."):
@@ -346,6 +350,7 @@ class WebSocketStream:
         self._phase = Phase.OPEN
         status = 200 if self._key is None else 101
         await self._sender.stream_send(Response(self.stream_id, status, headers))
+        self._log_access(status)
         if self._config.ws_ping_interval and self._phase is Phase.OPEN:
             self._keepalive = KeepAlive(self._config.ws_ping_interval, self._config.ws_ping_timeout, self)
         early, self._early_data = self._early_data, []
@@ -386,6 +391,7 @@ class WebSocketStream:
         self._phase = Phase.CLOSED
         fields = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
         await self._sender.stream_send(Response(self.stream_id, status, headers + fields))
+        self._log_access(status)
         if body:
             await self._sender.stream_send(Body(self.stream_id, body))
         await self._sender.stream_send(EndBody(self.stream_id))
@@ -443,6 +449,12 @@ class WebSocketStream:
     def _queue(self, message: Message) -> None:
         self._messages.append(message)
         self._wake()
+
+    def _log_access(self, status: int) -> None:
+        # One access-log line per handshake answer (101/200 accepted, else the HTTP status).
+        if self._context.access_log and self._scope:
+            duration = asyncio.get_running_loop().time() - self._started_at
+            access_log.log_response(self._scope, status, 0, duration)
 
     def _log_client(self, text: str, *args: object) -> None:
         client = self._info.client
