@@ -237,3 +237,16 @@ def test_http2_window_follows_the_app(cert_files: CertFiles) -> None:
         assert received == [4000] * sent
         # Reading resumed: the window opened again for more.
         assert client.h2.local_flow_control_window(stream_id) > 4100
+
+
+def test_http2_stream_reset_gives_the_app_a_disconnect(cert_files: CertFiles) -> None:
+    app = RecordingApp()
+    with running_server(app) as server, _connect(server, False, cert_files) as sock:
+        client = H2WebSocketClient(sock, "http")
+        stream_id, _ = client.connect("/")
+        list(client.events(stream_id, 1))  # the scope summary
+        client.h2.reset_stream(stream_id)
+        sock.sendall(client.h2.data_to_send())
+        # The app was not cancelled: it received websocket.disconnect and returned itself.
+        assert app.done.wait(5)
+    assert app.messages == [{"type": "websocket.disconnect", "code": 1006, "reason": ""}]

@@ -306,9 +306,12 @@ class HTTP2Protocol(HTTP2Sender):
         assert stream_id is not None
         state = self._streams.pop(stream_id, None)
         if state is not None:
-            # The app's work for a reset stream is wasted: stop it (Rapid Reset).
+            # The app's work for a reset stream is wasted: stop it (Rapid Reset). A WebSocket
+            # app instead gets websocket.disconnect (1006), as when an HTTP/1.1 client drops
+            # its socket, so it can clean up (e.g. leave its Channels groups).
             state.stream.handle(StreamClosed(stream_id))
-            state.stream.cancel()
+            if type(state.stream) is not WebSocketStream:
+                state.stream.cancel()
             state.wake()
             self._stream_done()
         if self._flood.reset():
