@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -271,3 +272,63 @@ def test_client_goaway_closes_the_connection() -> None:
         served(peer, 1)
         peer.send(GoAwayFrame(0, last_stream_id=0, error_code=0))
         peer.closed()
+
+
+# -- §4.2, §5.5, §6 frame-level rules ----------------------------------------------------------
+
+FRAME_SIZE_ERROR = 0x6
+
+
+def test_frame_larger_than_max_frame_size_is_frame_size_error() -> None:
+    with running_server(app) as server, FramePeer(server) as peer:
+        peer.request(1, b"/echo", b"POST", end_stream=False)
+        peer.data(1, b"z" * 16385)
+        assert peer.goaway().error_code == FRAME_SIZE_ERROR
+
+
+def test_ping_with_wrong_length_is_frame_size_error() -> None:
+    with running_server(app) as server, FramePeer(server) as peer:
+        peer.sock.sendall(b"\x00\x00\x06\x06\x00\x00\x00\x00\x00" + b"123456")
+        assert peer.goaway().error_code == FRAME_SIZE_ERROR
+
+
+def test_zero_window_increment_and_overflow() -> None:
+    # §6.9: an increment of 0 is a PROTOCOL_ERROR; §6.9.1: past 2^31-1 a FLOW_CONTROL_ERROR.
+    with running_server(app) as server, FramePeer(server) as peer:
+        peer.sock.sendall(b"\x00\x00\x04\x08\x00\x00\x00\x00\x00" + b"\x00\x00\x00\x00")
+        assert peer.goaway().error_code == PROTOCOL_ERROR
+    with running_server(app) as server, FramePeer(server) as peer:
+        peer.send(WindowUpdateFrame(0, window_increment=2**31 - 1))
+        assert peer.goaway().error_code == FLOW_CONTROL_ERROR
+
+
+def test_unknown_frames_and_settings_are_ignored() -> None:
+    # §5.5: unknown frame types and §6.5.2 unknown settings are ignored.
+    with running_server(app) as server, FramePeer(server) as peer:
+        peer.sock.sendall(b"\x00\x00\x03\xfa\x00\x00\x00\x00\x00abc")
+        peer.send(SettingsFrame(0, settings={0x99: 1}))
+        served(peer, 1)
+
+
+def test_push_promise_from_client_is_protocol_error() -> None:
+    with running_server(app) as server, FramePeer(server) as peer:
+        from hyperframe.frame import PushPromiseFrame
+
+        served(peer, 1)
+        peer.send(PushPromiseFrame(1, promised_stream_id=2, data=b"\x82", flags=["END_HEADERS"]))
+        assert peer.goaway().error_code == PROTOCOL_ERROR
+
+
+def test_window_of_one_byte_gets_one_byte_of_data() -> None:
+    # §6.9.1 / §6.5.3: the last of several INITIAL_WINDOW_SIZE values applies.
+    with running_server(app) as server, FramePeer(server, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 100}) as peer:
+        peer.send(SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 1}))
+        peer.read_until(lambda f: isinstance(f, SettingsFrame) and "ACK" in f.flags)
+        peer.read_until(lambda f: isinstance(f, SettingsFrame) and "ACK" in f.flags)
+        peer.request(1, b"/info")
+        frame = peer.read_until(lambda f: isinstance(f, DataFrame))[-1]
+        assert len(frame.data) == 1
+        # Raising the initial window lets the stream go on (§6.9.2).
+        peer.send(SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 65535}))
+        rest = peer.response(1)["body"]
+        assert json.loads(frame.data + rest)["path"] == "/info"
