@@ -266,3 +266,22 @@ def test_slow_reader_is_dropped_after_send_timeout(caplog: pytest.LogCaptureFixt
                     while peer.sock.recv(1 << 20):
                         pass
                     raise PeerClosed("closed")
+
+
+def test_resets_racing_our_own_answers_leave_the_connection_up() -> None:
+    # The reset arrives in the same read as the request the server refuses (stream limit),
+    # answers itself (400, 413) or was serving: nothing may be sent on a stream h2 has closed.
+    with running_server(app, h2_max_concurrent_streams=1, max_body_size=10) as server, FramePeer(server) as peer:
+        peer.request(1, b"/wait")
+        refused = HeadersFrame(3, peer.block(peer.request_headers(3, b"/info")), flags=["END_HEADERS", "END_STREAM"])
+        peer.send(refused, RstStreamFrame(3, error_code=CANCEL))
+        bad_host = peer.request_headers(5, b"/info", extra=[(b"host", b"elsewhere")])
+        peer.send(
+            RstStreamFrame(1, error_code=CANCEL),
+            HeadersFrame(5, peer.block(bad_host), flags=["END_HEADERS", "END_STREAM"]),
+            RstStreamFrame(5, error_code=CANCEL),
+        )
+        too_large = HeadersFrame(7, peer.block(peer.request_headers(7, b"/echo", b"POST")), flags=["END_HEADERS"])
+        peer.send(too_large, DataFrame(7, b"x" * 100), RstStreamFrame(7, error_code=CANCEL))
+        peer.request(9, b"/info")
+        assert peer.response(9)["status"] == 200

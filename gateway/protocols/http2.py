@@ -158,7 +158,12 @@ class HTTP2Protocol(HTTP2Sender):
             self._fatal(f"protocol error: {exc}")
             return
         for event in events:
-            self._dispatch(event)
+            try:
+                self._dispatch(event)
+            except (h2.exceptions.StreamClosedError, h2.exceptions.StreamIDTooLowError):
+                # The peer reset this stream later in the same batch, and h2 may already have
+                # forgotten it: whatever we meant to send on it is moot.
+                pass
             if self._closing:
                 return
         self._check_header_backlog()

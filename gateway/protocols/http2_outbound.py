@@ -9,6 +9,7 @@ reads (``body_consumed``), so each stream buffers at most its window.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -109,7 +110,7 @@ class HTTP2Sender:
                 self._streams.pop(stream_id, None)
                 h2_connection.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
                 self._stream_done()
-        except h2.exceptions.StreamClosedError:
+        except (h2.exceptions.StreamClosedError, h2.exceptions.StreamIDTooLowError):
             self._forget(stream_id)
         self._flush()
 
@@ -152,7 +153,8 @@ class HTTP2Sender:
             self._log_client_problem(stream_id, "flow-control window stayed closed; stream reset")
             state.stream.handle(StreamClosed(stream_id))
             self._streams.pop(stream_id, None)
-            self._h2.reset_stream(stream_id, ErrorCodes.CANCEL)
+            with contextlib.suppress(h2.exceptions.StreamClosedError):
+                self._h2.reset_stream(stream_id, ErrorCodes.CANCEL)
             self._flush()
             self._stream_done()
         finally:
