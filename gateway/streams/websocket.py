@@ -417,8 +417,9 @@ class WebSocketStream:
         if self._withheld:
             return False
         self._log_client("WebSocket peer sent no pong within %gs; closing", self._config.ws_ping_timeout)
-        self._fail(INTERNAL_ERROR, "keepalive ping timeout")
+        # RFC 6455 §7.1.5: no close frame came from the peer, so for the app it is 1006.
         self._disconnect = {"type": "websocket.disconnect", "code": ABNORMAL_CLOSURE, "reason": ""}
+        self._fail(INTERNAL_ERROR, "keepalive ping timeout")
         return True
 
     def shutdown(self) -> None:
