@@ -616,3 +616,15 @@ def test_access_log_line_per_handshake(caplog: pytest.LogCaptureFixture) -> None
     run(test)
     lines = [record.getMessage() for record in caplog.records if record.name == "gateway.access"]
     assert len(lines) == 1 and '"WEBSOCKET /chat?room=7 HTTP/1.1" 101 0' in lines[0], lines
+
+
+@pytest.mark.parametrize(("code", "valid"), [(1000, True), (1011, True), (4999, True), (1005, False), (2000, False)])
+def test_app_close_codes_are_checked(code: int, valid: bool) -> None:
+    from gateway.asgi import ASGIMessageError
+    from gateway.streams.websocket_messages import close_fields
+
+    if valid:
+        assert close_fields({"type": "websocket.close", "code": code}) == (code, "")
+    else:
+        with pytest.raises(ASGIMessageError, match="close code"):
+            close_fields({"type": "websocket.close", "code": code})

@@ -91,8 +91,9 @@ def accept_fields(message: Message) -> tuple[str | None, Headers]:
 def close_fields(message: Message) -> tuple[int, str]:
     """Code (default 1000) and reason of ``websocket.close``."""
     code = message.get("code", 1000)
-    # RFC 6455 §7.4: 1004-1006 and 1015 must never be sent in a close frame.
-    if type(code) is not int or not (1000 <= code <= 4999) or code in (1004, 1005, 1006, 1015):
+    # RFC 6455 §7.4: 1004-1006 and 1015 are never sent; 1016-2999 are unassigned (IANA
+    # registry: 1012-1014 were added later); 3000-4999 belong to libraries and apps.
+    if type(code) is not int or not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
         raise ASGIMessageError(f"'code' of websocket.close must be a valid close code, got {code!r}")
     reason = message.get("reason") or ""
     if not isinstance(reason, str):
