@@ -426,3 +426,21 @@ def test_idle_connection_gets_goaway_and_close() -> None:
         frames = peer.closed(timeout=5)
         goaways = [frame for frame in frames if isinstance(frame, GoAwayFrame)]
         assert goaways and goaways[-1].error_code == 0
+
+
+def test_no_http2_on_plain_listener_ignores_preface_and_upgrade() -> None:
+    with running_server(app, http2=False) as server:
+        with socket.create_connection((server.host, server.port), timeout=5) as sock:
+            sock.sendall(PREFACE + SettingsFrame(0).serialize())
+            data = sock.recv(65536)
+        assert data.startswith(b"HTTP/1.1 505")  # an HTTP/1.1 error, not an HTTP/2 SETTINGS frame
+        with socket.create_connection((server.host, server.port), timeout=5) as sock:
+            sock.sendall(
+                b"GET /info HTTP/1.1\r\nhost: x\r\nconnection: Upgrade, HTTP2-Settings, close\r\n"
+                b"upgrade: h2c\r\nhttp2-settings: AAMAAABkAAQAAP__\r\n\r\n"
+            )
+            response = b""
+            while chunk := sock.recv(65536):
+                response += chunk
+        assert response.startswith(b"HTTP/1.1 200")
+        assert b'"http_version": "1.1"' in response
