@@ -32,13 +32,12 @@ from gateway.events import (
     Request,
     StreamClosed,
 )
-from gateway.protocols.common import Transport, http_date
+from gateway.protocols.common import Transport
 from gateway.protocols.http2_headers import (
     BadRequest,
     MalformedRequest,
     check_trailers,
     request_from_headers,
-    response_headers,
 )
 from gateway.protocols.http2_limits import FloodGuard
 from gateway.protocols.http2_outbound import HTTP2Sender, StreamState
@@ -363,37 +362,6 @@ class HTTP2Protocol(HTTP2Sender):
         self._h2.reset_stream(stream_id, error_code)
         if self._flood.reset():
             self._calm_down("too many provoked stream resets")
-
-    def _answer_error(self, stream_id: int, status: int, reason: str) -> None:
-        """Answer one stream with a plain-text error; the connection goes on."""
-        self._log_client_problem(stream_id, f"rejected request: {status} {reason}")
-        state = self._streams.pop(stream_id, None)
-        if state is not None:
-            state.stream.cancel()
-        body = f"{status} {reason}\n".encode()
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
-        h2_connection = self._h2
-        h2_connection.send_headers(stream_id, response_headers(status, headers, http_date()))
-        window = h2_connection.local_flow_control_window(stream_id)
-        if window >= len(body):
-            h2_connection.send_data(stream_id, body, end_stream=True)
-        else:
-            h2_connection.end_stream(stream_id)
-        h2_stream = h2_connection.streams.get(stream_id)
-        if h2_stream is not None and h2_stream.open:
-            # RFC 9113 §8.1: the answer is complete; the rest of the request is not wanted.
-            h2_connection.reset_stream(stream_id, ErrorCodes.NO_ERROR)
-        self._stream_done()
-
-    def _log_client_problem(self, stream_id: int, problem: str) -> None:
-        client = self._info.client
-        log.info(
-            "%s:%s - HTTP/2 stream %d: %s",
-            client[0] if client else "-",
-            client[1] if client else "-",
-            stream_id,
-            problem,
-        )
 
     def _calm_down(self, reason: str) -> None:
         """GOAWAY ENHANCE_YOUR_CALM (RFC 9113 §5.4.1) and close: the peer is abusive."""

@@ -19,6 +19,7 @@ from h2.errors import ErrorCodes
 
 from gateway.events import (
     Body,
+    ConnectionInfo,
     Data,
     EndBody,
     EndData,
@@ -67,6 +68,7 @@ class HTTP2Sender:
     _streams: dict[int, StreamState]
     _flood: FloodGuard
     _closing: bool
+    _info: ConnectionInfo
 
     def _forget(self, stream_id: int) -> None:
         raise NotImplementedError
@@ -75,9 +77,6 @@ class HTTP2Sender:
         raise NotImplementedError
 
     def _flush(self) -> None:
-        raise NotImplementedError
-
-    def _log_client_problem(self, stream_id: int, problem: str) -> None:
         raise NotImplementedError
 
     def _fatal_quiet(self, *, abort: bool = False) -> None:
@@ -188,3 +187,34 @@ class HTTP2Sender:
             # the client to stop sending the rest.
             self._h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
         self._stream_done()
+
+    def _answer_error(self, stream_id: int, status: int, reason: str) -> None:
+        """Answer one stream with a plain-text error; the connection goes on."""
+        self._log_client_problem(stream_id, f"rejected request: {status} {reason}")
+        state = self._streams.pop(stream_id, None)
+        if state is not None:
+            state.stream.cancel()
+        body = f"{status} {reason}\n".encode()
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
+        h2_connection = self._h2
+        h2_connection.send_headers(stream_id, response_headers(status, headers, http_date()))
+        window = h2_connection.local_flow_control_window(stream_id)
+        if window >= len(body):
+            h2_connection.send_data(stream_id, body, end_stream=True)
+        else:
+            h2_connection.end_stream(stream_id)
+        h2_stream = h2_connection.streams.get(stream_id)
+        if h2_stream is not None and h2_stream.open:
+            # RFC 9113 §8.1: the answer is complete; the rest of the request is not wanted.
+            h2_connection.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+        self._stream_done()
+
+    def _log_client_problem(self, stream_id: int, problem: str) -> None:
+        client = self._info.client
+        log.info(
+            "%s:%s - HTTP/2 stream %d: %s",
+            client[0] if client else "-",
+            client[1] if client else "-",
+            stream_id,
+            problem,
+        )
