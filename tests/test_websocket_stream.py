@@ -628,3 +628,37 @@ def test_app_close_codes_are_checked(code: int, valid: bool) -> None:
     else:
         with pytest.raises(ASGIMessageError, match="close code"):
             close_fields({"type": "websocket.close", "code": code})
+
+
+def test_one_byte_fragments_are_coalesced() -> None:
+    from gateway.streams.websocket_messages import MessageAssembler
+
+    assembler = MessageAssembler(1_000_000)
+    text = "ab✓" * 3000
+    for char in text[:-1]:
+        assert assembler.add(TextMessage(data=char, message_finished=False)) is None
+    # Fragments are kept in chunks of 256, not as 9,000 objects.
+    assert len(assembler._chunks) == len(text) // 256 and len(assembler._pending) < 256
+    assert assembler.add(TextMessage(data=text[-1])) == {"type": "websocket.receive", "bytes": None, "text": text}
+    for piece in (b"x", b"", b"yz"):
+        assembler.add(BytesMessage(data=piece, message_finished=False))
+    assert assembler.add(BytesMessage(data=b"!"))["bytes"] == b"xyz!"  # type: ignore[index]
+
+
+def test_reading_pauses_on_queued_bytes_too() -> None:
+    async def test() -> None:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "websocket.accept"})
+            await asyncio.Event().wait()  # never receives
+
+        peer = Peer(app, read_buffer_size=64 * 1024)
+        await peer.open()
+        # Three messages, far fewer than 16, but more bytes than read_buffer_size.
+        for _ in range(3):
+            peer.send(BytesMessage(data=b"b" * 40_000))
+        await peer.settle()
+        assert not peer.transport.reading
+        await peer.finish()
+
+    run(test)

@@ -68,7 +68,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.error")
 
 # Messages the app has not received yet before the stream stops handing back read credit
-# (HTTP/1.1 then pauses reading, HTTP/2 withholds WINDOW_UPDATE).
+# (HTTP/1.1 then pauses reading, HTTP/2 withholds WINDOW_UPDATE); so does more than
+# read_buffer_size bytes of them.
 _MAX_QUEUED_MESSAGES = 16
 # RFC 6455 §7.4.1 close codes used here.
 NORMAL_CLOSURE, GOING_AWAY, ABNORMAL_CLOSURE, MESSAGE_TOO_BIG, INTERNAL_ERROR = 1000, 1001, 1006, 1009, 1011
@@ -103,6 +104,7 @@ class WebSocketStream:
         self._early_data: list[bytes] = []
         self._assembler = MessageAssembler(self._config.ws_max_message_size)
         self._withheld = 0
+        self._queued_bytes = 0
         self._disconnect: Message | None = None
         self._writer = FrameWriter(sender, stream_id, context.tasks)
         self._keepalive: KeepAlive | None = None
@@ -187,9 +189,12 @@ class WebSocketStream:
                 break
         self._credit(len(data))
 
+    def _app_is_behind(self) -> bool:
+        return len(self._messages) >= _MAX_QUEUED_MESSAGES or self._queued_bytes > self._config.read_buffer_size
+
     def _credit(self, size: int) -> None:
         """Hand back read credit unless the app has fallen behind (then keep it for later)."""
-        if len(self._messages) < _MAX_QUEUED_MESSAGES or self._phase is Phase.CLOSED:
+        if not self._app_is_behind() or self._phase is Phase.CLOSED:
             size += self._withheld
             self._withheld = 0
             self._sender.body_consumed(self.stream_id, size)
@@ -300,7 +305,9 @@ class WebSocketStream:
             messages = self._messages
             if messages:
                 message = messages.popleft()
-                if self._withheld and len(messages) < _MAX_QUEUED_MESSAGES:
+                if message["type"] == "websocket.receive":
+                    self._queued_bytes -= _payload_size(message)
+                if self._withheld and not self._app_is_behind():
                     self._credit(0)
                 return message
             if self._disconnect is not None:
@@ -449,6 +456,7 @@ class WebSocketStream:
 
     def _queue(self, message: Message) -> None:
         self._messages.append(message)
+        self._queued_bytes += _payload_size(message)
         self._wake()
 
     def _log_access(self, status: int) -> None:
@@ -461,3 +469,8 @@ class WebSocketStream:
         client = self._info.client
         where = f"{client[0]}:{client[1]}" if client else "-"
         log.info("%s - " + text + " (stream %d)", where, *args, self.stream_id)
+
+
+def _payload_size(message: Message) -> int:
+    data = message["bytes"]
+    return len(data) if data is not None else len(message["text"])

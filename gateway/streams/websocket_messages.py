@@ -29,13 +29,19 @@ class MessageTooBig(Exception):
 
 
 class MessageAssembler:
-    """Collects message fragments (RFC 6455 §5.4) into one ``websocket.receive``."""
+    """Collects message fragments (RFC 6455 §5.4) into one ``websocket.receive``.
 
-    __slots__ = ("_limit", "_parts", "_size")
+    A peer may split a message into one-byte frames. Keeping every fragment as its own
+    object would cost some 50 bytes of memory per byte of message, so every
+    ``_COALESCE`` fragments are joined into one chunk: each byte is copied at most twice.
+    """
+
+    __slots__ = ("_chunks", "_limit", "_pending", "_size")
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._parts: list[Any] = []
+        self._chunks: list[Any] = []
+        self._pending: list[Any] = []
         self._size = 0
 
     def add(self, event: TextMessage | BytesMessage) -> Message | None:
@@ -48,20 +54,27 @@ class MessageAssembler:
             size = self._size + len(data.encode())
         if limit and size > limit:
             raise MessageTooBig(f"message larger than --ws-max-message-size ({limit} bytes)")
+        empty: Any = "" if isinstance(data, str) else b""
+        pending = self._pending
         if not event.message_finished:
-            self._parts.append(data)
+            pending.append(data)
+            if len(pending) >= _COALESCE:
+                self._chunks.append(empty.join(pending))
+                pending.clear()
             self._size = size
             return None
-        parts = self._parts
-        if parts:
-            parts.append(data)
-            self._parts = []
+        if pending or self._chunks:
+            pending.append(data)
+            data = empty.join(self._chunks + pending)
+            self._chunks = []
+            pending.clear()
             self._size = 0
         if isinstance(data, str):
-            text = "".join(parts) if parts else data
-            return {"type": "websocket.receive", "bytes": None, "text": text}
-        payload = b"".join(parts) if parts else bytes(data)
-        return {"type": "websocket.receive", "bytes": payload, "text": None}
+            return {"type": "websocket.receive", "bytes": None, "text": data}
+        return {"type": "websocket.receive", "bytes": bytes(data), "text": None}
+
+
+_COALESCE = 256
 
 
 def event_for_send(message: Message) -> TextMessage | BytesMessage:
