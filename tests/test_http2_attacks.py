@@ -285,3 +285,14 @@ def test_resets_racing_our_own_answers_leave_the_connection_up() -> None:
         peer.send(too_large, DataFrame(7, b"x" * 100), RstStreamFrame(7, error_code=CANCEL))
         peer.request(9, b"/info")
         assert peer.response(9)["status"] == 200
+
+
+def test_requests_with_priority_are_not_a_flood() -> None:
+    # Browsers send priority in every HEADERS (RFC 7540 §6.2), which h2 reports as PRIORITY.
+    with running_server(app, h2_max_control_frames=20) as server, FramePeer(server) as peer:
+        for stream_id in range(1, 200, 2):
+            block = peer.block(peer.request_headers(stream_id, b"/info"))
+            frame = HeadersFrame(stream_id, block, flags=["END_HEADERS", "END_STREAM", "PRIORITY"])
+            frame.depends_on, frame.stream_weight = 0, 200
+            peer.send(frame)
+            assert peer.response(stream_id)["status"] == 200

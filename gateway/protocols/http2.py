@@ -236,6 +236,7 @@ class HTTP2Protocol(HTTP2Sender):
         self._open_stream(request)
 
     def _open_stream(self, request: Request) -> None:
+        self._flood.request_opened()
         if not self._streams:
             self._transport.clear_timeout()
         stream: HTTPStream | WebSocketStream

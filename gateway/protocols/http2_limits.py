@@ -51,6 +51,10 @@ class FloodGuard:
         self._control += count
         return self._control > self._max_control + self._credit
 
+    def request_opened(self) -> None:
+        """A request was accepted: its HEADERS may carry priority (h2 reports it as PRIORITY)."""
+        self._credit += 1
+
     def data_sent(self, frames: int) -> None:
         """We sent ``frames`` DATA frames: the peer may acknowledge each with a WINDOW_UPDATE."""
         self._credit += frames
