@@ -662,3 +662,22 @@ def test_reading_pauses_on_queued_bytes_too() -> None:
         await peer.finish()
 
     run(test)
+
+
+def test_pongs_to_a_peer_that_does_not_read_do_not_pile_up() -> None:
+    async def test() -> None:
+        peer = Peer(echo_app([]))
+        await peer.open()
+        peer.transport.set_paused(True)
+        peer.send(Ping(payload=b"first"))
+        await peer.settle()  # this pong is written; the writer now waits for the drain
+        for number in range(1000):
+            peer.send(Ping(payload=b"%d" % number))
+        await peer.settle()
+        peer.transport.set_paused(False)
+        events = await peer.settle()
+        # RFC 6455 §5.5.3: only the latest ping is answered, not 1,000 of them.
+        assert [e.payload for e in peer.events[1:]] == [b"first", b"999"], events
+        await peer.finish()
+
+    run(test)

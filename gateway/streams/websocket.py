@@ -180,7 +180,7 @@ class WebSocketStream:
             if event_type is TextMessage or event_type is BytesMessage:
                 self._on_message_part(event)  # type: ignore[arg-type]
             elif event_type is Ping:
-                self._writer.write_soon(frames.send(event.response()))  # type: ignore[attr-defined]
+                self._writer.pong_soon(frames.send(event.response()))  # type: ignore[attr-defined]
             elif event_type is Pong:
                 if self._keepalive is not None:
                     self._keepalive.pong_received()

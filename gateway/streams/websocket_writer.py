@@ -28,6 +28,7 @@ class FrameWriter:
         self._tasks = tasks
         self._lock = asyncio.Lock()
         self._queued: list[bytes] = []
+        self._pong = b""
         self._queue_task: asyncio.Task[None] | None = None
         self._end_after_queue = False
         self.ended = False
@@ -46,10 +47,21 @@ class FrameWriter:
         if self._queue_task is None:
             self._queue_task = self.spawn(self._write_queued())
 
+    def pong_soon(self, data: bytes) -> None:
+        """Queue a pong, replacing one not sent yet.
+
+        RFC 6455 §5.5.3 allows answering only the latest ping; so a peer that pings fast
+        while not reading cannot make pongs pile up here.
+        """
+        self._pong = data
+        if self._queue_task is None:
+            self._queue_task = self.spawn(self._write_queued())
+
     async def _write_queued(self) -> None:
         try:
-            while self._queued and not self.ended:
-                data = b"".join(self._queued)
+            while (self._queued or self._pong) and not self.ended:
+                data = b"".join((self._pong, *self._queued))
+                self._pong = b""
                 self._queued.clear()
                 async with self._lock:
                     await self._sender.stream_send(Data(self._stream_id, data))
