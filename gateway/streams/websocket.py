@@ -10,7 +10,6 @@ therefore exists once. Ping/pong keep-alive and the close handshake timer live h
 from __future__ import annotations
 
 import asyncio
-import collections
 import enum
 import logging
 from typing import TYPE_CHECKING, Any
@@ -48,6 +47,7 @@ from gateway.events import (
 from gateway.streams import websocket_handshake as handshake
 from gateway.streams import websocket_masking
 from gateway.streams.websocket_deflate import BoundedPerMessageDeflate, negotiate
+from gateway.streams.websocket_inbox import Inbox
 from gateway.streams.websocket_keepalive import KeepAlive
 from gateway.streams.websocket_messages import (
     MessageAssembler,
@@ -67,10 +67,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.error")
 
-# Messages the app has not received yet before the stream stops handing back read credit
-# (HTTP/1.1 then pauses reading, HTTP/2 withholds WINDOW_UPDATE); so does more than
-# read_buffer_size bytes of them.
-_MAX_QUEUED_MESSAGES = 16
 # RFC 6455 §7.4.1 close codes used here.
 NORMAL_CLOSURE, GOING_AWAY, ABNORMAL_CLOSURE, MESSAGE_TOO_BIG, INTERNAL_ERROR = 1000, 1001, 1006, 1009, 1011
 
@@ -99,13 +95,9 @@ class WebSocketStream:
         self._deflate: tuple[BoundedPerMessageDeflate, bytes] | None = None
         self._frames: FrameConnection | None = None
         self._phase = Phase.HANDSHAKE
-        self._messages: collections.deque[Message] = collections.deque()
-        self._waiter: asyncio.Future[None] | None = None
         self._early_data: list[bytes] = []
         self._assembler = MessageAssembler(self._config.ws_max_message_size)
-        self._withheld = 0
-        self._queued_bytes = 0
-        self._disconnect: Message | None = None
+        self._inbox = Inbox(lambda size: sender.body_consumed(stream_id, size), self._config.read_buffer_size)
         self._writer = FrameWriter(sender, stream_id, context.tasks)
         self._keepalive: KeepAlive | None = None
         self._close_timer: asyncio.TimerHandle | None = None
@@ -157,7 +149,7 @@ class WebSocketStream:
             if self._config.ws_per_message_deflate:
                 offers = handshake.requested_extensions(request.headers)
                 self._deflate = negotiate(offers, self._config.ws_max_message_size) if offers else None
-            self._messages.append({"type": "websocket.connect"})
+            self._inbox.put({"type": "websocket.connect"})
             task = loop.create_task(self._run(context.app))
         context.tasks.add(task)
         task.add_done_callback(context.tasks.discard)
@@ -187,19 +179,7 @@ class WebSocketStream:
             elif event_type is CloseConnection:
                 self._on_close_frame(event)  # type: ignore[arg-type]
                 break
-        self._credit(len(data))
-
-    def _app_is_behind(self) -> bool:
-        return len(self._messages) >= _MAX_QUEUED_MESSAGES or self._queued_bytes > self._config.read_buffer_size
-
-    def _credit(self, size: int) -> None:
-        """Hand back read credit unless the app has fallen behind (then keep it for later)."""
-        if not self._app_is_behind() or self._phase is Phase.CLOSED:
-            size += self._withheld
-            self._withheld = 0
-            self._sender.body_consumed(self.stream_id, size)
-        else:
-            self._withheld += size
+        self._inbox.credit(len(data))
 
     def _on_message_part(self, event: TextMessage | BytesMessage) -> None:
         if self._phase is not Phase.OPEN:
@@ -210,7 +190,7 @@ class WebSocketStream:
             self._fail(MESSAGE_TOO_BIG, str(exc))
             return
         if message is not None:
-            self._queue(message)
+            self._inbox.put(message)
 
     def _on_close_frame(self, event: CloseConnection) -> None:
         frames = self._frames
@@ -246,12 +226,8 @@ class WebSocketStream:
         # The first cause wins: a close handshake followed by the transport closing keeps
         # the peer's code.
         self._phase = Phase.CLOSED
-        if self._disconnect is None:
-            self._disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
         self._stop_timers()
-        if self._withheld:
-            self._credit(0)
-        self._wake()
+        self._inbox.close(code, reason)
 
     def _fail(self, code: int, reason: str) -> None:
         """Send a close frame and drop the connection at once (RFC 6455 §7.1.7)."""
@@ -301,22 +277,7 @@ class WebSocketStream:
 
     async def receive(self) -> Message:
         """The ASGI ``receive`` callable."""
-        while True:
-            messages = self._messages
-            if messages:
-                message = messages.popleft()
-                if message["type"] == "websocket.receive":
-                    self._queued_bytes -= _payload_size(message)
-                if self._withheld and not self._app_is_behind():
-                    self._credit(0)
-                return message
-            if self._disconnect is not None:
-                return dict(self._disconnect)
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+        return await self._inbox.get()
 
     async def send(self, message: Message) -> None:
         """The ASGI ``send`` callable."""
@@ -344,7 +305,8 @@ class WebSocketStream:
         elif phase is Phase.HTTP_RESPONSE and message_type == "websocket.http.response.body":
             await self._send_response_body(message)
         elif phase in (Phase.CLOSING, Phase.CLOSED) and message_type.startswith("websocket."):
-            code = self._disconnect["code"] if self._disconnect else "pending"
+            disconnect = self._inbox.disconnect
+            code = disconnect["code"] if disconnect else "pending"
             raise WebSocketClosedError(f"{message_type!r} refused: the WebSocket is closed (code {code})")
         else:
             raise ASGIMessageError(f"unexpected ASGI message {message_type!r} while {phase.value}")
@@ -421,11 +383,11 @@ class WebSocketStream:
 
         A peer we stopped reading from (the app is behind) may have answered; it is kept.
         """
-        if self._withheld:
+        if self._inbox.withheld:
             return False
         self._log_client("WebSocket peer sent no pong within %gs; closing", self._config.ws_ping_timeout)
         # RFC 6455 §7.1.5: no close frame came from the peer, so for the app it is 1006.
-        self._disconnect = {"type": "websocket.disconnect", "code": ABNORMAL_CLOSURE, "reason": ""}
+        self._inbox.close(ABNORMAL_CLOSURE, "")
         self._fail(INTERNAL_ERROR, "keepalive ping timeout")
         return True
 
@@ -449,16 +411,6 @@ class WebSocketStream:
             self._close_timer.cancel()
             self._close_timer = None
 
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _queue(self, message: Message) -> None:
-        self._messages.append(message)
-        self._queued_bytes += _payload_size(message)
-        self._wake()
-
     def _log_access(self, status: int) -> None:
         # One access-log line per handshake answer (101/200 accepted, else the HTTP status).
         if self._context.access_log and self._scope:
@@ -469,8 +421,3 @@ class WebSocketStream:
         client = self._info.client
         where = f"{client[0]}:{client[1]}" if client else "-"
         log.info("%s - " + text + " (stream %d)", where, *args, self.stream_id)
-
-
-def _payload_size(message: Message) -> int:
-    data = message["bytes"]
-    return len(data) if data is not None else len(message["text"])

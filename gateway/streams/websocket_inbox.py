@@ -1,0 +1,91 @@
+"""What waits for the app's ``receive()``, and the read credit it holds back.
+
+Bytes the stream has parsed are handed back to the protocol adapter as read credit
+(``body_consumed``: HTTP/1.1 reads on, HTTP/2 sends WINDOW_UPDATE) unless the app has
+fallen behind: then the credit is kept until ``receive()`` catches up, so a fast client is
+never read faster than the app takes its messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable
+
+from gateway.asgi import Message
+
+# Messages the app has not received yet before credit is withheld; so is more than
+# ``max_bytes`` of them.
+MAX_QUEUED_MESSAGES = 16
+
+
+def _payload_size(message: Message) -> int:
+    data = message.get("bytes")
+    if data is not None:
+        return len(data)
+    return len(message.get("text") or "")
+
+
+class Inbox:
+    """The app's side of one WebSocket: queued messages, then ``websocket.disconnect``."""
+
+    __slots__ = ("_bytes", "_give_credit", "_max_bytes", "_messages", "_waiter", "disconnect", "withheld")
+
+    def __init__(self, give_credit: Callable[[int], None], max_bytes: int) -> None:
+        self._give_credit = give_credit
+        self._max_bytes = max_bytes
+        self._messages: collections.deque[Message] = collections.deque()
+        self._bytes = 0
+        self._waiter: asyncio.Future[None] | None = None
+        # Read credit kept back while the app is behind.
+        self.withheld = 0
+        self.disconnect: Message | None = None
+
+    def put(self, message: Message) -> None:
+        """Queue a message for ``receive()``."""
+        self._messages.append(message)
+        self._bytes += _payload_size(message)
+        self._wake()
+
+    def credit(self, size: int) -> None:
+        """``size`` bytes were parsed: hand the credit back unless the app is behind."""
+        if self.disconnect is None and self._app_is_behind():
+            self.withheld += size
+            return
+        size += self.withheld
+        self.withheld = 0
+        if size:
+            self._give_credit(size)
+
+    def close(self, code: int, reason: str) -> None:
+        """The WebSocket is over; the first cause's code is the one the app sees."""
+        if self.disconnect is None:
+            self.disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+        self.credit(0)
+        self._wake()
+
+    async def get(self) -> Message:
+        """The next message; ``websocket.disconnect`` (again and again) once closed."""
+        while True:
+            messages = self._messages
+            if messages:
+                message = messages.popleft()
+                self._bytes -= _payload_size(message)
+                if self.withheld and not self._app_is_behind():
+                    self.credit(0)
+                return message
+            if self.disconnect is not None:
+                return dict(self.disconnect)
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def _app_is_behind(self) -> bool:
+        return len(self._messages) >= MAX_QUEUED_MESSAGES or self._bytes > self._max_bytes
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
