@@ -332,3 +332,38 @@ def test_window_of_one_byte_gets_one_byte_of_data() -> None:
         peer.send(SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 65535}))
         rest = peer.response(1)["body"]
         assert json.loads(frame.data + rest)["path"] == "/info"
+
+
+# Raw frames the RFC makes connection errors; the GOAWAY must carry the RFC's error code.
+INVALID_FRAMES = {
+    "RST_STREAM on idle stream (§6.4)": (b"\x00\x00\x04\x03\x00\x00\x00\x00\x01\x00\x00\x00\x08", PROTOCOL_ERROR),
+    "WINDOW_UPDATE on idle stream (§5.1)": (b"\x00\x00\x04\x08\x00\x00\x00\x00\x01\x00\x00\x00\x01", PROTOCOL_ERROR),
+    "SETTINGS ACK with payload (§6.5)": (
+        b"\x00\x00\x06\x04\x01\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64",
+        FRAME_SIZE_ERROR,
+    ),
+    "SETTINGS length not a multiple of 6 (§6.5)": (
+        b"\x00\x00\x03\x04\x00\x00\x00\x00\x00\x00\x03\x00",
+        FRAME_SIZE_ERROR,
+    ),
+    "SETTINGS on a stream (§6.5)": (b"\x00\x00\x06\x04\x00\x00\x00\x00\x01\x00\x03\x00\x00\x00\x64", PROTOCOL_ERROR),
+    "PRIORITY on stream 0 (§6.3)": (b"\x00\x00\x05\x02\x00\x00\x00\x00\x00\x00\x00\x00\x01\x10", PROTOCOL_ERROR),
+    "PRIORITY of length 4 (§6.3)": (b"\x00\x00\x04\x02\x00\x00\x00\x00\x01\x00\x00\x00\x03", FRAME_SIZE_ERROR),
+    "RST_STREAM of length 3 (§6.4)": (b"\x00\x00\x03\x03\x00\x00\x00\x00\x01\x00\x00\x08", FRAME_SIZE_ERROR),
+    "GOAWAY on a stream (§6.8)": (b"\x00\x00\x08\x07\x00\x00\x00\x00\x01" + b"\x00" * 8, PROTOCOL_ERROR),
+    "CONTINUATION without HEADERS (§6.10)": (b"\x00\x00\x01\x09\x04\x00\x00\x00\x01\x82", PROTOCOL_ERROR),
+    "DATA on stream 0 (§6.1)": (b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x", PROTOCOL_ERROR),
+    "PING on a stream (§6.7)": (b"\x00\x00\x08\x06\x00\x00\x00\x00\x01" + b"\x00" * 8, PROTOCOL_ERROR),
+    "WINDOW_UPDATE of length 3 (§6.9)": (b"\x00\x00\x03\x08\x00\x00\x00\x00\x00\x00\x00\x01", FRAME_SIZE_ERROR),
+    "HEADERS on stream 0 (§6.2)": (b"\x00\x00\x01\x01\x05\x00\x00\x00\x00\x82", PROTOCOL_ERROR),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID_FRAMES))
+def test_invalid_frame_gets_goaway_with_the_rfc_error_code(case: str) -> None:
+    raw, error = INVALID_FRAMES[case]
+    with running_server(app) as server, FramePeer(server) as peer:
+        peer.read_until(lambda f: isinstance(f, SettingsFrame))
+        peer.sock.sendall(raw)
+        assert peer.goaway().error_code == error
+        peer.closed()

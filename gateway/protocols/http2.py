@@ -21,6 +21,7 @@ import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
 from hpack.exceptions import HPACKError, OversizedHeaderListError
+from hyperframe.exceptions import InvalidDataError
 from hyperframe.frame import GoAwayFrame
 
 from gateway.events import (
@@ -150,10 +151,15 @@ class HTTP2Protocol(HTTP2Sender):
             if self._h2.state_machine.state is not h2.connection.ConnectionState.CLOSED:
                 self._h2.close_connection(error_code=ErrorCodes.PROTOCOL_ERROR)
             cause = exc.__cause__
+            code = None
             if isinstance(cause, HPACKError) and not isinstance(cause, OversizedHeaderListError):
-                # §4.3: an undecodable header block is a COMPRESSION_ERROR (h2 says PROTOCOL_ERROR).
+                code = ErrorCodes.COMPRESSION_ERROR  # §4.3: an undecodable header block
+            elif isinstance(cause, InvalidDataError) and str(cause).startswith("SETTINGS ack"):
+                code = ErrorCodes.FRAME_SIZE_ERROR  # §6.5: a SETTINGS ACK with a payload
+            if code is not None:
+                # h2 says PROTOCOL_ERROR for both; replace its GOAWAY with the RFC's code.
                 self._h2.data_to_send()
-                self._write_goaway(ErrorCodes.COMPRESSION_ERROR, self._h2.highest_inbound_stream_id)
+                self._write_goaway(code, self._h2.highest_inbound_stream_id)
             self._fatal(f"protocol error: {exc}")
             return
         for event in events:
