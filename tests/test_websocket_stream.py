@@ -681,3 +681,22 @@ def test_pongs_to_a_peer_that_does_not_read_do_not_pile_up() -> None:
         await peer.finish()
 
     run(test)
+
+
+def test_ping_after_the_server_closed_is_not_answered() -> None:
+    async def test() -> None:
+        seen: list[Any] = []
+        peer = Peer(echo_app(seen))
+        await peer.open()
+        peer.protocol.shutdown()
+        (closing,) = await peer.settle()
+        assert isinstance(closing, CloseConnection) and closing.code == 1001
+        # The client pings and sends a message before answering the close: both are dropped.
+        # (Raw frames: wsproto's client refuses to send them once it has seen a close.)
+        peer.protocol.feed(b"\x89\x84" + _ZERO_MASK + b"late" + b"\x81\x84" + _ZERO_MASK + b"late")
+        peer.send(closing.response())
+        assert await peer.settle() == []
+        assert peer.transport.closed and seen[-1]["code"] == 1001
+        await peer.finish()
+
+    run(test)

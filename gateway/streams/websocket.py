@@ -172,13 +172,16 @@ class WebSocketStream:
             if event_type is TextMessage or event_type is BytesMessage:
                 self._on_message_part(event)  # type: ignore[arg-type]
             elif event_type is Ping:
-                self._writer.pong_soon(frames.send(event.response()))  # type: ignore[attr-defined]
+                # Once our close is sent, pings go unanswered (RFC 6455 §5.5.1, §5.5.2).
+                if frames.state is ConnectionState.OPEN:
+                    self._writer.pong_soon(frames.send(event.response()))  # type: ignore[attr-defined]
             elif event_type is Pong:
                 if self._keepalive is not None:
                     self._keepalive.pong_received()
             elif event_type is CloseConnection:
                 self._on_close_frame(event)  # type: ignore[arg-type]
-                break
+            if self._phase is Phase.CLOSED:
+                break  # what follows a close or a failure is discarded
         self._inbox.credit(len(data))
 
     def _on_message_part(self, event: TextMessage | BytesMessage) -> None:
@@ -203,12 +206,10 @@ class WebSocketStream:
             return
         if frames.state is ConnectionState.REMOTE_CLOSING:
             # RFC 6455 §5.5.1: answer with a close frame, then the server closes TCP (§7.1.1).
-            code = int(event.code)
             self._writer.write_soon(frames.send(CloseConnection(code=event.code)), end=True)
         else:
-            code = int(event.code)
-            self._end()
-        self._set_closed(code, event.reason or "")
+            self._end()  # the answer to our close: the handshake is complete
+        self._set_closed(int(event.code), event.reason or "")
 
     def _peer_ended(self) -> None:
         # TCP FIN (HTTP/1.1) or END_STREAM (HTTP/2): the peer sends nothing more. Without a
