@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from wsproto.connection import Connection as FrameConnection
 from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
-from wsproto.utilities import LocalProtocolError
 
 from gateway import access_log
 from gateway.asgi import (
@@ -180,7 +179,7 @@ class WebSocketStream:
                     self._keepalive.pong_received()
             elif event_type is CloseConnection:
                 self._on_close_frame(event)  # type: ignore[arg-type]
-            if self._phase is Phase.CLOSED:
+            if self.response_complete:
                 break  # what follows a close or a failure is discarded
         self._inbox.credit(len(data))
 
@@ -330,13 +329,12 @@ class WebSocketStream:
             self.shutdown()
 
     async def _close(self, code: int, reason: str) -> None:
+        """Start the close handshake (once: the app's close and a shutdown's may cross)."""
         frames = self._frames
-        assert frames is not None
-        self._phase = Phase.CLOSING
-        try:
-            data = frames.send(CloseConnection(code=code, reason=reason or None))
-        except LocalProtocolError:
+        if self._phase is not Phase.OPEN or frames is None or frames.state is not ConnectionState.OPEN:
             return
+        self._phase = Phase.CLOSING
+        data = frames.send(CloseConnection(code=code, reason=reason or None))
         self._close_timer = asyncio.get_running_loop().call_later(self._config.ws_close_timeout, self._close_timeout)
         if self._keepalive is not None:
             self._keepalive.stop()
