@@ -444,3 +444,19 @@ def test_no_http2_on_plain_listener_ignores_preface_and_upgrade() -> None:
                 response += chunk
         assert response.startswith(b"HTTP/1.1 200")
         assert b'"http_version": "1.1"' in response
+
+
+@pytest.mark.parametrize("settings", [b"not base64!!", b"AAMAAABkAAQ"])
+def test_h2c_upgrade_with_bad_http2_settings_is_served_as_http11(settings: bytes) -> None:
+    # RFC 7540 §3.2.1: the value must be a base64url SETTINGS payload (whole 6-byte entries).
+    with running_server(app) as server:
+        with socket.create_connection((server.host, server.port), timeout=5) as sock:
+            sock.sendall(
+                b"GET /info HTTP/1.1\r\nhost: x\r\nconnection: Upgrade, HTTP2-Settings, close\r\n"
+                b"upgrade: h2c\r\nhttp2-settings: " + settings + b"\r\n\r\n"
+            )
+            response = b""
+            while chunk := sock.recv(65536):
+                response += chunk
+        assert response.startswith(b"HTTP/1.1 200")
+        assert b'"http_version": "1.1"' in response

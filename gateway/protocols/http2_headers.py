@@ -8,6 +8,9 @@ here in one pass, and a malformed request resets only its own stream.
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 from gateway.events import Headers, Request
 from gateway.protocols.http1_response import ResponseFramingError, check_fields
 
@@ -141,6 +144,15 @@ def trailer_fields(headers: Headers) -> list[tuple[bytes, bytes]]:
     return block
 
 
+def _valid_settings_payload(value: bytes) -> bool:
+    """``HTTP2-Settings`` is a base64url SETTINGS payload: whole 6-byte entries (RFC 7540 §3.2.1)."""
+    try:
+        payload = base64.urlsafe_b64decode(value + b"=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        return False
+    return len(payload) % 6 == 0
+
+
 def h2c_upgrade(method: bytes, target: bytes, headers: Headers) -> tuple[Request, bytes] | None:
     """The HTTP/2 stream-1 request and ``HTTP2-Settings`` value of an ``Upgrade: h2c``.
 
@@ -163,7 +175,7 @@ def h2c_upgrade(method: bytes, target: bytes, headers: Headers) -> tuple[Request
             fields.append((name, value))
         elif name not in CONNECTION_SPECIFIC and name != b"te":
             fields.append((name, value))
-    if settings is None or upgrade is None:
+    if settings is None or upgrade is None or not _valid_settings_payload(settings):
         return None
     if b"h2c" not in (token.strip().lower() for token in upgrade.split(b",")):
         return None
