@@ -700,3 +700,18 @@ def test_ping_after_the_server_closed_is_not_answered() -> None:
         await peer.finish()
 
     run(test)
+
+
+def test_accept_with_a_header_that_cannot_be_sent_is_500() -> None:
+    async def test() -> None:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await send({"type": "websocket.accept", "headers": [(b"x-bad", b"line\r\nbreak")]})
+
+        peer = Peer(app)
+        peer.send(Request(host="localhost", target="/"))
+        events = await peer.settle()
+        assert isinstance(events[0], RejectConnection) and events[0].status_code == 500
+        await peer.finish()
+
+    run(test)

@@ -318,7 +318,13 @@ class WebSocketStream:
         self._frames = FrameConnection(ConnectionType.SERVER, [deflate[0]] if deflate else None)
         self._phase = Phase.OPEN
         status = 200 if self._key is None else 101
-        await self._sender.stream_send(Response(self.stream_id, status, headers))
+        try:
+            await self._sender.stream_send(Response(self.stream_id, status, headers))
+        except Exception:
+            # The adapter refused the head (e.g. a bad header from the app): still no
+            # WebSocket, so the failure is answered with a 500, not a close frame.
+            self._phase, self._frames = Phase.HANDSHAKE, None
+            raise
         self._log_access(status)
         if self._config.ws_ping_interval and self._phase is Phase.OPEN:
             self._keepalive = KeepAlive(self._config.ws_ping_interval, self._config.ws_ping_timeout, self)
