@@ -222,7 +222,7 @@ SUBCOMMANDS: dict[str, click.Command] = {"certs": certs}
     type=int,
     default=1000,
     show_default=True,
-    help="PING/SETTINGS/WINDOW_UPDATE/PRIORITY/empty DATA frames per 10 s (plus one per DATA frame sent).",
+    help="PING/SETTINGS/WINDOW_UPDATE/PRIORITY/empty DATA frames per 10 s (plus 2 per DATA frame sent, 1 per request).",
 )
 def main(app: str, factory: bool, app_dir: str, bind: tuple[str, ...], no_tls: bool, **options: Any) -> None:
     """Serve the ASGI application APP (module:attribute, e.g. proj.asgi:application)."""

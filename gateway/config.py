@@ -134,7 +134,7 @@ class Config:
     h2_send_timeout: float = 30.0
     # Flood limits per connection per 10 seconds: stream resets by either side (Rapid
     # Reset CVE-2023-44487, MadeYouReset CVE-2025-8671) and control frames (PING, SETTINGS,
-    # PRIORITY, WINDOW_UPDATE, empty DATA) beyond one per DATA frame sent and per request.
+    # PRIORITY, WINDOW_UPDATE, empty DATA) beyond two per DATA frame sent, one per request.
     h2_max_resets: int = 200
     h2_max_control_frames: int = 1000
     addresses: tuple[BindAddress, ...] = field(init=False, default=())

@@ -296,3 +296,13 @@ def test_requests_with_priority_are_not_a_flood() -> None:
             frame.depends_on, frame.stream_weight = 0, 200
             peer.send(frame)
             assert peer.response(stream_id)["status"] == 200
+
+
+def test_window_updates_for_every_data_frame_are_not_a_flood() -> None:
+    # A client may hand back each DATA frame at once, for the stream and the connection.
+    with running_server(app, h2_max_control_frames=20) as server, FramePeer(server) as peer:
+        peer.request(1, b"/download?2000000")  # about 120 DATA frames
+        response = peer.response(1, timeout=20)  # sends two WINDOW_UPDATEs per DATA frame
+        assert len(response["body"]) == 2_000_000
+        peer.request(3, b"/info")
+        assert peer.response(3)["status"] == 200

@@ -45,7 +45,7 @@ class FloodGuard:
         """Count control frames; True when the connection is past its limit.
 
         WINDOW_UPDATEs are a legitimate answer to the DATA we send, so each DATA frame sent
-        buys room for one more control frame (see :meth:`data_sent`).
+        buys room for more control frames (see :meth:`data_sent`).
         """
         self._roll()
         self._control += count
@@ -56,5 +56,9 @@ class FloodGuard:
         self._credit += 1
 
     def data_sent(self, frames: int) -> None:
-        """We sent ``frames`` DATA frames: the peer may acknowledge each with a WINDOW_UPDATE."""
-        self._credit += frames
+        """We sent ``frames`` DATA frames: a peer may answer each with two WINDOW_UPDATEs.
+
+        One for the stream and one for the connection (RFC 9113 §6.9), as a client that
+        hands back every frame it reads does.
+        """
+        self._credit += 2 * frames
