@@ -311,7 +311,10 @@ class HTTP1Protocol:
         elif event_type is EndData:
             self._close()
         elif event_type is Response:
-            self._expect_continue = False
+            # A final answer without a 100 while the client still holds its body back: the
+            # next bytes may be that body or a new request, so close (RFC 9110 §10.1.1).
+            if self._expect_continue and self._h11.their_state is not h11.DONE:
+                self._keep_alive = False
             head, self._framing, self._remaining, self._keep_alive = serialize_head(
                 event.status,  # type: ignore[union-attr]
                 event.headers,  # type: ignore[union-attr]
