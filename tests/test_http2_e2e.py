@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -179,3 +180,28 @@ def test_nghttp_client_over_tls_and_h2c(cert_files: CertFiles) -> None:
         assert result.returncode == 0, result.stderr
         assert ":status: 200" in result.stdout
         assert "hello nghttp" in result.stdout
+
+
+async def length_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Declares content-length 10 and sends the body the path names."""
+    if scope["type"] != "http":
+        return
+    body = {"/short": b"12345", "/long": b"12345678901", "/exact": b"1234567890"}[scope["path"]]
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"10")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.mark.parametrize(("path", "reset"), [("/short", True), ("/long", True), ("/exact", False)])
+def test_response_body_must_match_its_content_length(path: str, reset: bool) -> None:
+    # RFC 9113 §8.1.1: a body that differs from its content-length is malformed; the client
+    # must see a reset stream, not a response that looks complete.
+    with running_server(length_app) as server, FramePeer(server) as peer:
+        peer.request(1, path.encode())
+        response = peer.response(1)
+        assert response["status"] == 200
+        assert (response["reset"] == INTERNAL_ERROR) is reset
+        if not reset:
+            assert response["body"] == b"1234567890"
+        peer.request(3, path.encode(), b"HEAD")
+        head = peer.response(3)
+        assert (head["status"], head["body"], head["reset"]) == (200, b"", None)

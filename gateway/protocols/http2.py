@@ -250,7 +250,7 @@ class HTTP2Protocol(HTTP2Sender):
             stream = WebSocketStream(self._context, self, self._info, request.stream_id)
         else:
             stream = HTTPStream(self._context, self, self._info, request.stream_id)
-        self._streams[request.stream_id] = StreamState(stream)
+        self._streams[request.stream_id] = StreamState(stream, head=request.method == b"HEAD")
         stream.handle(request)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:

@@ -132,6 +132,21 @@ def response_headers(status: int, headers: Headers, date: bytes | None) -> list[
     return block
 
 
+def declared_length(status: int, headers: Headers) -> int:
+    """The body length a response's Content-Length promises; -1 when there is none.
+
+    204 and 304 responses carry no body whatever they declare (RFC 9110 §8.6).
+    """
+    if status in (204, 304):
+        return -1
+    for name, value in headers:
+        if name.lower() == b"content-length":
+            if not value.isdigit():
+                raise ResponseFramingError(f"invalid Content-Length {value!r}")
+            return int(value)
+    return -1
+
+
 def trailer_fields(headers: Headers) -> list[tuple[bytes, bytes]]:
     """Response trailers: lowercased, no pseudo-headers or connection-specific fields."""
     check_fields(headers)
@@ -187,6 +202,7 @@ __all__ = [
     "MalformedRequest",
     "ResponseFramingError",
     "check_trailers",
+    "declared_length",
     "h2c_upgrade",
     "request_from_headers",
     "response_headers",

@@ -31,7 +31,8 @@ from gateway.events import (
     Trailers,
 )
 from gateway.protocols.common import Transport, http_date
-from gateway.protocols.http2_headers import response_headers, trailer_fields
+from gateway.protocols.http1_response import ResponseFramingError
+from gateway.protocols.http2_headers import declared_length, response_headers, trailer_fields
 from gateway.protocols.http2_limits import FloodGuard
 
 if TYPE_CHECKING:
@@ -45,13 +46,16 @@ log = logging.getLogger("gateway.error")
 class StreamState:
     """What the adapter tracks for one open stream."""
 
-    __slots__ = ("received", "remote_done", "stream", "waiter")
+    __slots__ = ("body_left", "head", "received", "remote_done", "stream", "waiter")
 
-    def __init__(self, stream: HTTPStream | WebSocketStream) -> None:
+    def __init__(self, stream: HTTPStream | WebSocketStream, *, head: bool = False) -> None:
         self.stream = stream
         self.received = 0
         self.remote_done = False
         self.waiter: asyncio.Future[None] | None = None
+        self.head = head
+        # Response bytes still owed by the app's Content-Length; -1 when it declared none.
+        self.body_left = -1
 
     def wake(self) -> None:
         waiter = self.waiter
@@ -91,17 +95,24 @@ class HTTP2Sender:
         event_type = type(event)
         try:
             if event_type is Body or event_type is Data:
+                if event_type is Body:
+                    self._count_body(stream_id, len(event.data))  # type: ignore[union-attr]
                 await self._send_data(stream_id, event.data)  # type: ignore[union-attr]
                 return
             if event_type is Response:
                 block = response_headers(event.status, event.headers, http_date())  # type: ignore[union-attr]
+                state = self._streams[stream_id]
+                if not state.head:
+                    state.body_left = declared_length(event.status, event.headers)  # type: ignore[union-attr]
                 h2_connection.send_headers(stream_id, block)
             elif event_type is EndBody or event_type is EndData:
-                h2_connection.end_stream(stream_id)
-                self._response_done(stream_id)
+                if self._body_complete(stream_id):
+                    h2_connection.end_stream(stream_id)
+                    self._response_done(stream_id)
             elif event_type is Trailers:
-                h2_connection.send_headers(stream_id, trailer_fields(event.headers), end_stream=True)  # type: ignore[union-attr]
-                self._response_done(stream_id)
+                if self._body_complete(stream_id):
+                    h2_connection.send_headers(stream_id, trailer_fields(event.headers), end_stream=True)  # type: ignore[union-attr]
+                    self._response_done(stream_id)
             elif event_type is InformationalResponse:
                 block = response_headers(event.status, event.headers, None)  # type: ignore[union-attr]
                 h2_connection.send_headers(stream_id, block)
@@ -112,6 +123,25 @@ class HTTP2Sender:
         except (h2.exceptions.StreamClosedError, h2.exceptions.StreamIDTooLowError):
             self._forget(stream_id)
         self._flush()
+
+    def _count_body(self, stream_id: int, size: int) -> None:
+        state = self._streams[stream_id]
+        if state.body_left >= 0:
+            state.body_left -= size
+            if state.body_left < 0:
+                # RFC 9113 §8.1.1: such a response is malformed; the app is told, as in HTTP/1.1.
+                raise ResponseFramingError("response body longer than its Content-Length")
+
+    def _body_complete(self, stream_id: int) -> bool:
+        """False (and the stream reset) when the body fell short of its Content-Length."""
+        state = self._streams[stream_id]
+        if state.body_left <= 0:
+            return True
+        log.error("response body shorter than its Content-Length (%d bytes missing)", state.body_left)
+        self._streams.pop(stream_id, None)
+        self._h2.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
+        self._stream_done()
+        return False
 
     async def _send_data(self, stream_id: int, data: bytes) -> None:
         """Send ``data`` as DATA frames within the peer's windows (RFC 9113 §6.9)."""
