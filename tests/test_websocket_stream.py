@@ -715,3 +715,64 @@ def test_accept_with_a_header_that_cannot_be_sent_is_500() -> None:
         await peer.finish()
 
     run(test)
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+def test_unmasked_frame_matches_wsproto(size: int) -> None:
+    from wsproto.frame_protocol import FrameProtocol
+
+    from gateway.streams.websocket_messages import unmasked_frame
+
+    for data in ("é" * (size // 2) + "x" * (size % 2), bytes(size)):
+        event = TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data)
+        assert unmasked_frame(event) == bytes(FrameProtocol(client=False, extensions=[]).send_data(data))
+
+
+def _masked(first: int, payload: bytes, key: bytes = b"\x0f\xf0\x55\xaa") -> bytes:
+    """A client frame built by hand: ``first`` byte (FIN/RSV/opcode), masked payload."""
+    length = len(payload)
+    header = bytes((first, 0x80 | length)) if length < 126 else bytes((first, 0xFE)) + length.to_bytes(2, "big")
+    return header + key + bytes(byte ^ key[index % 4] for index, byte in enumerate(payload))
+
+
+def test_fast_path_parses_simple_frames_and_stops_at_anything_else() -> None:
+    from gateway.streams import websocket_fastpath
+
+    if websocket_masking.apply_mask is None:
+        pytest.skip("websockets' C speedups are not available")
+    ping = _masked(0x89, b"p")
+    data = _masked(0x81, "héllo".encode()) + _masked(0x82, b"\x00" * 300) + ping + _masked(0x81, b"later")
+    messages: list[Any] = []
+    used = websocket_fastpath.parse_simple_frames(data, 1000, messages)
+    assert data[used:].startswith(ping)  # control frames are wsproto's
+    assert [m["text"] or m["bytes"] for m in messages] == ["héllo", b"\x00" * 300]
+    for stop in (_masked(0x81, b"\xff"), _masked(0x01, b"frag"), _masked(0xC1, b"x"), _masked(0x82, b"y" * 1001)):
+        # invalid UTF-8, a fragment, RSV1, over the limit: all left to wsproto
+        assert websocket_fastpath.parse_simple_frames(stop, 1000, []) == 0
+    assert websocket_fastpath.parse_simple_frames(data[:-1], 1000, []) < len(data)  # partial frame
+
+
+def test_frames_split_across_reads_switch_between_fast_path_and_wsproto() -> None:
+    async def test() -> None:
+        seen: list[Any] = []
+        peer = Peer(echo_app(seen))
+        await peer.open()
+        stream = (
+            _masked(0x81, b"one")
+            + _masked(0x89, b"ping")
+            + _masked(0x01, b"fr")
+            + _masked(0x80, b"ag")
+            + _masked(0x82, b"\x01" * 200)
+            + _masked(0x81, b"two")
+        )
+        # Every split point: bytes arrive in two reads that cut frames anywhere.
+        for cut in range(0, len(stream), 7):
+            peer.protocol.feed(stream[:cut])
+            peer.protocol.feed(stream[cut:])
+        events = await peer.settle(40)
+        data = [e.data for e in events if isinstance(e, (TextMessage, BytesMessage))]
+        expected = ["one", "frag", b"\x01" * 200, "two"]
+        assert data == expected * len(range(0, len(stream), 7))
+        await peer.finish()
+
+    run(test)

@@ -43,6 +43,7 @@ from gateway.events import (
     StreamAborted,
     StreamClosed,
 )
+from gateway.streams import websocket_fastpath as fastpath
 from gateway.streams import websocket_handshake as handshake
 from gateway.streams import websocket_masking
 from gateway.streams.websocket_deflate import BoundedPerMessageDeflate, negotiate
@@ -55,6 +56,7 @@ from gateway.streams.websocket_messages import (
     accept_fields,
     close_fields,
     event_for_send,
+    unmasked_frame,
 )
 from gateway.streams.websocket_writer import FrameWriter
 
@@ -165,6 +167,14 @@ class WebSocketStream:
         if self._phase is Phase.CLOSED or frames.state is ConnectionState.CLOSED:
             self._sender.body_consumed(self.stream_id, len(data))
             return
+        if self._deflate is None and self._phase is Phase.OPEN and fastpath.wsproto_idle(frames):
+            used = self._receive_simple_frames(data)
+            if used == len(data):
+                self._inbox.credit(used)
+                return
+            data, credit = data[used:], used
+        else:
+            credit = 0
         frames.receive_data(data)
         for event in frames.events():
             event_type = type(event)
@@ -181,7 +191,14 @@ class WebSocketStream:
                 self._on_close_frame(event)  # type: ignore[arg-type]
             if self.response_complete:
                 break  # what follows a close or a failure is discarded
-        self._inbox.credit(len(data))
+        self._inbox.credit(credit + len(data))
+
+    def _receive_simple_frames(self, data: bytes) -> int:
+        messages: list[Message] = []
+        used = fastpath.parse_simple_frames(data, self._config.ws_max_message_size, messages)
+        for message in messages:
+            self._inbox.put(message)
+        return used
 
     def _on_message_part(self, event: TextMessage | BytesMessage) -> None:
         if self._phase is not Phase.OPEN:
@@ -288,7 +305,9 @@ class WebSocketStream:
         phase = self._phase
         if phase is Phase.OPEN and message_type == "websocket.send":
             assert self._frames is not None
-            await self._writer.write(self._frames.send(event_for_send(message)))
+            event = event_for_send(message)
+            # With permessage-deflate wsproto compresses; otherwise a frame is just a header.
+            await self._writer.write(self._frames.send(event) if self._deflate else unmasked_frame(event))
         elif phase is Phase.OPEN and message_type == "websocket.close":
             await self._close(*close_fields(message))
         elif phase is Phase.HANDSHAKE and message_type == "websocket.accept":
