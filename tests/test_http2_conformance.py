@@ -158,6 +158,15 @@ def test_request_body_larger_than_max_body_size_is_413() -> None:
         served(peer, 3)
 
 
+def test_streamed_body_past_max_body_size_is_413() -> None:
+    with running_server(app, max_body_size=1000) as server, FramePeer(server) as peer:
+        peer.request(1, b"/wait", b"POST", end_stream=False)
+        peer.data(1, b"a" * 800)
+        peer.data(1, b"b" * 800)
+        assert peer.response(1)["status"] == 413
+        served(peer, 3)
+
+
 # -- §6.9 flow control ----------------------------------------------------------------------
 
 
