@@ -736,20 +736,27 @@ def _masked(first: int, payload: bytes, key: bytes = b"\x0f\xf0\x55\xaa") -> byt
 
 
 def test_fast_path_parses_simple_frames_and_stops_at_anything_else() -> None:
-    from gateway.streams import websocket_fastpath
+    from gateway.streams.websocket_fastpath import SimpleFrameReader
 
     if websocket_masking.apply_mask is None:
         pytest.skip("websockets' C speedups are not available")
     ping = _masked(0x89, b"p")
     data = _masked(0x81, "héllo".encode()) + _masked(0x82, b"\x00" * 300) + ping + _masked(0x81, b"later")
     messages: list[Any] = []
-    used = websocket_fastpath.parse_simple_frames(data, 1000, messages)
-    assert data[used:].startswith(ping)  # control frames are wsproto's
+    assert SimpleFrameReader(1000).feed(data, messages) == ping + _masked(0x81, b"later")  # control: wsproto's
     assert [m["text"] or m["bytes"] for m in messages] == ["héllo", b"\x00" * 300]
     for stop in (_masked(0x81, b"\xff"), _masked(0x01, b"frag"), _masked(0xC1, b"x"), _masked(0x82, b"y" * 1001)):
         # invalid UTF-8, a fragment, RSV1, over the limit: all left to wsproto
-        assert websocket_fastpath.parse_simple_frames(stop, 1000, []) == 0
-    assert websocket_fastpath.parse_simple_frames(data[:-1], 1000, []) < len(data)  # partial frame
+        assert SimpleFrameReader(1000).feed(stop, []) == stop
+    text = _masked(0x81, b"t" * 200)
+    assert SimpleFrameReader(1000).feed(text[:-1], []) == text[:-1]  # text spanning reads: wsproto's
+    # A binary frame spanning reads is collected, then decoded; what follows is parsed on.
+    binary = _masked(0x82, bytes(range(200)))
+    reader, messages = SimpleFrameReader(1000), []
+    assert reader.feed(binary[:10], messages) == b"" and reader.collecting
+    assert reader.feed(binary[10:100], messages) == b""
+    assert reader.feed(binary[100:] + ping, messages) == ping and not reader.collecting
+    assert messages == [{"type": "websocket.receive", "bytes": bytes(range(200)), "text": None}]
 
 
 def test_frames_split_across_reads_switch_between_fast_path_and_wsproto() -> None:
@@ -773,6 +780,25 @@ def test_frames_split_across_reads_switch_between_fast_path_and_wsproto() -> Non
         data = [e.data for e in events if isinstance(e, (TextMessage, BytesMessage))]
         expected = ["one", "frag", b"\x01" * 200, "two"]
         assert data == expected * len(range(0, len(stream), 7))
+        await peer.finish()
+
+    run(test)
+
+
+def test_frame_being_collected_when_the_server_closes_is_still_consumed_whole() -> None:
+    async def test() -> None:
+        seen: list[Any] = []
+        peer = Peer(echo_app(seen))
+        await peer.open()
+        frame = _masked(0x82, b"\x07" * 1000)
+        peer.protocol.feed(frame[:500])
+        peer.protocol.shutdown()
+        (closing,) = await peer.settle()
+        assert closing.code == 1001  # type: ignore[attr-defined]
+        # The rest of the frame, then the client's close: no protocol error, no echo.
+        peer.protocol.feed(frame[500:] + _masked(0x88, b"\x03\xe9"))
+        assert await peer.settle() == []
+        assert peer.transport.closed and seen[-1]["code"] == 1001
         await peer.finish()
 
     run(test)

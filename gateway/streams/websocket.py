@@ -98,6 +98,7 @@ class WebSocketStream:
         self._phase = Phase.HANDSHAKE
         self._early_data: list[bytes] = []
         self._assembler = MessageAssembler(self._config.ws_max_message_size)
+        self._simple_frames = fastpath.SimpleFrameReader(self._config.ws_max_message_size)
         self._inbox = Inbox(lambda size: sender.body_consumed(stream_id, size), self._config.read_buffer_size)
         self._writer = FrameWriter(sender, stream_id, context.tasks)
         self._keepalive: KeepAlive | None = None
@@ -167,14 +168,18 @@ class WebSocketStream:
         if self._phase is Phase.CLOSED or frames.state is ConnectionState.CLOSED:
             self._sender.body_consumed(self.stream_id, len(data))
             return
-        if self._deflate is None and self._phase is Phase.OPEN and fastpath.wsproto_idle(frames):
-            used = self._receive_simple_frames(data)
-            if used == len(data):
-                self._inbox.credit(used)
+        credit = 0
+        reader = self._simple_frames
+        if reader.collecting or (self._deflate is None and self._phase is Phase.OPEN and fastpath.wsproto_idle(frames)):
+            messages: list[Message] = []
+            rest = reader.feed(data, messages)
+            if self._phase is Phase.OPEN:  # after our close, data is discarded (§5.5.1)
+                for message in messages:
+                    self._inbox.put(message)
+            if not rest:
+                self._inbox.credit(len(data))
                 return
-            data, credit = data[used:], used
-        else:
-            credit = 0
+            credit, data = len(data) - len(rest), rest
         frames.receive_data(data)
         for event in frames.events():
             event_type = type(event)
@@ -192,13 +197,6 @@ class WebSocketStream:
             if self.response_complete:
                 break  # what follows a close or a failure is discarded
         self._inbox.credit(credit + len(data))
-
-    def _receive_simple_frames(self, data: bytes) -> int:
-        messages: list[Message] = []
-        used = fastpath.parse_simple_frames(data, self._config.ws_max_message_size, messages)
-        for message in messages:
-            self._inbox.put(message)
-        return used
 
     def _on_message_part(self, event: TextMessage | BytesMessage) -> None:
         if self._phase is not Phase.OPEN:

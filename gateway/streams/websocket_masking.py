@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import wsproto.frame_protocol
 
-apply_mask: Callable[[bytes | bytearray, bytes], bytes] | None
+apply_mask: Callable[[bytes | bytearray | memoryview, bytes | bytearray], bytes] | None
 try:
     from websockets.speedups import apply_mask
 except ImportError:  # no websockets, or a build without its C extension
