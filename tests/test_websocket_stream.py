@@ -588,6 +588,9 @@ _ZERO_MASK = b"\x00\x00\x00\x00"  # a legal masking key that leaves the payload 
         (b"\xc1\x80" + _ZERO_MASK, 1002),  # RSV1 without a negotiated extension (§5.2)
         (b"\x88\x81" + _ZERO_MASK + b"\x03", 1002),  # close payload of one byte (§5.5.1)
         (b"\x88\x82" + _ZERO_MASK + b"\x03\xed", 1002),  # close code 1005 on the wire (§7.4.1)
+        (b"\x82\xfe\x00\x05" + _ZERO_MASK + b"12345", 1002),  # 16-bit length for 5 bytes (§5.2)
+        (b"\x82\xff" + (200).to_bytes(8, "big") + _ZERO_MASK + bytes(200), 1002),  # 64-bit for 200
+        (b"\x82\xff" + (2**63 + 1).to_bytes(8, "big") + _ZERO_MASK, 1002),  # 64-bit length, MSB set
     ],
 )
 def test_protocol_violations_fail_the_connection(frame: bytes, code: int) -> None:

@@ -80,7 +80,12 @@ class SimpleFrameReader:
                 start += 2 if length == 126 else 8
                 if start > size:
                     break
+                encoded = length
                 length = int.from_bytes(data[position + 2 : start - 4], "big")
+                # §5.2: the shortest length encoding must be used, and 64 bits have MSB 0;
+                # wsproto fails such frames with 1002.
+                if length < (126 if encoded == 126 else 65536) or length >> 63:
+                    break
             end = start + length
             if limit and length > limit:
                 break  # wsproto's path closes with 1009
