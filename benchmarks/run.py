@@ -41,6 +41,22 @@ WRK_PATTERNS = {
     "requests": re.compile(r"(\d+) requests in"),
     "non_2xx": re.compile(r"Non-2xx or 3xx responses:\s+(\d+)"),
 }
+# What a browser sends on a page load (12 fields besides Host): with --browser-headers wrk
+# sends these too, since parsing cost grows with every field line.
+BROWSER_HEADERS = (
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+    "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "Accept-Language: en-US,en;q=0.5",
+    "Accept-Encoding: gzip, deflate, br",
+    "Connection: keep-alive",
+    "Cookie: sessionid=0123456789abcdef0123456789abcdef; csrftoken=fedcba9876543210",
+    "Upgrade-Insecure-Requests: 1",
+    "Sec-Fetch-Dest: document",
+    "Sec-Fetch-Mode: navigate",
+    "Sec-Fetch-Site: none",
+    "Sec-Fetch-User: ?1",
+    "Priority: u=0, i",
+)
 SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 
 
@@ -57,6 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"comma-separated subset of {', '.join(servers.SERVERS)} (default all)",
     )
     parser.add_argument("--scenario", choices=["plain", "tls", "memory", "all"], default="all")
+    parser.add_argument(
+        "--browser-headers", action="store_true", help="wrk sends 12 browser-like header fields besides Host"
+    )
     parser.add_argument("--memory-connections", type=int, default=1000, help="idle connections held (default 1000)")
     parser.add_argument(
         "--json", metavar="FILE", help="also write raw results; a bare name goes to benchmarks/results/"
@@ -81,9 +100,13 @@ def rotation(names: list[str], round_index: int) -> list[str]:
     return names[shift:] + names[:shift]
 
 
-def run_wrk(url: str, duration: int, connections: int, core: int | None) -> dict[str, Any]:
+def run_wrk(
+    url: str, duration: int, connections: int, core: int | None, headers: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """One bounded wrk run (one thread) against ``url``; the figures parsed from its report."""
-    argv = servers.pinned(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s", url], core)
+    extra = [option for header in headers for option in ("-H", header)]
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s", *extra, url]
+    argv = servers.pinned(argv, core)
     finished = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=False)
     if finished.returncode != 0:
         raise RuntimeError(f"wrk failed ({finished.returncode}): {finished.stderr.strip() or finished.stdout}")
@@ -101,15 +124,16 @@ def run_wrk(url: str, duration: int, connections: int, core: int | None) -> dict
 def throughput(pool: servers.ServerPool, args: argparse.Namespace, tls: servers.TLSFiles | None) -> dict[str, Any]:
     """Interleaved wrk rounds over every selected server; raw runs per server."""
     label = "tls" if tls else "plain"
+    headers = BROWSER_HEADERS if args.browser_headers else ()
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.servers}
     for round_index in range(args.rounds):
         for name in rotation(args.servers, round_index):
             server = pool.start(name, tls)
             try:
                 if args.warmup:
-                    run_wrk(server.url, args.warmup, args.connections, args.load_core)
+                    run_wrk(server.url, args.warmup, args.connections, args.load_core, headers)
                 cpu_before = servers.cpu_seconds(server.pid)
-                result = run_wrk(server.url, args.duration, args.connections, args.load_core)
+                result = run_wrk(server.url, args.duration, args.connections, args.load_core, headers)
                 cpu = servers.cpu_seconds(server.pid) - cpu_before
             finally:
                 pool.stop(server)
@@ -192,7 +216,8 @@ def memory_scenario(pool: servers.ServerPool, args: argparse.Namespace) -> dict[
 
 def print_throughput(title: str, result: dict[str, Any], args: argparse.Namespace) -> None:
     """Markdown table of medians and ratios (pasteable into docs/benchmarks.md)."""
-    print(f"\n{title}: wrk -t1 -c{args.connections} -d{args.duration}s, median of {args.rounds} rounds\n")
+    request = "12 browser header fields + Host" if getattr(args, "browser_headers", False) else "GET / with Host only"
+    print(f"\n{title}: wrk -t1 -c{args.connections} -d{args.duration}s ({request}), median of {args.rounds} rounds\n")
     print("(ratios: of the medians; in brackets, the median of same-round ratios)\n")
     print("| server | median req/s | min | max | vs uvicorn-h11 | vs hypercorn | errors |")
     print("|---|---:|---:|---:|---:|---:|---:|")
