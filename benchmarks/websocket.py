@@ -8,7 +8,8 @@ Every server serves ``examples.websocket_echo:app`` (one process, pinned to the 
 this load generator pins itself to the second). Scenarios, each bounded in time and count:
 
 - ``echo``: many connections, each sending a small binary message and waiting for its echo
-  (one in flight per connection); messages/s = echoed messages / duration.
+  (one in flight per connection); messages/s = echoed messages / duration, and the
+  server's CPU time per message (from /proc/PID/stat), which other load moves far less.
 - ``large``: a few connections echoing 1 MiB messages; messages/s and MiB/s.
 - ``memory``: N idle WebSockets held open; the server's RSS growth per connection.
 
@@ -142,17 +143,22 @@ def close_clients(clients: list[EchoClient]) -> None:
             client.transport.close()
 
 
-async def echo_rate(port: int, connections: int, size: int, duration: float, warmup: float) -> float:
-    """Echoed messages per second over ``duration`` seconds after ``warmup``."""
+async def echo_rate(
+    pid: int, port: int, connections: int, size: int, duration: float, warmup: float
+) -> tuple[float, float]:
+    """Echoed messages per second over ``duration`` seconds after ``warmup``, and the
+    server's CPU microseconds per message (steadier than the rate when others share the core)."""
     counter = [0]
     clients = await open_clients(port, connections, client_frame(b"x" * size), counter)
     try:
         for client in clients:
             client.start()
         await asyncio.sleep(warmup)
-        start_count, started = counter[0], time.perf_counter()
+        start_count, started, cpu = counter[0], time.perf_counter(), servers.cpu_seconds(pid)
         await asyncio.sleep(duration)
-        return (counter[0] - start_count) / (time.perf_counter() - started)
+        cpu = servers.cpu_seconds(pid) - cpu
+        count = counter[0] - start_count
+        return count / (time.perf_counter() - started), cpu * 1e6 / max(count, 1)
     finally:
         close_clients(clients)
         await asyncio.sleep(0.1)
@@ -192,12 +198,15 @@ def run_round(name: str, args: argparse.Namespace, core: int | None, logs: str) 
     try:
         port = server.options.port
         if "echo" in args.scenarios:
-            result["echo_messages_per_second"] = asyncio.run(
-                echo_rate(port, args.connections, args.message_size, args.duration, args.warmup)
+            rate, cpu = asyncio.run(
+                echo_rate(server.pid, port, args.connections, args.message_size, args.duration, args.warmup)
             )
+            result["echo_messages_per_second"], result["echo_cpu_us_per_message"] = rate, cpu
         if "large" in args.scenarios:
-            rate = asyncio.run(echo_rate(port, args.large_connections, 1024 * 1024, args.duration, args.warmup))
-            result["large_messages_per_second"] = rate
+            rate, cpu = asyncio.run(
+                echo_rate(server.pid, port, args.large_connections, 1024 * 1024, args.duration, args.warmup)
+            )
+            result["large_messages_per_second"], result["large_cpu_us_per_message"] = rate, cpu
         if "memory" in args.scenarios:
             sample = asyncio.run(idle_memory(server.pid, port, args.memory_connections))
             result.update({f"memory_{key}": value for key, value in sample.items()})
@@ -259,6 +268,12 @@ def main(argv: list[str] | None = None) -> int:
             theirs = medians.get(base, {}).get(key)
             if ours and theirs:
                 print(f"asgigw / {base} {key}: {ours / theirs:.2f}x")
+    for key in ("echo_cpu_us_per_message", "large_cpu_us_per_message"):
+        ours = medians.get("asgigw", {}).get(key)
+        for base in BASELINES:
+            theirs = medians.get(base, {}).get(key)
+            if ours and theirs:
+                print(f"{base} / asgigw {key} (higher = asgigw cheaper): {theirs / ours:.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": runs, "medians": medians}, indent=2))
     return 0
