@@ -205,3 +205,19 @@ def test_response_body_must_match_its_content_length(path: str, reset: bool) -> 
         peer.request(3, path.encode(), b"HEAD")
         head = peer.response(3)
         assert (head["status"], head["body"], head["reset"]) == (200, b"", None)
+
+
+def test_one_large_body_message_is_framed_whole(cert_files: CertFiles) -> None:
+    payload = bytes(range(251)) * 12000  # 3 MB in a single http.response.body message
+
+    async def one_shot(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": payload})
+
+    with running_server(one_shot, **tls_options(cert_files)) as server:
+        with httpx.Client(http2=True, verify=cert_files.client_context, timeout=30) as client:
+            response = client.get(server.url + "/")
+    assert response.http_version == "HTTP/2"
+    assert hashlib.sha256(response.content).digest() == hashlib.sha256(payload).digest()

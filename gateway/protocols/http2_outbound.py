@@ -148,7 +148,10 @@ class HTTP2Sender:
         h2_connection = self._h2
         transport = self._transport
         batch_limit = self._config.write_buffer_size
-        while data:
+        # A memoryview, so that slicing a large body into frames copies each byte once.
+        view = memoryview(data) if len(data) > h2_connection.max_outbound_frame_size else data
+        offset, end = 0, len(data)
+        while offset < end:
             state = self._streams.get(stream_id)
             if state is None or self._closing:
                 return
@@ -158,13 +161,10 @@ class HTTP2Sender:
                 continue
             frame_size = h2_connection.max_outbound_frame_size
             sent = frames = 0
-            while data and window > 0 and sent < batch_limit:
-                size = min(window, frame_size, len(data))
-                if size == len(data):
-                    chunk, data = data, b""
-                else:
-                    chunk, data = data[:size], data[size:]
-                h2_connection.send_data(stream_id, chunk)
+            while offset < end and window > 0 and sent < batch_limit:
+                size = min(window, frame_size, end - offset)
+                h2_connection.send_data(stream_id, view[offset : offset + size])
+                offset += size
                 window -= size
                 sent += size
                 frames += 1
