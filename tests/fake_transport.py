@@ -39,7 +39,7 @@ class FakeTransport:
         self.timeout_cleared = 0
         self._drained = asyncio.Event()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, *, flush: bool = False) -> None:
         if not self.closed:
             self.output += data
 

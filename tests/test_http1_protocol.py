@@ -12,6 +12,7 @@ from typing import Any
 import h11
 import pytest
 
+from tests.apps.http1 import FAILURES
 from tests.fake_transport import CLIENT, SERVER, HTTP1Harness, Peer, response_parts
 
 Message = dict[str, Any]
@@ -636,5 +637,69 @@ def test_send_waits_while_transport_is_paused_for_writing() -> None:
         await harness.finish()
         assert sent == [0, 1, 2, 3, 4]
         assert harness.transport.take().endswith(b"1\r\n4\r\n0\r\n\r\n")
+
+    run(main())
+
+
+# -- application errors -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(FAILURES))
+def test_app_errors(name: str, caplog: pytest.LogCaptureFixture) -> None:
+    behaviour, expected, traceback = FAILURES[name]
+
+    async def app(scope: Message, receive: Any, send: Any) -> None:
+        await behaviour(send)
+
+    async def main() -> tuple[bytes, bool]:
+        harness = HTTP1Harness(app)
+        harness.feed(Peer().request())
+        await harness.finish()
+        await harness.settle()
+        return harness.transport.take(), harness.transport.closed
+
+    with caplog.at_level("DEBUG", logger="gateway"):
+        output, closed = run(main())
+    errors = [record for record in caplog.records if record.name == "gateway.error" and record.levelname == "ERROR"]
+    assert len(errors) == 1, [record.getMessage() for record in caplog.records]
+    assert (errors[0].exc_info is not None) is traceback
+    if traceback:
+        assert errors[0].exc_info is not None and errors[0].exc_info[0] is not None
+    peer = Peer()
+    peer.request()
+    if expected == "500":
+        _, response, body, end = response_parts(peer.events(output))
+        assert response.status_code == 500 and body == b"Internal Server Error" and end is not None
+    else:
+        # The client must never take a cut-off body for a complete response.
+        with pytest.raises(h11.RemoteProtocolError):
+            peer.events(output, closed=True)
+        assert closed
+
+
+def test_reading_resumes_after_a_response_that_left_the_body_unread() -> None:
+    async def main() -> None:
+        may_answer = asyncio.Event()
+
+        async def app(scope: Message, receive: Any, send: Any) -> None:
+            await may_answer.wait()
+            await respond(send, b"without reading")
+
+        harness = HTTP1Harness(app, read_buffer_size=4096)
+        peer = Peer()
+        # The whole body arrives (and pauses reading) before the app answers.
+        harness.feed(peer.request("POST", "/", body=b"b" * 10000))
+        await asyncio.sleep(0.01)
+        assert harness.transport.reading_paused
+        may_answer.set()
+        await harness.finish()
+        peer.events(harness.transport.take())
+        # The exchange is over; the next request must be read.
+        assert not harness.transport.reading_paused
+        peer.next_cycle()
+        harness.feed(peer.request())
+        await harness.settle(lambda: bool(harness.transport.output))
+        await harness.finish()
+        assert response_parts(peer.events(harness.transport.take()))[2] == b"without reading"
 
     run(main())
