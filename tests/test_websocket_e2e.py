@@ -94,11 +94,15 @@ def test_without_deflate_option_nothing_is_negotiated() -> None:
     with running_server(app, ws_per_message_deflate=False) as server:
 
         async def client() -> None:
-            async with websockets.connect(f"ws://127.0.0.1:{server.port}/") as ws:
+            async with websockets.connect(f"ws://127.0.0.1:{server.port}/", max_size=None) as ws:
                 assert "sec-websocket-extensions" not in ws.response.headers
                 await ws.recv()
-                await ws.send("plain")
-                assert await ws.recv() == "plain"
+                # Uncompressed frames take the fast path, including ones spanning many reads.
+                for message in ("plain", b"", bytes(range(256)) * 8192, "ü" * 300_000, b"x" * 70_000):
+                    await ws.send(message)
+                    assert await ws.recv() == message
+                await ws.send([b"frag", b"mented"])
+                assert await ws.recv() == b"fragmented"
 
         asyncio.run(client())
 
