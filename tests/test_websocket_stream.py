@@ -805,3 +805,27 @@ def test_frame_being_collected_when_the_server_closes_is_still_consumed_whole() 
         await peer.finish()
 
     run(test)
+
+
+def test_shutdown_during_the_handshake_closes_1001_right_after_accept() -> None:
+    async def test() -> None:
+        accept_now = asyncio.Event()
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await receive()
+            await accept_now.wait()
+            await send({"type": "websocket.accept"})
+            await receive()
+
+        peer = Peer(app)
+        peer.send(Request(host="localhost", target="/"))
+        await peer.settle()
+        peer.context.shutting_down = True
+        peer.protocol.shutdown()
+        accept_now.set()
+        events = await peer.settle()
+        assert isinstance(events[0], AcceptConnection)
+        assert isinstance(events[1], CloseConnection) and events[1].code == 1001
+        await peer.finish()
+
+    run(test)
