@@ -171,3 +171,36 @@ def test_peer_that_ignores_pings_is_closed() -> None:
         assert isinstance(next(client.events()), AcceptConnection)
         assert app.done.wait(5)
     assert app.messages[-1] == {"type": "websocket.disconnect", "code": 1006, "reason": ""}
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"server_no_context_takeover": True, "client_no_context_takeover": True},
+        {"server_max_window_bits": 10, "client_max_window_bits": 9},
+        {"server_max_window_bits": 15, "client_max_window_bits": True},
+        {"server_no_context_takeover": True, "server_max_window_bits": 12},
+    ],
+)
+def test_deflate_parameters_with_an_independent_client(parameters: dict[str, Any]) -> None:
+    from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+
+    app = RecordingApp()
+    with running_server(app) as server:
+
+        async def client() -> None:
+            factory = ClientPerMessageDeflateFactory(**parameters)
+            url = f"ws://127.0.0.1:{server.port}/"
+            async with websockets.connect(url, extensions=[factory], compression=None, max_size=None) as ws:
+                agreed = ws.response.headers["sec-websocket-extensions"]
+                for name, value in parameters.items():
+                    if name.startswith("server"):
+                        # The server must honour what the client asked of it (RFC 7692 §7.1).
+                        assert name in agreed and (value is True or f"{name}={value}" in agreed)
+                await ws.recv()
+                # Repetitive text compresses; with context takeover later messages reuse it.
+                for message in ["abc" * 5000, "abc" * 5000, bytes(100_000), "short", b"\x00\xff" * 40_000]:
+                    await ws.send(message)
+                    assert await ws.recv() == message
+
+        asyncio.run(client())
