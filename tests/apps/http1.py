@@ -17,13 +17,13 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-async def read_body(receive: Receive) -> bytes:
-    """The whole request body."""
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None if the client went away (or was refused) first."""
     body = bytearray()
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ConnectionError("client went away")
+            return None
         body += message.get("body", b"")
         if not message.get("more_body", False):
             return bytes(body)
@@ -41,6 +41,8 @@ async def echo(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
     body = await read_body(receive)
+    if body is None:
+        return
     report = {
         "method": scope["method"],
         "path": scope["path"],
