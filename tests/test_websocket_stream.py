@@ -50,7 +50,7 @@ class FakeTransport:
         self.write_paused = False
         self._drained = asyncio.Event()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, *, flush: bool = False) -> None:
         self.out += data
 
     async def drain(self) -> None:
@@ -826,6 +826,32 @@ def test_shutdown_during_the_handshake_closes_1001_right_after_accept() -> None:
         events = await peer.settle()
         assert isinstance(events[0], AcceptConnection)
         assert isinstance(events[1], CloseConnection) and events[1].code == 1001
+        await peer.finish()
+
+    run(test)
+
+
+@pytest.mark.parametrize("no_context_takeover", [False, True])
+def test_outbound_compression_round_trips_through_wsproto_client(no_context_takeover: bool) -> None:
+    async def test() -> None:
+        peer = Peer(echo_app([]))
+        offer = PerMessageDeflate(server_no_context_takeover=no_context_takeover)
+        accept = await peer.open(extensions=[offer])
+        sizes: list[int] = []
+        # Scrambled text compresses little by itself, but a second copy is all back-references
+        # when the context is kept (it fits the server's 4 KiB window).
+        scrambled = "".join(chr(33 + (index * 7919) % 90) for index in range(2000))
+        for message in (scrambled, scrambled, b"", "repeat me " * 500, bytes(range(256)) * 300):
+            raw_before = len(peer.transport.out)
+            peer.send(TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=message))
+            for _ in range(10):
+                await asyncio.sleep(0)
+            sizes.append(len(peer.transport.out) - raw_before)
+            (reply,) = await peer.settle()
+            assert reply.data == message  # type: ignore[attr-defined]
+        assert accept.extensions and sizes[3] < 200  # 5,000 repetitive bytes went out compressed
+        # With context takeover the second identical message costs almost nothing.
+        assert (sizes[1] < sizes[0] / 10) is not no_context_takeover, sizes
         await peer.finish()
 
     run(test)

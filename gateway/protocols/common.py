@@ -45,8 +45,8 @@ class Transport(Protocol):
 
     write_paused: bool
 
-    def write(self, data: bytes) -> None:
-        """Queue bytes; they are written at the end of this event-loop turn at the latest."""
+    def write(self, data: bytes, *, flush: bool = False) -> None:
+        """Queue bytes; written at once if ``flush``, else by the end of this loop turn."""
 
     async def drain(self) -> None:
         """Wait until the peer has taken enough of what was written."""

@@ -90,6 +90,7 @@ class HTTP1Protocol:
         self._client_eof = False
         self._framing = Framing.NONE
         self._remaining = 0
+        self._held_head = b""
         self._close_after_response = False
         transport.set_timeout(self._config.header_timeout, "no request head")
 
@@ -143,6 +144,12 @@ class HTTP1Protocol:
                 self._on_request(event)  # type: ignore[arg-type]
             elif event_type is h11.EndOfMessage:
                 self._on_end_of_request()
+                if self._phase is Phase.REQUEST and self._h11 is h11_connection:
+                    # The response is pending: h11 would only say NEED_DATA or PAUSED.
+                    if h11_connection.trailing_data[0]:
+                        self._paused_for_pipeline = True
+                        self._transport.pause_reading()
+                    return
             elif event is h11.NEED_DATA:
                 return
             elif event is h11.PAUSED:
@@ -186,8 +193,10 @@ class HTTP1Protocol:
         self._keep_alive = not self._http10
         self._body_allowed = event.method != b"HEAD"
         self._expect_continue = False
-        headers = list(event.headers)
+        # raw_items() is h11's public, fast view; ASGI wants lower-case names.
+        headers = [(name.lower(), value) for name, value in event.headers.raw_items()]
         max_body = self._config.max_body_size
+        upgrade = False
         for name, value in headers:
             if name == b"content-length":
                 if max_body and int(value) > max_body:
@@ -198,11 +207,14 @@ class HTTP1Protocol:
                     self._keep_alive = False
             elif name == b"expect":
                 self._expect_continue = value.lower() == b"100-continue"
+            elif name == b"upgrade":
+                upgrade = True
         self._body_size = 0
-        if self._config.http2 and not self._info.tls and not self._http10 and self._switch_to_http2(event, headers):
-            return
+        if upgrade and self._config.http2 and not self._info.tls and not self._http10:
+            if self._switch_to_http2(event, headers):
+                return
         stream: HTTPStream | WebSocketStream
-        if is_websocket_upgrade(event.method, headers):
+        if upgrade and is_websocket_upgrade(event.method, headers):
             # Whatever the app answers, this connection will not carry another request.
             self._keep_alive = False
             stream = WebSocketStream(self._context, self, self._info, STREAM_ID)
@@ -301,7 +313,11 @@ class HTTP1Protocol:
             if transport.write_paused:
                 await transport.drain()
         elif event_type is Body:
-            transport.write(self._frame_body(event.data))  # type: ignore[union-attr]
+            data = self._frame_body(event.data)  # type: ignore[union-attr]
+            if self._held_head:
+                data = self._held_head + data
+                self._held_head = b""
+            transport.write(data)
             if transport.write_paused:
                 await transport.drain()
         elif event_type is Response and event.status == 101:  # type: ignore[union-attr]
@@ -322,7 +338,9 @@ class HTTP1Protocol:
                 http10=self._http10,
                 keep_alive=self._keep_alive and not self._close_after_response,
             )
-            transport.write(head)
+            # ASGI: nothing is sent before the first body message, so head and body leave
+            # in one write.
+            self._held_head = head
         elif event_type is EndBody or event_type is Trailers:
             self._end_body(event.headers if event_type is Trailers else None)  # type: ignore[union-attr]
         elif event_type is InformationalResponse:
@@ -348,13 +366,16 @@ class HTTP1Protocol:
 
     def _end_body(self, trailers: Headers | None) -> None:
         framing = self._framing
+        head, self._held_head = self._held_head, b""
         if framing is Framing.CHUNKED:
-            self._transport.write(last_chunk(trailers))
+            self._transport.write(head + last_chunk(trailers), flush=True)
         elif framing is Framing.LENGTH and self._remaining > 0:
             # The client must see a truncated body, not a short one that looks complete.
             log.error("response body shorter than its Content-Length (%d bytes missing)", self._remaining)
             self._close()
             return
+        else:
+            self._transport.write(head, flush=True)
         self._on_response_complete()
 
     def _on_response_complete(self) -> None:
