@@ -28,7 +28,7 @@ class FrameWriter:
         self._tasks = tasks
         self._lock = asyncio.Lock()
         self._queued: list[bytes] = []
-        self._pong = b""
+        self._pongs: list[bytes] = []
         self._queue_task: asyncio.Task[None] | None = None
         self._end_after_queue = False
         self.ended = False
@@ -48,20 +48,24 @@ class FrameWriter:
             self._queue_task = self.spawn(self._write_queued())
 
     def pong_soon(self, data: bytes) -> None:
-        """Queue a pong, replacing one not sent yet.
+        """Queue a pong; past a few unsent ones, keep only the latest.
 
         RFC 6455 §5.5.3 allows answering only the latest ping; so a peer that pings fast
-        while not reading cannot make pongs pile up here.
+        while not reading cannot make pongs pile up here, while a burst of pings from a peer
+        that reads still gets every answer.
         """
-        self._pong = data
+        pongs = self._pongs
+        pongs.append(data)
+        if len(pongs) > _MAX_QUEUED_PONGS:
+            del pongs[:-1]
         if self._queue_task is None:
             self._queue_task = self.spawn(self._write_queued())
 
     async def _write_queued(self) -> None:
         try:
-            while (self._queued or self._pong) and not self.ended:
-                data = b"".join((self._pong, *self._queued))
-                self._pong = b""
+            while (self._queued or self._pongs) and not self.ended:
+                data = b"".join((*self._pongs, *self._queued))
+                self._pongs.clear()
                 self._queued.clear()
                 async with self._lock:
                     await self._sender.stream_send(Data(self._stream_id, data))
@@ -82,3 +86,7 @@ class FrameWriter:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+# Pongs waiting for a peer that does not read; past this only the latest is kept.
+_MAX_QUEUED_PONGS = 16
