@@ -136,22 +136,24 @@ async def broken(scope: Scope, receive: Receive, send: Send) -> None:
 
 # -- flow control ---------------------------------------------------------------------------
 
-# Seconds the slow reader waits between receive() calls: slower than loopback can deliver,
-# so the server must stop reading instead of buffering what the client pushes.
-SLOW_READ_PAUSE = 0.001
-
 
 async def slow_reader(scope: Scope, receive: Receive, send: Send) -> None:
-    """Read the body slowly and answer with the number of bytes received."""
+    """Read the body at ``?rate=BYTES_PER_SECOND`` and answer with the number of bytes read.
+
+    The rate is far below what loopback delivers, so a server that kept reading from the
+    socket while the app lags would have to buffer the difference.
+    """
     if scope["type"] != "http":
         return
+    rate = int(scope["query_string"].decode().partition("rate=")[2] or 10_000_000)
     received = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
-        received += len(message.get("body", b""))
+        piece = len(message.get("body", b""))
+        received += piece
         if not message.get("more_body", False):
             break
-        await asyncio.sleep(SLOW_READ_PAUSE)
+        await asyncio.sleep(piece / rate)
     await respond(send, str(received).encode())
