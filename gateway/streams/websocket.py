@@ -85,6 +85,29 @@ class Phase(enum.Enum):
 class WebSocketStream:
     """Runs the ASGI app for one WebSocket and carries frames both ways."""
 
+    # Slots: one of these lives as long as its WebSocket, often idle for hours.
+    __slots__ = (
+        "_assembler",
+        "_close_timer",
+        "_config",
+        "_context",
+        "_deflate",
+        "_early_data",
+        "_frames",
+        "_inbox",
+        "_info",
+        "_keepalive",
+        "_key",
+        "_phase",
+        "_scope",
+        "_sender",
+        "_simple_frames",
+        "_started_at",
+        "_writer",
+        "stream_id",
+        "task",
+    )
+
     def __init__(self, context: ServerContext, sender: StreamSender, info: ConnectionInfo, stream_id: int) -> None:
         self._context = context
         self._config = context.config

@@ -26,6 +26,8 @@ class PingTarget(Protocol):
 class KeepAlive:
     """Alternates between "ping due" and "pong due" on one timer."""
 
+    __slots__ = ("_awaiting_pong", "_interval", "_loop", "_target", "_timeout", "_timer")
+
     def __init__(self, interval: float, timeout: float, target: PingTarget) -> None:
         self._loop = asyncio.get_running_loop()
         self._interval = interval

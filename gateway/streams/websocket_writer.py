@@ -22,6 +22,18 @@ if TYPE_CHECKING:
 class FrameWriter:
     """The outbound side of one WebSocket stream."""
 
+    __slots__ = (
+        "_end_after_queue",
+        "_lock",
+        "_pongs",
+        "_queue_task",
+        "_queued",
+        "_sender",
+        "_stream_id",
+        "_tasks",
+        "ended",
+    )
+
     def __init__(self, sender: StreamSender, stream_id: int, tasks: set[asyncio.Task[None]]) -> None:
         self._sender = sender
         self._stream_id = stream_id
