@@ -376,3 +376,22 @@ def test_invalid_frame_gets_goaway_with_the_rfc_error_code(case: str) -> None:
         peer.sock.sendall(raw)
         assert peer.goaway().error_code == error
         peer.closed()
+
+
+def test_unread_bodies_of_reset_streams_return_to_the_connection_window() -> None:
+    # 20 uploads of 60 KB that their apps never read, each reset by the client: 1.2 MB,
+    # more than the 1 MiB connection window. Had their bytes stayed counted, the last upload
+    # could never get through.
+    with running_server(app) as server, FramePeer(server) as peer:
+        for stream_id in range(1, 41, 2):
+            peer.request(stream_id, b"/sleep?5", b"POST", end_stream=False)
+            for _ in range(4):
+                peer.data(stream_id, b"u" * 15000)
+            peer.send(RstStreamFrame(stream_id, error_code=CANCEL))
+        peer.request(41, b"/echo", b"POST", end_stream=False)
+        for _ in range(4):
+            peer.data(41, b"e" * 16000)
+        peer.data(41, b"", end_stream=True)
+        response = peer.response(41, timeout=10)
+        assert response["status"] == 200
+        assert len(response["body"]) == 64000

@@ -271,11 +271,13 @@ class HTTP2Protocol(HTTP2Sender):
         if type(state.stream) is WebSocketStream:
             # RFC 8441 §5: DATA frames carry the WebSocket's bytes; no body size limit.
             if data:
+                state.unread += len(data)
                 state.stream.handle(Data(stream_id, data))
             return
         state.received += len(data)
         max_body = self._config.max_body_size
         if max_body and state.received > max_body:
+            self._acknowledge(len(data), stream_id)  # dropped unread
             state.stream.handle(StreamClosed(stream_id))
             if state.stream.response_started:
                 self._reset(stream_id, ErrorCodes.CANCEL)
@@ -283,6 +285,7 @@ class HTTP2Protocol(HTTP2Sender):
                 self._answer_error(stream_id, 413, "request body larger than --max-body-size")
             return
         if data:
+            state.unread += len(data)
             state.stream.handle(Body(stream_id, data))
 
     def _end_of_request(self, stream_id: int) -> None:
@@ -315,7 +318,7 @@ class HTTP2Protocol(HTTP2Sender):
     def _on_reset(self, event: h2.events.StreamReset) -> None:
         stream_id = event.stream_id
         assert stream_id is not None
-        state = self._streams.pop(stream_id, None)
+        state = self._drop(stream_id)
         if state is not None:
             # The app's work for a reset stream is wasted: stop it (Rapid Reset). A WebSocket
             # app instead gets websocket.disconnect (1006), as when an HTTP/1.1 client drops
@@ -345,7 +348,7 @@ class HTTP2Protocol(HTTP2Sender):
             self._fatal("header block larger than --h2-max-header-list-size")
 
     def _forget(self, stream_id: int) -> None:
-        if self._streams.pop(stream_id, None) is not None:
+        if self._drop(stream_id) is not None:
             self._stream_done()
 
     def _stream_done(self) -> None:

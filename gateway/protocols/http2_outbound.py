@@ -46,11 +46,13 @@ log = logging.getLogger("gateway.error")
 class StreamState:
     """What the adapter tracks for one open stream."""
 
-    __slots__ = ("body_left", "head", "received", "remote_done", "stream", "waiter")
+    __slots__ = ("body_left", "head", "received", "remote_done", "stream", "unread", "waiter")
 
     def __init__(self, stream: HTTPStream | WebSocketStream, *, head: bool = False) -> None:
         self.stream = stream
         self.received = 0
+        # Request bytes handed to the stream that its app has not read yet (§6.9 window).
+        self.unread = 0
         self.remote_done = False
         self.waiter: asyncio.Future[None] | None = None
         self.head = head
@@ -117,7 +119,7 @@ class HTTP2Sender:
                 block = response_headers(event.status, event.headers, None)  # type: ignore[union-attr]
                 h2_connection.send_headers(stream_id, block)
             elif event_type is StreamAborted:
-                self._streams.pop(stream_id, None)
+                self._drop(stream_id)
                 h2_connection.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
                 self._stream_done()
         except (h2.exceptions.StreamClosedError, h2.exceptions.StreamIDTooLowError):
@@ -138,7 +140,7 @@ class HTTP2Sender:
         if state.body_left <= 0:
             return True
         log.error("response body shorter than its Content-Length (%d bytes missing)", state.body_left)
-        self._streams.pop(stream_id, None)
+        self._drop(stream_id)
         self._h2.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
         self._stream_done()
         return False
@@ -208,7 +210,7 @@ class HTTP2Sender:
         except TimeoutError:
             self._log_client_problem(stream_id, "flow-control window stayed closed; stream reset")
             state.stream.handle(StreamClosed(stream_id))
-            self._streams.pop(stream_id, None)
+            self._drop(stream_id)
             with contextlib.suppress(h2.exceptions.StreamClosedError):
                 self._h2.reset_stream(stream_id, ErrorCodes.CANCEL)
             self._flush()
@@ -226,9 +228,20 @@ class HTTP2Sender:
 
     def body_consumed(self, stream_id: int, size: int) -> None:
         """The app has read ``size`` bytes: let the peer send that much more (§6.9)."""
-        if not self._closing:
+        state = self._streams.get(stream_id)
+        if state is not None and not self._closing:
+            state.unread -= size
             self._acknowledge(size, stream_id)
             self._flush()
+
+    def _drop(self, stream_id: int) -> StreamState | None:
+        """Forget a stream. Bytes its app never read go back to the connection window, or
+        every reset upload would shrink it for good."""
+        state = self._streams.pop(stream_id, None)
+        if state is not None and state.unread > 0 and not self._closing:
+            self._acknowledge(state.unread, stream_id)
+            state.unread = 0
+        return state
 
     def _acknowledge(self, size: int, stream_id: int) -> None:
         if size:
@@ -236,7 +249,7 @@ class HTTP2Sender:
             self._h2.acknowledge_received_data(size, stream_id)
 
     def _response_done(self, stream_id: int) -> None:
-        state = self._streams.pop(stream_id, None)
+        state = self._drop(stream_id)
         if state is None:
             return
         if not state.remote_done:
@@ -248,7 +261,7 @@ class HTTP2Sender:
     def _answer_error(self, stream_id: int, status: int, reason: str) -> None:
         """Answer one stream with a plain-text error; the connection goes on."""
         self._log_client_problem(stream_id, f"rejected request: {status} {reason}")
-        state = self._streams.pop(stream_id, None)
+        state = self._drop(stream_id)
         if state is not None:
             state.stream.cancel()
         body = f"{status} {reason}\n".encode()
