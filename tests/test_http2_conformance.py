@@ -395,3 +395,14 @@ def test_unread_bodies_of_reset_streams_return_to_the_connection_window() -> Non
         response = peer.response(41, timeout=10)
         assert response["status"] == 200
         assert len(response["body"]) == 64000
+
+
+def test_error_answer_without_window_is_the_status_alone() -> None:
+    settings = {SettingsFrame.INITIAL_WINDOW_SIZE: 0}
+    with running_server(app) as server, FramePeer(server, settings=settings) as peer:
+        peer.read_until(lambda f: isinstance(f, SettingsFrame) and "ACK" in f.flags)
+        peer.request(1, b"/info", extra=[(b"host", b"elsewhere")])
+        response = peer.response(1)
+        assert response["status"] == 400
+        assert (b"content-length", b"0") in response["headers"]
+        assert response["body"] == b""

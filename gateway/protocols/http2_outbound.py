@@ -264,15 +264,14 @@ class HTTP2Sender:
         state = self._drop(stream_id)
         if state is not None:
             state.stream.cancel()
-        body = f"{status} {reason}\n".encode()
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
         h2_connection = self._h2
-        h2_connection.send_headers(stream_id, response_headers(status, headers, http_date()))
-        window = h2_connection.local_flow_control_window(stream_id)
-        if window >= len(body):
+        body = f"{status} {reason}\n".encode()
+        if h2_connection.local_flow_control_window(stream_id) < len(body):
+            body = b""  # no window for the text: the status alone, never a waiting task
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
+        h2_connection.send_headers(stream_id, response_headers(status, headers, http_date()), end_stream=not body)
+        if body:
             h2_connection.send_data(stream_id, body, end_stream=True)
-        else:
-            h2_connection.end_stream(stream_id)
         h2_stream = h2_connection.streams.get(stream_id)
         if h2_stream is not None and h2_stream.open:
             # RFC 9113 §8.1: the answer is complete; the rest of the request is not wanted.
