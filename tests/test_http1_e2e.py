@@ -181,3 +181,16 @@ def test_unread_body_is_discarded_and_connection_kept() -> None:
         first = client.post("/", content=b"q" * 100_000)
         second = client.get("/")
     assert first.text == second.text == "answered early"
+
+
+def test_half_closed_client_still_gets_its_response(echo_server: RunningServer) -> None:
+    # RFC 9112 §9.6: a client may close its sending side after the request; the answer is owed.
+    with RawClient(echo_server.port) as client:
+        client.send(b"POST /half HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nabcd")
+        client.sock.shutdown(socket.SHUT_WR)
+        data, closed = client.read_until_closed()
+    assert closed
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    report = json.loads(body)
+    assert report["path"] == "/half" and report["body_length"] == 4
