@@ -108,6 +108,15 @@ SMUGGLING = {
         b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
         501,
     ),
+    "chunk size not hex": (
+        b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        400,
+    ),
+    # The bytes after a chunk's data must be CRLF (h11 before 0.16 did not check: CVE-2025-43859).
+    "chunk data not followed by CRLF": (
+        b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",
+        400,
+    ),
     "bare LF line endings": (b"GET / HTTP/1.1\nhost: x\n\n", 400),
     "bare LF in one header line": (HEAD + b"x-a: 1\nx-b: 2\r\n\r\n", 400),
     "control character \\x01 in a value": (HEAD + b"x-a: a\x01b\r\n\r\n", 400),
@@ -211,3 +220,11 @@ def test_idle_keep_alive_connection_is_closed(server: RunningServer, logs: pytes
         assert client.is_closed(3.0)
         idle = time.monotonic() - answered
     assert KEEP_ALIVE_TIMEOUT * 0.8 <= idle < KEEP_ALIVE_TIMEOUT + 2.0
+
+
+def test_silent_connection_is_closed(server: RunningServer, logs: pytest.LogCaptureFixture) -> None:
+    with RawClient(server.port) as client:
+        connected = time.monotonic()
+        assert client.is_closed(3.0)
+        waited = time.monotonic() - connected
+    assert HEADER_TIMEOUT * 0.8 <= waited < HEADER_TIMEOUT + 2.0
