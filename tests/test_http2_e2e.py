@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hyperframe.frame import HeadersFrame
 
 from tests.conftest import CertFiles, RunningServer, running_server
 from tests.test_http2_peer import INTERNAL_ERROR, FramePeer, app, h2_context
@@ -221,3 +222,14 @@ def test_one_large_body_message_is_framed_whole(cert_files: CertFiles) -> None:
             response = client.get(server.url + "/")
     assert response.http_version == "HTTP/2"
     assert hashlib.sha256(response.content).digest() == hashlib.sha256(payload).digest()
+
+
+def test_expect_100_continue_over_http2() -> None:
+    # RFC 9110 §10.1.1: the 100 comes once the app asks for the body, as a HEADERS frame.
+    with running_server(app) as server, FramePeer(server) as peer:
+        peer.request(1, b"/echo", b"POST", extra=[(b"expect", b"100-continue")], end_stream=False)
+        interim = peer.read_until(lambda f: isinstance(f, HeadersFrame))[-1]
+        assert interim.decoded == [(b":status", b"100")]  # type: ignore[attr-defined]
+        peer.data(1, b"after continue", end_stream=True)
+        response = peer.response(1)
+        assert (response["status"], response["body"]) == (200, b"after continue")
