@@ -129,6 +129,13 @@ SUBCOMMANDS: dict[str, click.Command] = {"certs": certs}
     help="Seconds in-flight requests get at shutdown.",
 )
 @click.option(
+    "--send-timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds a client may leave our data unread before it is dropped.",
+)
+@click.option(
     "--max-header-size",
     type=int,
     default=16 * KiB,

@@ -104,6 +104,10 @@ class Config:
     keep_alive_timeout: float = 5.0
     header_timeout: float = 10.0
     graceful_timeout: float = 30.0
+    # Seconds the client may leave what we wrote unread (transport buffer over its high-water
+    # mark, or unflushed at close) before the connection is dropped, so a peer that stops
+    # reading cannot hold a connection and an app task forever (nginx: send_timeout).
+    send_timeout: float = 30.0
     tls_handshake_timeout: float = 10.0
     max_header_size: int = 16 * KiB
     max_body_size: int = 100 * MiB
@@ -170,6 +174,8 @@ class Config:
         for name in ("keep_alive_timeout", "header_timeout", "tls_handshake_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be greater than 0")
+        if self.send_timeout <= 0:
+            raise ConfigError("--send-timeout must be greater than 0")
         if self.graceful_timeout < 0:
             raise ConfigError("--graceful-timeout must be 0 or more")
         if self.max_header_size < 1 * KiB:

@@ -50,6 +50,7 @@ class Connection(asyncio.Protocol):
         self._deadline: float | None = None
         self._timeout_reason = ""
         self._timer: asyncio.TimerHandle | None = None
+        self._stall_timer: asyncio.TimerHandle | None = None
         self.info: ConnectionInfo | None = None
 
     # -- asyncio.Protocol callbacks -------------------------------------------------
@@ -122,6 +123,9 @@ class Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
         self._pending.clear()
         self.write_paused = False
         self._wake_writer()
@@ -131,11 +135,29 @@ class Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         """The transport's buffer is full: app ``send()`` calls wait from now on."""
         self.write_paused = True
+        self._start_stall_timer()
 
     def resume_writing(self) -> None:
         """The transport drained: waiting ``send()`` calls continue."""
         self.write_paused = False
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
         self._wake_writer()
+
+    def _start_stall_timer(self) -> None:
+        if self._stall_timer is None:
+            self._stall_timer = self._loop.call_later(self._context.config.send_timeout, self._on_write_stall)
+
+    def _on_write_stall(self) -> None:
+        self._stall_timer = None
+        client = self.info.client if self.info is not None else None
+        log.info(
+            "%s - client read nothing for %gs (--send-timeout); dropping the connection",
+            f"{client[0]}:{client[1]}" if client else "-",
+            self._context.config.send_timeout,
+        )
+        self.abort()
 
     # -- what protocol adapters use (gateway.protocols.common.Transport) ---------------
 
@@ -191,6 +213,9 @@ class Connection(asyncio.Protocol):
         self._closed = True
         if self._transport is not None:
             self._transport.close()
+            if self._transport.get_write_buffer_size():
+                # Close waits for the buffer to drain: not forever.
+                self._start_stall_timer()
 
     def abort(self) -> None:
         """Drop the connection at once, queued bytes included."""
