@@ -102,6 +102,18 @@ class StreamClosed:
 
 
 @dataclass(frozen=True, slots=True)
+class InputClosed:
+    """The client will send nothing more on this stream (a TCP half-close after the request).
+
+    The app's ``receive()`` reports ``http.disconnect`` (a client that closes usually means
+    to leave, and a long-poll app must learn it), but the response may still be written: a
+    client that only shut down its sending side still gets it (RFC 9112 §9.6).
+    """
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class StreamAborted:
     """Sent by a stream when its response cannot be completed (the app failed mid-way).
 
@@ -112,5 +124,5 @@ class StreamAborted:
     stream_id: int
 
 
-InboundEvent = Request | Body | EndBody | Data | EndData | StreamClosed
+InboundEvent = Request | Body | EndBody | Data | EndData | StreamClosed | InputClosed
 OutboundEvent = Response | InformationalResponse | Body | EndBody | Trailers | Data | EndData | StreamAborted

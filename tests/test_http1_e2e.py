@@ -194,3 +194,28 @@ def test_half_closed_client_still_gets_its_response(echo_server: RunningServer) 
     assert head.startswith(b"HTTP/1.1 200 ")
     report = json.loads(body)
     assert report["path"] == "/half" and report["body_length"] == 4
+
+
+def test_half_close_tells_a_waiting_app_disconnect_and_its_answer_still_arrives() -> None:
+    # A long-poll app waits in receive() for http.disconnect; a client that closes its
+    # sending side must wake it (the usual case: the client left), yet whatever the app
+    # answers is still written to a client that only half-closed.
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while True:
+            message = await receive()
+            seen.append(message["type"])
+            if message["type"] == "http.disconnect":
+                break
+        await respond(send, b"bye")
+
+    with running_server(app) as server, RawClient(server.port) as client:
+        client.send(b"GET /poll HTTP/1.1\r\nhost: x\r\n\r\n")
+        client.sock.shutdown(socket.SHUT_WR)
+        data, closed = client.read_until_closed()
+    assert seen == ["http.request", "http.disconnect"]
+    assert closed
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"bye")

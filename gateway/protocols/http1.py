@@ -21,6 +21,7 @@ from gateway.events import (
     EndData,
     Headers,
     InformationalResponse,
+    InputClosed,
     OutboundEvent,
     Request,
     Response,
@@ -112,8 +113,8 @@ class HTTP1Protocol:
     def feed_eof(self) -> bool:
         """The client half-closed its side; True keeps ours open to finish a response.
 
-        A client may send a complete request and then shut down its sending side; the
-        response is still owed (RFC 9112 §9.6), and the connection closes after it.
+        After a complete request the app hears ``http.disconnect`` from ``receive()`` but
+        may still answer, and the connection closes after it (see events.InputClosed).
         """
         if self._upgraded:
             assert self._stream is not None
@@ -121,7 +122,13 @@ class HTTP1Protocol:
             return False
         if self._phase is Phase.REQUEST and self._h11.their_state is h11.DONE:
             self._client_eof = True
-            return True
+            stream = self._stream
+            if isinstance(stream, HTTPStream):
+                stream.handle(InputClosed(STREAM_ID))
+                return True
+            if stream is not None:
+                stream.handle(StreamClosed(STREAM_ID))
+            return False
         self._h11.receive_data(b"")
         self._process()
         return False

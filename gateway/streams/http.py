@@ -31,6 +31,7 @@ from gateway.events import (
     EndBody,
     InboundEvent,
     InformationalResponse,
+    InputClosed,
     OutboundEvent,
     Request,
     Response,
@@ -80,6 +81,7 @@ class HTTPStream:
         "_expect_continue",
         "_final_body_sent",
         "_info",
+        "_input_closed",
         "_method",
         "_response_bytes",
         "_scope",
@@ -105,6 +107,7 @@ class HTTPStream:
         self._body_complete = False
         self._final_body_sent = False
         self._disconnected = False
+        self._input_closed = False
         self._waiter: asyncio.Future[None] | None = None
         self._expect_continue = False
         self._state = ResponseState.WAITING
@@ -136,6 +139,8 @@ class HTTPStream:
             return
         elif type(event) is StreamClosed:
             self._disconnected = True
+        elif type(event) is InputClosed:
+            self._input_closed = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -213,7 +218,7 @@ class HTTPStream:
             if self._body_complete and not self._final_body_sent:
                 self._final_body_sent = True
                 return _EMPTY_REQUEST.copy()
-            if self._disconnected or self._state is ResponseState.DONE:
+            if self._disconnected or self._input_closed or self._state is ResponseState.DONE:
                 return {"type": "http.disconnect"}
             self._waiter = asyncio.get_running_loop().create_future()
             try:
