@@ -129,6 +129,13 @@ SUBCOMMANDS: dict[str, click.Command] = {"certs": certs}
     help="Seconds in-flight requests get at shutdown.",
 )
 @click.option(
+    "--body-timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds a client may pause while sending a request body.",
+)
+@click.option(
     "--send-timeout",
     type=float,
     default=30.0,

@@ -108,6 +108,9 @@ class Config:
     # mark, or unflushed at close) before the connection is dropped, so a peer that stops
     # reading cannot hold a connection and an app task forever (nginx: send_timeout).
     send_timeout: float = 30.0
+    # Seconds a client may pause while sending a request body (not counted while reading
+    # is paused for a slow app), so a half-sent upload cannot hold a connection forever.
+    body_timeout: float = 30.0
     tls_handshake_timeout: float = 10.0
     max_header_size: int = 16 * KiB
     max_body_size: int = 100 * MiB
@@ -174,6 +177,8 @@ class Config:
         for name in ("keep_alive_timeout", "header_timeout", "tls_handshake_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be greater than 0")
+        if self.body_timeout <= 0:
+            raise ConfigError("--body-timeout must be greater than 0")
         if self.send_timeout <= 0:
             raise ConfigError("--send-timeout must be greater than 0")
         if self.graceful_timeout < 0:

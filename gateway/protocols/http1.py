@@ -229,8 +229,16 @@ class HTTP1Protocol:
             stream = HTTPStream(self._context, self, self._info, STREAM_ID)
         self._stream = stream
         stream.handle(Request(STREAM_ID, event.method, event.target, http_version, headers))
+        if self._h11.their_state is h11.SEND_BODY and not self._expect_continue:
+            self._wait_for_body()
+
+    def _wait_for_body(self) -> None:
+        # nginx's client_body_timeout: a client may not stall mid-body for ever. Not armed
+        # while reading is paused for a slow app, or while the client waits for a 100.
+        self._transport.set_timeout(self._config.body_timeout, "request body stalled")
 
     def _on_data(self, data: bytes) -> None:
+        self._wait_for_body()
         stream = self._stream
         if stream is None or stream.response_complete:
             self._discarding += len(data)
@@ -252,8 +260,10 @@ class HTTP1Protocol:
         if self._buffered > self._config.read_buffer_size and not self._paused_for_body:
             self._paused_for_body = True
             self._transport.pause_reading()
+            self._transport.clear_timeout()
 
     def _on_end_of_request(self) -> None:
+        self._transport.clear_timeout()
         stream = self._stream
         if stream is not None and not stream.response_complete:
             stream.handle(EndBody(STREAM_ID))
@@ -306,6 +316,8 @@ class HTTP1Protocol:
             self._paused_for_body = False
             if not self._paused_for_pipeline:
                 self._transport.resume_reading()
+            if self._h11.their_state is h11.SEND_BODY:
+                self._wait_for_body()
 
     # -- events out -----------------------------------------------------------------
 
@@ -355,6 +367,7 @@ class HTTP1Protocol:
             if not self._http10:
                 if event.status == 100:  # type: ignore[union-attr]
                     self._expect_continue = False
+                    self._wait_for_body()
                 transport.write(interim_response(event.status, event.headers))  # type: ignore[union-attr]
         elif event_type is StreamAborted:
             self._close()
@@ -400,6 +413,7 @@ class HTTP1Protocol:
             if self._paused_for_body:
                 self._paused_for_body = False
                 self._transport.resume_reading()
+            self._wait_for_body()
 
     def _next_cycle(self) -> None:
         # Responses are written here, not through h11, so h11's own side never advances;
