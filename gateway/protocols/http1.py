@@ -30,14 +30,7 @@ from gateway.events import (
     Trailers,
 )
 from gateway.protocols.common import Transport, error_response
-from gateway.protocols.http1_response import (
-    Framing,
-    ResponseFramingError,
-    chunk,
-    interim_response,
-    last_chunk,
-    serialize_head,
-)
+from gateway.protocols.http1_response import Framing, ResponseWriter, interim_response, serialize_head
 from gateway.protocols.http2_headers import h2c_upgrade
 from gateway.protocols.request_head import InvalidRequestHead, check_request_head, find_head_end
 from gateway.streams.http import HTTPStream
@@ -89,9 +82,7 @@ class HTTP1Protocol:
         self._body_allowed = True
         self._expect_continue = False
         self._client_eof = False
-        self._framing = Framing.NONE
-        self._remaining = 0
-        self._held_head = b""
+        self._writer = ResponseWriter()
         self._close_after_response = False
         transport.set_timeout(self._config.header_timeout, "no request head")
 
@@ -299,7 +290,7 @@ class HTTP1Protocol:
     def _switch_protocols(self) -> None:
         """The 101 is out: from now on the connection carries WebSocket frames."""
         self._upgraded = True
-        self._framing = Framing.NONE
+        self._writer.framing = Framing.NONE
         leftover = self._h11.trailing_data[0]
         if self._paused_for_pipeline:
             # h11 paused at the upgrade request; reading resumes for the frames.
@@ -332,11 +323,7 @@ class HTTP1Protocol:
             if transport.write_paused:
                 await transport.drain()
         elif event_type is Body:
-            data = self._frame_body(event.data)  # type: ignore[union-attr]
-            if self._held_head:
-                data = self._held_head + data
-                self._held_head = b""
-            transport.write(data)
+            transport.write(self._writer.body(event.data))  # type: ignore[union-attr]
             if transport.write_paused:
                 await transport.drain()
         elif event_type is Response and event.status == 101:  # type: ignore[union-attr]
@@ -350,16 +337,13 @@ class HTTP1Protocol:
             # next bytes may be that body or a new request, so close (RFC 9110 §10.1.1).
             if self._expect_continue and self._h11.their_state is not h11.DONE:
                 self._keep_alive = False
-            head, self._framing, self._remaining, self._keep_alive = serialize_head(
+            self._keep_alive = self._writer.start(
                 event.status,  # type: ignore[union-attr]
                 event.headers,  # type: ignore[union-attr]
                 body_allowed=self._body_allowed and event.status not in (204, 304),  # type: ignore[union-attr]
                 http10=self._http10,
                 keep_alive=self._keep_alive and not self._close_after_response,
             )
-            # ASGI: nothing is sent before the first body message, so head and body leave
-            # in one write.
-            self._held_head = head
         elif event_type is EndBody or event_type is Trailers:
             self._end_body(event.headers if event_type is Trailers else None)  # type: ignore[union-attr]
         elif event_type is InformationalResponse:
@@ -372,34 +356,18 @@ class HTTP1Protocol:
         elif event_type is StreamAborted:
             self._close()
 
-    def _frame_body(self, data: bytes) -> bytes:
-        framing = self._framing
-        if framing is Framing.CHUNKED:
-            return chunk(data)
-        if framing is Framing.LENGTH:
-            self._remaining -= len(data)
-            if self._remaining < 0:
-                raise ResponseFramingError("response body longer than its Content-Length")
-        elif framing is Framing.NONE:
-            return b""
-        return data
-
     def _end_body(self, trailers: Headers | None) -> None:
-        framing = self._framing
-        head, self._held_head = self._held_head, b""
-        if framing is Framing.CHUNKED:
-            self._transport.write(head + last_chunk(trailers), flush=True)
-        elif framing is Framing.LENGTH and self._remaining > 0:
+        ending = self._writer.end(trailers)
+        if ending is None:
             # The client must see a truncated body, not a short one that looks complete.
-            log.error("response body shorter than its Content-Length (%d bytes missing)", self._remaining)
+            log.error("response body shorter than its Content-Length (%d bytes missing)", self._writer.missing)
             self._close()
             return
-        else:
-            self._transport.write(head, flush=True)
+        self._transport.write(ending, flush=True)
         self._on_response_complete()
 
     def _on_response_complete(self) -> None:
-        if not self._keep_alive or self._framing is Framing.CLOSE or self._client_eof:
+        if not self._keep_alive or self._writer.framing is Framing.CLOSE or self._client_eof:
             self._close()
         elif self._h11.their_state is h11.DONE:
             self._next_cycle()

@@ -100,6 +100,60 @@ def serialize_head(
     return b"".join(lines), framing, length, keep_alive
 
 
+class ResponseWriter:
+    """Frames one response at a time on a connection.
+
+    The head is held until the first body bytes, which the ASGI spec requires ("must not
+    start sending the response ... until it has received at least one Response Body
+    event") and which lets head and body leave in one write.
+    """
+
+    __slots__ = ("_held_head", "_remaining", "framing")
+
+    def __init__(self) -> None:
+        self.framing = Framing.NONE
+        self._remaining = 0
+        self._held_head = b""
+
+    def start(self, status: int, headers: Headers, *, body_allowed: bool, http10: bool, keep_alive: bool) -> bool:
+        """Prepare the head; return whether the connection may stay open after it."""
+        head, self.framing, self._remaining, keep_alive = serialize_head(
+            status, headers, body_allowed=body_allowed, http10=http10, keep_alive=keep_alive
+        )
+        self._held_head = head
+        return keep_alive
+
+    def body(self, data: bytes) -> bytes:
+        """Bytes to write for a piece of body (with the held head in front, the first time)."""
+        framing = self.framing
+        if framing is Framing.CHUNKED:
+            data = chunk(data)
+        elif framing is Framing.LENGTH:
+            self._remaining -= len(data)
+            if self._remaining < 0:
+                raise ResponseFramingError("response body longer than its Content-Length")
+        elif framing is Framing.NONE:
+            data = b""
+        if self._held_head:
+            data = self._held_head + data
+            self._held_head = b""
+        return data
+
+    def end(self, trailers: Headers | None) -> bytes | None:
+        """Bytes that finish the response, or None when it fell short of its Content-Length."""
+        head, self._held_head = self._held_head, b""
+        if self.framing is Framing.CHUNKED:
+            return head + last_chunk(trailers)
+        if self.framing is Framing.LENGTH and self._remaining > 0:
+            return None
+        return head
+
+    @property
+    def missing(self) -> int:
+        """Bytes still owed to the declared Content-Length."""
+        return self._remaining
+
+
 def chunk(data: bytes) -> bytes:
     """One chunk of a chunked body (RFC 9112 §7.1)."""
     return b"%x\r\n%s\r\n" % (len(data), data)
