@@ -11,13 +11,14 @@ import logging
 from collections.abc import MutableMapping
 from typing import Any
 
+from gateway.logs import address_label
+
 access_logger = logging.getLogger("gateway.access")
 
 
 def log_response(scope: MutableMapping[str, Any], status: int, size: int, duration: float) -> None:
     """Write one access-log line; callers check ``ServerContext.access_log`` first."""
-    client = scope.get("client")
-    where = f"{client[0]}:{client[1]}" if client else "-"
+    where = address_label(scope.get("client"))
     path = scope["path"]
     query = scope.get("query_string")
     if query:

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypedDict
 from urllib.parse import unquote
 
 from gateway.events import ConnectionInfo, Headers, Request
+from gateway.logs import address_label
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -164,8 +165,7 @@ def body_of(message: Message) -> bytes:
 
 def log_app_exception(scope: Scope, exc: BaseException) -> None:
     """Log an application failure once, with its traceback (STYLE: app errors get one)."""
-    client = scope.get("client")
-    where = f"{client[0]}:{client[1]}" if client else "-"
+    where = address_label(scope.get("client"))
     error_log.error(
         "Exception in ASGI application (%s %s %s)",
         where,
@@ -177,8 +177,7 @@ def log_app_exception(scope: Scope, exc: BaseException) -> None:
 
 def log_app_problem(scope: Scope, problem: str) -> None:
     """Log an application mistake that has no exception (e.g. returned without responding)."""
-    client = scope.get("client")
-    where = f"{client[0]}:{client[1]}" if client else "-"
+    where = address_label(scope.get("client"))
     error_log.error(
         "ASGI application error (%s %s %s): %s", where, scope.get("method", ""), scope.get("path", ""), problem
     )

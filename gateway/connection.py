@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any, cast
 
 from gateway.events import ConnectionInfo, Request
+from gateway.logs import address_label
 from gateway.protocols.common import ProtocolAdapter
 from gateway.protocols.http1 import HTTP1Protocol
 from gateway.protocols.http2 import PREFACE, HTTP2Protocol
@@ -151,10 +152,9 @@ class Connection(asyncio.Protocol):
 
     def _on_write_stall(self) -> None:
         self._stall_timer = None
-        client = self.info.client if self.info is not None else None
         log.info(
             "%s - client read nothing for %gs (--send-timeout); dropping the connection",
-            f"{client[0]}:{client[1]}" if client else "-",
+            address_label(self.info.client if self.info is not None else None),
             self._context.config.send_timeout,
         )
         self.abort()

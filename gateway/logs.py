@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -27,3 +29,11 @@ def configure_logging(level: str, access_log: bool) -> None:
     root.setLevel(_LEVELS[level])
     root.propagate = False
     logging.getLogger("gateway.access").disabled = not access_log
+
+
+def address_label(address: Sequence[Any] | None) -> str:
+    """``host:port`` as log lines show a peer: IPv6 in brackets, ``-`` when unknown."""
+    if not address:
+        return "-"
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"

@@ -24,3 +24,11 @@ def test_tls_request(cert_files: CertFiles) -> None:
             response = client.get("/")
         assert response.status_code == 200
         assert response.text == "Hello, world!\n"
+
+
+def test_log_lines_show_ipv6_peers_in_brackets() -> None:
+    from gateway.logs import address_label
+
+    assert address_label(("::1", 50312, 0, 0)) == "[::1]:50312"
+    assert address_label(("127.0.0.1", 8000)) == "127.0.0.1:8000"
+    assert address_label(None) == "-"

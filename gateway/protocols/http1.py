@@ -29,6 +29,7 @@ from gateway.events import (
     StreamClosed,
     Trailers,
 )
+from gateway.logs import address_label
 from gateway.protocols.common import Transport, error_response
 from gateway.protocols.http1_response import Framing, ResponseWriter, interim_response, serialize_head
 from gateway.protocols.http2_headers import h2c_upgrade
@@ -408,11 +409,9 @@ class HTTP1Protocol:
 
     def _reject(self, status: int, reason: str) -> None:
         """Answer a client error with ``status`` and close (client misbehaviour: no traceback)."""
-        client = self._info.client
         log.info(
-            "%s:%s - rejected request: %d %s",
-            client[0] if client else "-",
-            client[1] if client else "-",
+            "%s - rejected request: %d %s",
+            address_label(self._info.client),
             status,
             reason,
         )
@@ -429,8 +428,7 @@ class HTTP1Protocol:
 
     def timeout(self, reason: str) -> None:
         """The connection's timer fired while ``reason`` held."""
-        client = self._info.client
-        log.debug("%s - closing connection: %s", f"{client[0]}:{client[1]}" if client else "-", reason)
+        log.debug("%s - closing connection: %s", address_label(self._info.client), reason)
         self._close()
 
     def shutdown(self) -> None:

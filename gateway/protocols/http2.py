@@ -33,6 +33,7 @@ from gateway.events import (
     Request,
     StreamClosed,
 )
+from gateway.logs import address_label
 from gateway.protocols.common import Transport
 from gateway.protocols.http2_headers import (
     BadRequest,
@@ -384,10 +385,7 @@ class HTTP2Protocol(HTTP2Sender):
         """A connection error: send what h2 queued (the GOAWAY), end every stream, close."""
         if self._closing:
             return
-        client = self._info.client
-        log.info(
-            "%s:%s - HTTP/2 connection closed: %s", client[0] if client else "-", client[1] if client else "-", reason
-        )
+        log.info("%s - HTTP/2 connection closed: %s", address_label(self._info.client), reason)
         output = self._h2.data_to_send()
         if output:
             self._transport.write(output)
@@ -431,8 +429,7 @@ class HTTP2Protocol(HTTP2Sender):
         """The connection's timer fired while idle: GOAWAY NO_ERROR and close."""
         if self._closing:
             return
-        client = self._info.client
-        log.debug("%s - closing connection: %s", f"{client[0]}:{client[1]}" if client else "-", reason)
+        log.debug("%s - closing connection: %s", address_label(self._info.client), reason)
         self._send_goaway(ErrorCodes.NO_ERROR)
         self._close()
 

@@ -30,6 +30,7 @@ from gateway.events import (
     StreamClosed,
     Trailers,
 )
+from gateway.logs import address_label
 from gateway.protocols.common import Transport, http_date
 from gateway.protocols.http1_response import ResponseFramingError
 from gateway.protocols.http2_headers import declared_length, response_headers, trailer_fields
@@ -279,11 +280,9 @@ class HTTP2Sender:
         self._stream_done()
 
     def _log_client_problem(self, stream_id: int, problem: str) -> None:
-        client = self._info.client
         log.info(
-            "%s:%s - HTTP/2 stream %d: %s",
-            client[0] if client else "-",
-            client[1] if client else "-",
+            "%s - HTTP/2 stream %d: %s",
+            address_label(self._info.client),
             stream_id,
             problem,
         )

@@ -43,6 +43,7 @@ from gateway.events import (
     StreamAborted,
     StreamClosed,
 )
+from gateway.logs import address_label
 from gateway.streams import websocket_fastpath as fastpath
 from gateway.streams import websocket_handshake as handshake
 from gateway.streams import websocket_masking
@@ -463,6 +464,4 @@ class WebSocketStream:
             access_log.log_response(self._scope, status, 0, duration)
 
     def _log_client(self, text: str, *args: object) -> None:
-        client = self._info.client
-        where = f"{client[0]}:{client[1]}" if client else "-"
-        log.info("%s - " + text + " (stream %d)", where, *args, self.stream_id)
+        log.info("%s - " + text + " (stream %d)", address_label(self._info.client), *args, self.stream_id)
