@@ -211,9 +211,14 @@ class Connection(asyncio.Protocol):
             return
         self._flush()
         self._closed = True
-        if self._transport is not None:
-            self._transport.close()
-            if self._transport.get_write_buffer_size():
+        transport = self._transport
+        if transport is not None:
+            try:
+                unsent = transport.get_write_buffer_size()
+            except AttributeError:  # asyncio's SSL transport once its protocol has let go
+                unsent = 0
+            transport.close()
+            if unsent:
                 # Close waits for the buffer to drain: not forever.
                 self._start_stall_timer()
 
