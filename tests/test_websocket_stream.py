@@ -37,48 +37,9 @@ from gateway.protocols.http1 import HTTP1Protocol
 from gateway.streams import websocket_masking
 from gateway.streams.websocket import WebSocketClosedError
 from gateway.streams.websocket_deflate import BoundedPerMessageDeflate, negotiate
+from tests.fake_transport import FakeTransport
 
 App = Callable[[Any, Any, Any], Awaitable[None]]
-
-
-class FakeTransport:
-    """The connection as HTTP1Protocol sees it, recording what it is asked to do."""
-
-    def __init__(self) -> None:
-        self.out = bytearray()
-        self.closed = False
-        self.reading = True
-        self.write_paused = False
-        self._drained = asyncio.Event()
-
-    def write(self, data: bytes, *, flush: bool = False) -> None:
-        self.out += data
-
-    async def drain(self) -> None:
-        while self.write_paused and not self.closed:
-            self._drained.clear()
-            await self._drained.wait()
-
-    def set_paused(self, paused: bool) -> None:
-        self.write_paused = paused
-        if not paused:
-            self._drained.set()
-
-    def close(self) -> None:
-        self.closed = True
-        self._drained.set()
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def set_timeout(self, seconds: float, reason: str) -> None:
-        pass
-
-    def clear_timeout(self) -> None:
-        pass
 
 
 class Peer:
@@ -100,8 +61,8 @@ class Peer:
         """Let the server run, then parse what it wrote; return the new client events."""
         for _ in range(turns):
             await asyncio.sleep(0)
-        data = bytes(self.transport.out)
-        self.transport.out.clear()
+        data = bytes(self.transport.output)
+        self.transport.output.clear()
         if data:
             self.client.receive_data(data)
         new = list(self.client.events())
@@ -330,7 +291,7 @@ def test_invalid_handshakes_are_refused(headers: list[tuple[bytes, bytes]], stat
         peer.protocol.feed(raw)
         for _ in range(10):
             await asyncio.sleep(0)
-        reply = bytes(peer.transport.out)
+        reply = bytes(peer.transport.output)
         assert reply.startswith(b"HTTP/1.1 %d " % status), reply
         assert (b"sec-websocket-version: 13\r\n" in reply) == (status == 426)
         assert peer.transport.closed
@@ -451,10 +412,10 @@ def test_reading_pauses_while_the_app_does_not_receive() -> None:
         for _ in range(100):
             peer.send(BytesMessage(data=b"m" * 100))
         await peer.settle()
-        assert not peer.transport.reading
+        assert peer.transport.reading_paused
         release.set()
         await peer.settle(50)
-        assert peer.transport.reading and len(received) == 100
+        assert not peer.transport.reading_paused and len(received) == 100
         await peer.finish()
 
     run(test)
@@ -475,11 +436,11 @@ def test_app_send_waits_while_the_transport_is_paused() -> None:
 
         peer = Peer(app)
         await peer.open()
-        peer.transport.set_paused(True)
+        peer.transport.set_write_paused(True)
         go.set()
         await peer.settle()
         assert sent == []  # the first send wrote its frame and is waiting for the drain
-        peer.transport.set_paused(False)
+        peer.transport.set_write_paused(False)
         await peer.settle()
         assert sent == [0, 1, 2] and len([e for e in peer.events if isinstance(e, BytesMessage)]) == 3
         await peer.finish()
@@ -662,7 +623,7 @@ def test_reading_pauses_on_queued_bytes_too() -> None:
         for _ in range(3):
             peer.send(BytesMessage(data=b"b" * 40_000))
         await peer.settle()
-        assert not peer.transport.reading
+        assert peer.transport.reading_paused
         await peer.finish()
 
     run(test)
@@ -672,13 +633,13 @@ def test_pongs_to_a_peer_that_does_not_read_do_not_pile_up() -> None:
     async def test() -> None:
         peer = Peer(echo_app([]))
         await peer.open()
-        peer.transport.set_paused(True)
+        peer.transport.set_write_paused(True)
         peer.send(Ping(payload=b"first"))
         await peer.settle()  # this pong is written; the writer now waits for the drain
         for number in range(1000):
             peer.send(Ping(payload=b"%d" % number))
         await peer.settle()
-        peer.transport.set_paused(False)
+        peer.transport.set_write_paused(False)
         events = await peer.settle()
         # RFC 6455 §5.5.3: at most a few of the latest pings are answered, not 1,000.
         payloads = [e.payload for e in peer.events[1:]]  # type: ignore[attr-defined]
@@ -850,11 +811,11 @@ def test_outbound_compression_round_trips_through_wsproto_client(no_context_take
         chooser = random.Random(7)
         scrambled = "".join(chooser.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(2000))
         for message in (scrambled, scrambled, b"", "repeat me " * 500, bytes(range(256)) * 300):
-            raw_before = len(peer.transport.out)
+            raw_before = len(peer.transport.output)
             peer.send(TextMessage(data=message) if isinstance(message, str) else BytesMessage(data=message))
             for _ in range(10):
                 await asyncio.sleep(0)
-            sizes.append(len(peer.transport.out) - raw_before)
+            sizes.append(len(peer.transport.output) - raw_before)
             (reply,) = await peer.settle()
             assert reply.data == message  # type: ignore[attr-defined]
         assert accept.extensions and sizes[3] < 200  # 5,000 repetitive bytes went out compressed
