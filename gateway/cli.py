@@ -10,8 +10,9 @@ import click
 
 from gateway.certs_cli import certs
 from gateway.config import Config, ConfigError, KiB, MiB
-from gateway.loader import AppLoadError, load_app
+from gateway.loader import AppLoadError, load_app, split_target
 from gateway.server import run
+from gateway.workers import AppSpec, run_workers
 
 LOG_LEVELS = ["critical", "error", "warning", "info", "debug", "trace"]
 
@@ -158,6 +159,13 @@ SUBCOMMANDS: dict[str, click.Command] = {"certs": certs}
 )
 @click.option("--backlog", type=int, default=2048, show_default=True, help="Listen backlog of pending connections.")
 @click.option(
+    "--workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Worker processes sharing the listeners (about one per CPU core); 1 serves in this process.",
+)
+@click.option(
     "--ws-per-message-deflate/--no-ws-per-message-deflate",
     default=True,
     show_default=True,
@@ -246,6 +254,13 @@ def main(app: str, factory: bool, app_dir: str, bind: tuple[str, ...], no_tls: b
         config = Config(bind=bind, dev_tls=not no_tls, **options)
     except ConfigError as exc:
         _fail(str(exc))
+    if config.workers > 1:
+        # Each worker imports the app itself; this process only checks the form of APP.
+        try:
+            split_target(app)
+        except AppLoadError as exc:
+            _fail(str(exc))
+        sys.exit(run_workers(AppSpec(app, factory=factory, app_dir=app_dir), config))
     try:
         application = load_app(app, factory=factory, app_dir=app_dir)
     except AppLoadError as exc:

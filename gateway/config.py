@@ -19,6 +19,8 @@ ClientCertMode = Literal["none", "optional", "required"]
 
 KiB = 1024
 MiB = 1024 * KiB
+# Far beyond any core count asgigw runs on; a typo like --workers 4000 should not fork-bomb.
+MAX_WORKERS = 512
 
 
 class ConfigError(ValueError):
@@ -144,6 +146,9 @@ class Config:
     # PRIORITY, WINDOW_UPDATE, empty DATA) beyond two per DATA frame sent, one per request.
     h2_max_resets: int = 200
     h2_max_control_frames: int = 1000
+    # Processes serving the same listening sockets; 1 serves in this process. More start
+    # a supervisor and that many workers (gateway/workers.py, docs/workers.md).
+    workers: int = 1
     addresses: tuple[BindAddress, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
@@ -189,6 +194,8 @@ class Config:
             raise ConfigError("--max-body-size must be 0 (unlimited) or more")
         if self.backlog < 1:
             raise ConfigError("--backlog must be at least 1")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"--workers must be from 1 to {MAX_WORKERS}")
         self._validate_tls()
         self._validate_websocket()
         if self.read_buffer_size < 1 * KiB or self.write_buffer_size < 1 * KiB:

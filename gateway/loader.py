@@ -12,15 +12,24 @@ class AppLoadError(Exception):
     """The app cannot be imported; the message is one line for the user."""
 
 
+def split_target(target: str) -> tuple[str, str]:
+    """``module:attr`` -> ``(module, attr)``, or AppLoadError; imports nothing.
+
+    The workers' supervisor checks the form here and leaves the import to its workers.
+    """
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        raise AppLoadError(f"APP must look like 'module:attribute' (e.g. proj.asgi:application), got {target!r}")
+    return module_name, attribute
+
+
 def load_app(target: str, *, factory: bool = False, app_dir: str | None = ".") -> Any:
     """Import ``module:attr`` (``attr`` may be dotted), calling it first if ``factory``.
 
     ``app_dir`` goes at the front of ``sys.path`` so ``proj.asgi`` is found from the project
     folder, as Daphne and Uvicorn users expect.
     """
-    module_name, sep, attribute = target.partition(":")
-    if not sep or not module_name or not attribute:
-        raise AppLoadError(f"APP must look like 'module:attribute' (e.g. proj.asgi:application), got {target!r}")
+    module_name, attribute = split_target(target)
     if app_dir is not None:
         path = os.path.abspath(app_dir)
         if path not in sys.path:

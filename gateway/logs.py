@@ -20,10 +20,15 @@ _LEVELS = {
 }
 
 
-def configure_logging(level: str, access_log: bool) -> None:
-    """Send ``gateway.*`` logs to stderr at ``level``; the access log only if enabled."""
+def configure_logging(level: str, access_log: bool, role: str | None = None) -> None:
+    """Send ``gateway.*`` logs to stderr at ``level``; the access log only if enabled.
+
+    ``role`` ("supervisor", "worker") puts it and the process id on every line, so the
+    interleaved lines of several processes say which one wrote them.
+    """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s", "%Y-%m-%d %H:%M:%S"))
+    who = f"[{role} %(process)d] " if role else ""
+    handler.setFormatter(logging.Formatter(f"%(asctime)s [%(levelname)s] {who}%(message)s", "%Y-%m-%d %H:%M:%S"))
     root = logging.getLogger("gateway")
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS[level])

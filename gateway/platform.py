@@ -3,11 +3,15 @@
 Windows runs asyncio on the Proactor loop: there is no ``loop.add_signal_handler`` (we use
 ``signal.signal`` and hop onto the loop with ``call_soon_threadsafe``), no ``fork``, no
 ``SO_REUSEPORT`` and no uvloop. Callers ask this module instead of testing the platform.
+Worker processes (gateway/workers.py) start the same way everywhere; what differs in how
+they receive the listening sockets and how they die is described here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import multiprocessing.context
 import signal
 import socket
 import sys
@@ -104,3 +108,41 @@ def reuse_port_available() -> bool:
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """The default loop for this platform (Proactor on Windows, selector elsewhere)."""
     return asyncio.new_event_loop()
+
+
+# Exit status of a Windows process ended by Ctrl+C or by closing its console window.
+WINDOWS_CONTROL_C_EXIT = 0xC000013A
+
+
+def worker_context() -> multiprocessing.context.SpawnContext:
+    """The multiprocessing context worker processes start from: ``spawn`` on every platform.
+
+    Windows has no ``fork``, and forking a process that may already run threads (the
+    certificate poller, OpenSSL's, an embedder's) can copy a held lock into the child, so
+    POSIX uses ``spawn`` too and one start-up path is tested everywhere. The listening
+    sockets travel as ``Process`` arguments and multiprocessing's pickler hands them over
+    per platform: on POSIX the descriptor is passed to the new interpreter (``pass_fds``);
+    on Windows the parent calls ``socket.share(child_pid)`` and the child rebuilds the socket
+    with ``socket.fromshare()``. The worker's pipe ends travel the same way (descriptor or
+    duplicated handle), so a worker sees end-of-file on its control pipe when the
+    supervisor dies, however it dies.
+    """
+    return multiprocessing.get_context("spawn")
+
+
+def describe_exit(code: int | None, *, windows: bool = IS_WINDOWS) -> str:
+    """A worker's exit status in words, for the supervisor's log line.
+
+    POSIX reports death by signal as a negative ``exitcode`` (``-9`` for SIGKILL); Windows
+    has no signals at that level, only exit codes, one of which means Ctrl+C.
+    """
+    if code is None:
+        return "still running"
+    if code < 0 and not windows:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    if windows and code == WINDOWS_CONTROL_C_EXIT:
+        return "ended by Ctrl+C or a closed console (0xC000013A)"
+    return f"exit code {code}"

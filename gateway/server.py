@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import socket
 import ssl
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from gateway import cert_reload, platform, tls
-from gateway.config import Config, ConfigError
+from gateway.config import BindAddress, Config, ConfigError
 from gateway.connection import Connection
 from gateway.context import ServerContext
 from gateway.lifespan import Lifespan, LifespanFailure
+from gateway.loader import load_app
 
 log = logging.getLogger("gateway.error")
 
@@ -27,18 +30,37 @@ class Server:
 
     ``started`` is set once every listener accepts; ``addresses`` then holds the bound
     ``(host, port)`` pairs (port 0 in the config becomes the real port).
+
+    ``sockets``, when given, are listening sockets bound elsewhere (by the workers'
+    supervisor, see gateway/workers.py): the server accepts on them instead of binding
+    ``config.addresses`` itself. ``announce=False`` leaves the start-up lines (the URLs and
+    the TLS certificate) to whoever bound the sockets, so N workers do not print them N times.
     """
 
-    def __init__(self, app: Any, config: Config) -> None:
+    def __init__(
+        self, app: Any, config: Config, *, sockets: Sequence[socket.socket] = (), announce: bool = True
+    ) -> None:
         self.config = config
         self.context = ServerContext(config=config, app=app)
         self.started = asyncio.Event()
         self.addresses: list[tuple[str, int]] = []
+        self._sockets = list(sockets)
+        self._announce = announce
         self._listeners: list[asyncio.Server] = []
         self._stop = asyncio.Event()
         self._forced = False
         self._stop_requests = 0
         self._lifespan: Lifespan | None = None
+        self._reloader: cert_reload.CertificateReloader | None = None
+
+    @property
+    def shutdown_requested(self) -> bool:
+        """True once a stop was requested (by a signal, the supervisor or the embedder)."""
+        return self._stop_requests > 0
+
+    def reload_certificates(self, reason: str) -> bool:
+        """Re-read the TLS certificate files now (as SIGHUP does); False without TLS or on failure."""
+        return self._reloader is not None and self._reloader.reload(reason)
 
     def request_shutdown(self, signum: int | None = None) -> None:
         """Begin a graceful shutdown; a second request stops at once."""
@@ -80,9 +102,10 @@ class Server:
             except BaseException:
                 await lifespan.shutdown()
                 raise
-            self._log_started()
-            cert_reload.log_tls_startup(self.config, dev_certificate)
-            reloader = cert_reload.start_reloader(ssl_context, self.config, dev_certificate)
+            if self._announce:
+                log_serving(self.config, self.addresses)
+                cert_reload.log_tls_startup(self.config, dev_certificate)
+            reloader = self._reloader = cert_reload.start_reloader(ssl_context, self.config, dev_certificate)
             if reloader is not None and handle_signals:
                 restore_reload = platform.install_reload_signal(loop, lambda: reloader.reload("SIGHUP"))
             self.started.set()
@@ -97,9 +120,13 @@ class Server:
             if restore_reload is not None:
                 restore_reload()
             if reloader is not None:
+                self._reloader = None
                 await reloader.stop()
 
     async def _bind(self, ssl_context: ssl.SSLContext | None) -> None:
+        if self._sockets:
+            await self._accept_on(self._sockets, ssl_context)
+            return
         loop = asyncio.get_running_loop()
         config = self.config
         context = self.context
@@ -117,18 +144,27 @@ class Server:
             except OSError as exc:
                 for previous in self._listeners:
                     previous.close()
-                reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
-                raise StartupError(f"cannot listen on {address.url_host()}:{address.port}: {reason}") from None
+                raise listen_error(address, exc) from None
             self._listeners.append(listener)
             for sock in listener.sockets:
                 host, port = sock.getsockname()[:2]
                 self.addresses.append((host, port))
 
-    def _log_started(self) -> None:
-        scheme = "https" if self.config.tls else "http"
-        urls = ", ".join(f"{scheme}://{f'[{h}]' if ':' in h else h}:{p}" for h, p in self.addresses)
-        protocols = "HTTP/1.1, HTTP/2" if self.config.http2 else "HTTP/1.1"
-        log.info("asgigw serving %s (%s%s); press Ctrl+C to stop", urls, protocols, ", TLS" if self.config.tls else "")
+    async def _accept_on(self, sockets: list[socket.socket], ssl_context: ssl.SSLContext | None) -> None:
+        """Serve sockets that are already bound and listening (handed over by the supervisor)."""
+        loop = asyncio.get_running_loop()
+        context = self.context
+        for sock in sockets:
+            listener = await loop.create_server(
+                lambda: Connection(context),
+                sock=sock,
+                ssl=ssl_context,
+                backlog=self.config.backlog,
+                ssl_handshake_timeout=self.config.tls_handshake_timeout if ssl_context else None,
+            )
+            self._listeners.append(listener)
+            host, port = sock.getsockname()[:2]
+            self.addresses.append((host, port))
 
     async def _shutdown(self) -> None:
         context = self.context
@@ -155,24 +191,112 @@ class Server:
                 pass
 
 
+def listen_error(address: BindAddress, exc: OSError) -> StartupError:
+    """The one-line reason an address cannot be listened on."""
+    reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+    return StartupError(f"cannot listen on {address.url_host()}:{address.port}: {reason}")
+
+
+def bind_sockets(config: Config) -> list[socket.socket]:
+    """Bind and listen on every address of ``config`` once, as ``loop.create_server`` would.
+
+    The workers' supervisor binds here and hands the sockets to its workers, so port 0,
+    "address already in use" and bind errors happen once, in one process, before any app
+    starts. Like asyncio, a host name gets one socket per address it resolves to, and IPv6
+    sockets are IPv6-only (an IPv4 bind of the same port is a separate socket).
+    """
+    bound: list[socket.socket] = []
+    try:
+        for address in config.addresses:
+            bound.extend(_bind_address(address, config.backlog))
+    except BaseException:
+        for sock in bound:
+            sock.close()
+        raise
+    return bound
+
+
+def _bind_address(address: BindAddress, backlog: int) -> list[socket.socket]:
+    try:
+        infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise listen_error(address, exc) from None
+    bound: list[socket.socket] = []
+    for family, kind, proto, _, sockaddr in dict.fromkeys(infos):
+        sock = socket.socket(family, kind, proto)
+        try:
+            if platform.reuse_address():
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(sockaddr)
+            sock.listen(backlog)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            for previous in bound:
+                previous.close()
+            raise listen_error(address, exc) from None
+        bound.append(sock)
+    return bound
+
+
+def log_serving(config: Config, addresses: Sequence[tuple[str, int]], workers: int = 1) -> None:
+    """The start-up line operators (and tests) look for: every URL and what it speaks."""
+    scheme = "https" if config.tls else "http"
+    urls = ", ".join(f"{scheme}://{f'[{h}]' if ':' in h else h}:{p}" for h, p in addresses)
+    features = ["HTTP/1.1, HTTP/2" if config.http2 else "HTTP/1.1"]
+    if config.tls:
+        features.append("TLS")
+    if workers > 1:
+        features.append(f"{workers} worker processes")
+    log.info("asgigw serving %s (%s); press Ctrl+C to stop", urls, ", ".join(features))
+
+
+def _single_process(config: Config) -> Config:
+    # The Server runs in this process; several need the app as "module:attr" (each worker
+    # imports it), which only gateway.run() and the CLI take.
+    if config.workers > 1:
+        raise ConfigError(
+            f"workers={config.workers} needs the app as a 'module:attribute' string, since each worker"
+            " process imports it: gateway.run('proj.asgi:application', workers=N) or asgigw --workers N"
+        )
+    return config
+
+
 async def serve(app: Any, config: Config | None = None, *, handle_signals: bool = True, **options: Any) -> int:
     """Serve ``app`` until shutdown: ``await gateway.serve(app, port=8443, certfile=...)``."""
     if config is None:
         config = Config(**options)
     elif options:
         config = config.replace(**options)
-    return await Server(app, config).serve(handle_signals=handle_signals)
+    return await Server(app, _single_process(config)).serve(handle_signals=handle_signals)
 
 
-def run(app: Any, config: Config | None = None, **options: Any) -> int:
-    """Blocking: create an event loop, serve ``app`` until stopped, return the exit code."""
+def run(
+    app: Any, config: Config | None = None, *, factory: bool = False, app_dir: str | None = None, **options: Any
+) -> int:
+    """Blocking: create an event loop, serve ``app`` until stopped, return the exit code.
+
+    ``app`` is an ASGI application, or a ``"module:attribute"`` string to import (called
+    first if ``factory``; ``app_dir`` goes first on ``sys.path``). With ``workers`` > 1 it
+    must be a string: a supervisor binds the addresses and starts that many worker
+    processes, each importing the app itself (see gateway/workers.py).
+    """
     from gateway.logs import configure_logging
 
     if config is None:
         config = Config(**options)
     elif options:
         config = config.replace(**options)
+    if isinstance(app, str) and config.workers > 1:
+        # Imported here: gateway.workers builds on this module.
+        from gateway.workers import AppSpec, run_workers
+
+        return run_workers(AppSpec(app, factory=factory, app_dir=app_dir), config)
     configure_logging(config.log_level, config.access_log)
+    if isinstance(app, str):
+        app = load_app(app, factory=factory, app_dir=app_dir)
     loop = platform.new_event_loop()
     try:
         return loop.run_until_complete(serve(app, config))

@@ -1,0 +1,495 @@
+"""``--workers N``: a supervisor process and N worker processes serving one set of sockets.
+
+The supervisor (the process the operator started) checks the certificates, binds every
+address once and starts N workers with the ``spawn`` method (gateway/platform.py says why,
+and how the sockets travel). Each worker imports the app itself, runs its own lifespan and
+a normal :class:`~gateway.server.Server` on the inherited sockets; the kernel gives each
+new connection to whichever worker accepts it first. The supervisor never imports the app.
+
+Supervisor and worker talk over two one-way pipes per worker, never over signals alone,
+because Windows cannot deliver SIGTERM to another process gracefully:
+
+- control, supervisor -> worker: ``stop`` (graceful), ``force`` (a second stop signal),
+  ``reload`` (SIGHUP: re-read the certificates). End-of-file means the supervisor is gone,
+  however it died: the worker shuts down instead of serving on as an orphan.
+- status, worker -> supervisor: ``ready`` once it accepts connections, or
+  ``("failed", text)`` when the app cannot be imported, so that text is printed once, not N
+  times.
+
+A worker that dies after it was ready is replaced after a back-off that doubles up to
+RESTART_DELAY_MAX. One that dies before it was ready during the first start stops the
+supervisor with the worker's exit code, as one process would have stopped (a failing
+lifespan startup or a broken deploy must not restart in a loop); so does a replacement
+that fails to start MAX_START_FAILURES times in a row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing.connection
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from gateway import cert_reload, platform, tls
+from gateway.config import Config, ConfigError
+from gateway.loader import AppLoadError, load_app, split_target
+from gateway.logs import configure_logging
+from gateway.server import Server, StartupError, bind_sockets, log_serving
+
+log = logging.getLogger("gateway.error")
+
+STOP, FORCE, RELOAD, READY, FAILED = "stop", "force", "reload", "ready", "failed"
+# Not sent by anyone: what a worker's control reader reports when the pipe reaches EOF.
+SUPERVISOR_GONE = "supervisor-gone"
+
+# Back-off before replacing a worker that died: doubled per death in a row, capped.
+RESTART_DELAY = 0.5
+RESTART_DELAY_MAX = 30.0
+# A worker that served this long before dying resets the back-off (it was not a crash loop).
+STABLE_SECONDS = 10.0
+# Replacements that die before they are ready, in a row, before the supervisor gives up.
+MAX_START_FAILURES = 5
+# Beyond --graceful-timeout: time for the lifespan shutdown before a worker is killed.
+STOP_MARGIN = 10.0
+# After a second stop signal: time for workers to exit before they are killed.
+FORCE_MARGIN = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class AppSpec:
+    """What each worker imports: ``target`` is ``module:attr`` (see gateway.loader.load_app)."""
+
+    target: str
+    factory: bool = False
+    app_dir: str | None = "."
+
+
+@dataclass(slots=True)
+class Worker:
+    """One worker process as the supervisor sees it; ``slot`` survives replacements."""
+
+    slot: int
+    process: BaseProcess
+    control: Connection
+    status: Connection
+    ready_at: float | None = None
+    failure: str | None = None
+
+    @property
+    def pid(self) -> int:
+        """The worker's process id."""
+        return self.process.pid or 0
+
+
+class Supervisor:
+    """Binds once, starts ``config.workers`` workers, replaces dead ones, stops them all.
+
+    ``windows`` picks the platform's signal handling (tests force the Windows choice on
+    Linux); workers are told to stop over their pipe on every platform.
+    """
+
+    def __init__(self, spec: AppSpec, config: Config, *, windows: bool = platform.IS_WINDOWS) -> None:
+        self.spec = spec
+        self.config = config
+        self.windows = windows
+        self.sockets: list[socket.socket] = []
+        self.workers: dict[int, Worker] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._restarts: dict[int, asyncio.TimerHandle] = {}
+        self._deaths: dict[int, int] = {}
+        self._start_failures: dict[int, int] = {}
+        self._announce: Callable[[], None] = lambda: None
+        self._announced = False
+        self._stopping = False
+        self._signals = 0
+        self._exit_code: int | None = None
+        self._clean = True
+        self._last_failure: str | None = None
+        self._kill_timer: asyncio.TimerHandle | None = None
+        self._done = asyncio.Event()
+
+    async def run(self) -> int:
+        """Serve until stopped; the exit code: 0 when every worker stopped cleanly."""
+        loop = self._loop = asyncio.get_running_loop()
+        # Checked here, once, before any worker exists: a bad --cert fails in one line.
+        config, dev_certificate = cert_reload.use_dev_certificate(self.config)
+        if config.tls:
+            tls.create_server_context(config)
+        self.sockets = bind_sockets(config)
+        addresses = [(str(sock.getsockname()[0]), int(sock.getsockname()[1])) for sock in self.sockets]
+
+        def announce() -> None:
+            cert_reload.log_tls_startup(config, dev_certificate)
+            log_serving(config, addresses, workers=self.config.workers)
+
+        self._announce = announce
+        restore_signals = platform.install_signal_handlers(loop, self._on_signal, windows=self.windows)
+        restore_reload = platform.install_reload_signal(loop, self._on_reload_signal, windows=self.windows)
+        try:
+            for slot in range(self.config.workers):
+                self._start(slot)
+            await self._done.wait()
+        finally:
+            restore_signals()
+            restore_reload()
+            self._close_sockets()
+            for timer in [*self._restarts.values(), self._kill_timer]:
+                if timer is not None:
+                    timer.cancel()
+            self._reap_all()
+        if self._exit_code is not None:
+            return self._exit_code
+        return 0 if self._clean else 1
+
+    # -- starting and watching workers ------------------------------------------------
+
+    def _start(self, slot: int) -> None:
+        context = platform.worker_context()
+        control_reader, control_writer = context.Pipe(duplex=False)
+        status_reader, status_writer = context.Pipe(duplex=False)
+        process = context.Process(
+            target=worker_main,
+            args=(self.spec, self.config, self.sockets, control_reader, status_writer),
+            name=f"asgigw-worker-{slot}",
+        )
+        try:
+            process.start()
+        finally:
+            # The worker holds the other ends now; closing ours lets each side see EOF
+            # when the other dies.
+            control_reader.close()
+            status_writer.close()
+        worker = Worker(slot=slot, process=process, control=control_writer, status=status_reader)
+        self.workers[slot] = worker
+        threading.Thread(target=self._watch, args=(worker,), name=f"watch-{worker.pid}", daemon=True).start()
+        log.debug("started worker %d (slot %d)", worker.pid, slot)
+
+    def _watch(self, worker: Worker) -> None:
+        """Thread: pass the worker's messages to the loop until it exits, then report the exit."""
+        reading = True
+        while True:
+            waiting: list[Any] = [worker.status, worker.process.sentinel] if reading else [worker.process.sentinel]
+            ready = multiprocessing.connection.wait(waiting)
+            if reading and worker.status in ready:
+                try:
+                    message = worker.status.recv()
+                except (EOFError, OSError):
+                    reading = False
+                else:
+                    self._post(self._on_message, worker, message)
+                continue
+            break
+        worker.process.join()
+        self._post(self._on_exit, worker)
+
+    def _post(self, callback: Callable[..., None], *args: Any) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop has closed: the supervisor is past caring
+            pass
+
+    def _on_message(self, worker: Worker, message: Any) -> None:
+        if message == READY:
+            worker.ready_at = time.monotonic()
+            self._start_failures[worker.slot] = 0
+            if self._announced:
+                log.info("worker %d replaced the one in slot %d", worker.pid, worker.slot)
+            elif not self._stopping and all(w.ready_at is not None for w in self.workers.values()):
+                if len(self.workers) == self.config.workers:
+                    self._announced = True
+                    self._announce()
+        elif isinstance(message, tuple) and message[:1] == (FAILED,):
+            worker.failure = str(message[1])
+
+    def _on_exit(self, worker: Worker) -> None:
+        code = worker.process.exitcode
+        worker.control.close()
+        worker.status.close()
+        if self.workers.get(worker.slot) is worker:
+            del self.workers[worker.slot]
+        how = platform.describe_exit(code, windows=self.windows)
+        if self._stopping:
+            if code != 0:
+                self._clean = False
+                log.warning("worker %d ended with %s during shutdown", worker.pid, how)
+            self._check_done()
+        elif worker.ready_at is None:
+            self._start_failed(worker, code or 1, how)
+        else:
+            if time.monotonic() - worker.ready_at >= STABLE_SECONDS:
+                self._deaths[worker.slot] = 0
+            delay = self._restart_delay(worker.slot)
+            log.warning("worker %d exited unexpectedly (%s); starting a new one in %.1fs", worker.pid, how, delay)
+            self._schedule_restart(worker.slot, delay)
+
+    def _start_failed(self, worker: Worker, code: int, how: str) -> None:
+        if worker.failure and worker.failure != self._last_failure:
+            # The worker's own words (an import error), printed once for all N workers.
+            sys.stderr.write(worker.failure)
+            sys.stderr.flush()
+            self._last_failure = worker.failure
+        failures = self._start_failures[worker.slot] = self._start_failures.get(worker.slot, 0) + 1
+        if not self._announced or failures >= MAX_START_FAILURES:
+            if self._exit_code is None:
+                self._exit_code = code if code > 0 else 1
+                if not worker.failure:
+                    times = f" {failures} times in a row" if failures > 1 else ""
+                    log.error("worker %d failed to start%s (%s); stopping", worker.pid, times, how)
+            self._begin_stop()
+            return
+        delay = self._restart_delay(worker.slot)
+        log.warning("worker %d failed to start (%s); trying again in %.1fs", worker.pid, how, delay)
+        self._schedule_restart(worker.slot, delay)
+
+    def _restart_delay(self, slot: int) -> float:
+        deaths = self._deaths.get(slot, 0)
+        self._deaths[slot] = deaths + 1
+        return float(min(RESTART_DELAY * 2**deaths, RESTART_DELAY_MAX))
+
+    def _schedule_restart(self, slot: int, delay: float) -> None:
+        assert self._loop is not None
+        self._restarts[slot] = self._loop.call_later(delay, self._restart, slot)
+
+    def _restart(self, slot: int) -> None:
+        self._restarts.pop(slot, None)
+        if self._stopping:
+            return
+        try:
+            self._start(slot)
+        except OSError as exc:  # out of processes or file descriptors: try again later
+            delay = self._restart_delay(slot)
+            log.error("cannot start a worker: %s; trying again in %.1fs", exc, delay)
+            self._schedule_restart(slot, delay)
+
+    # -- stopping ----------------------------------------------------------------------
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info(
+                "%s: stopping %d workers (waiting up to %gs for requests in flight)",
+                signal.Signals(signum).name,
+                len(self.workers),
+                self.config.graceful_timeout,
+            )
+            self._begin_stop()
+        else:
+            log.warning("second stop request: stopping the workers now")
+            self._force()
+
+    def _on_reload_signal(self) -> None:
+        log.info("SIGHUP: asking %d workers to reload the TLS certificates", len(self.workers))
+        for worker in self.workers.values():
+            self._send(worker, RELOAD)
+
+    def _begin_stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        # Our copies of the listening sockets would keep the port accepting into the
+        # backlog after every worker closed its own; close them so new clients are refused.
+        self._close_sockets()
+        for timer in self._restarts.values():
+            timer.cancel()
+        self._restarts.clear()
+        for worker in self.workers.values():
+            self._send(worker, STOP)
+        self._kill_later(self.config.graceful_timeout + STOP_MARGIN)
+        self._check_done()
+
+    def _force(self) -> None:
+        self._begin_stop()
+        for worker in self.workers.values():
+            self._send(worker, FORCE)
+        self._kill_later(FORCE_MARGIN)
+
+    def _kill_later(self, delay: float) -> None:
+        assert self._loop is not None
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
+        self._kill_timer = self._loop.call_later(delay, self._kill_remaining, delay)
+
+    def _kill_remaining(self, waited: float) -> None:
+        for worker in self.workers.values():
+            log.warning("worker %d still running %gs after the stop request; killing it", worker.pid, waited)
+            self._clean = False
+            worker.process.kill()
+
+    def _send(self, worker: Worker, message: str) -> None:
+        try:
+            worker.control.send(message)
+        except (OSError, ValueError):  # the worker has exited (or is exiting): nothing to tell
+            pass
+
+    def _check_done(self) -> None:
+        if self._stopping and not self.workers:
+            self._done.set()
+
+    def _close_sockets(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+    def _reap_all(self) -> None:
+        """Leave no worker behind, whatever ended ``run`` (normally none is left)."""
+        for worker in list(self.workers.values()):
+            if worker.process.is_alive():
+                worker.process.kill()
+            worker.process.join(5)
+
+
+def run_workers(spec: AppSpec, config: Config, *, windows: bool = platform.IS_WINDOWS) -> int:
+    """Blocking: supervise ``config.workers`` worker processes serving ``spec``; the exit code."""
+    configure_logging(config.log_level, config.access_log, role="supervisor")
+    try:
+        split_target(spec.target)
+    except AppLoadError as exc:
+        log.error("%s", exc)
+        return 2
+    loop = platform.new_event_loop()
+    try:
+        return loop.run_until_complete(Supervisor(spec, config, windows=windows).run())
+    except (ConfigError, StartupError) as exc:
+        log.error("%s", exc)
+        return 2
+    finally:
+        loop.close()
+
+
+# -- the worker process ------------------------------------------------------------------
+
+
+class _EarlySignals:
+    """Shutdown signals that arrive before the Server has installed its own handlers.
+
+    A Ctrl+C reaches every process of the console or terminal; the supervisor then tells
+    the workers over the pipe. Until the Server takes over, a signal is remembered (not
+    ignored: SIG_IGN would be inherited by programs the app starts) and replayed.
+    """
+
+    def __init__(self) -> None:
+        self.server: Server | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.pending: list[int] = []
+        for signum in platform.shutdown_signals():
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.server is not None and self.loop is not None:
+            self.loop.call_soon_threadsafe(self.server.request_shutdown, signum)
+        else:
+            self.pending.append(signum)
+
+    def attach(self, server: Server, loop: asyncio.AbstractEventLoop) -> None:
+        self.server, self.loop = server, loop
+        for signum in self.pending:
+            server.request_shutdown(signum)
+
+
+def worker_main(
+    spec: AppSpec, config: Config, sockets: list[socket.socket], control: Connection, status: Connection
+) -> None:
+    """A worker process: import the app, serve the inherited sockets, obey the supervisor."""
+    early = _EarlySignals()
+    configure_logging(config.log_level, config.access_log, role="worker")
+    try:
+        app = load_app(spec.target, factory=spec.factory, app_dir=spec.app_dir)
+    except AppLoadError as exc:
+        _report(status, (FAILED, f"asgigw: error: {exc}\n"))
+        sys.exit(2)
+    except Exception as exc:  # the app's module raised while importing: its traceback matters
+        summary = f"asgigw: error: error importing {spec.target!r}: {type(exc).__name__}: {exc}\n"
+        _report(status, (FAILED, traceback.format_exc() + summary))
+        sys.exit(2)
+    loop = platform.new_event_loop()
+    try:
+        code = loop.run_until_complete(_serve(app, config, sockets, control, status, early))
+    except (ConfigError, StartupError) as exc:
+        log.error("%s", exc)
+        code = 2
+    finally:
+        loop.close()
+    sys.exit(code)
+
+
+async def _serve(
+    app: Any,
+    config: Config,
+    sockets: list[socket.socket],
+    control: Connection,
+    status: Connection,
+    early: _EarlySignals,
+) -> int:
+    loop = asyncio.get_running_loop()
+    server = Server(app, config, sockets=sockets, announce=False)
+    early.attach(server, loop)
+
+    def on_command(message: str) -> None:
+        _obey(server, message)
+
+    threading.Thread(target=_read_control, args=(control, loop, on_command), name="control", daemon=True).start()
+
+    async def report_ready() -> None:
+        await server.started.wait()
+        log.info("worker ready, accepting connections")
+        _report(status, READY)
+
+    ready = loop.create_task(report_ready())
+    try:
+        return await server.serve()
+    finally:
+        ready.cancel()
+
+
+def _obey(server: Server, message: str) -> None:
+    """Act on one message from the supervisor (or on its disappearance)."""
+    if message == STOP:
+        # The same Ctrl+C may have reached this worker already: that is one stop, not two.
+        if not server.shutdown_requested:
+            log.info("stop requested by the supervisor")
+            server.request_shutdown()
+    elif message == FORCE:
+        if not server.shutdown_requested:
+            server.request_shutdown()
+        server.request_shutdown()
+    elif message == RELOAD:
+        server.reload_certificates("SIGHUP, passed on by the supervisor")
+    elif message == SUPERVISOR_GONE and not server.shutdown_requested:
+        log.warning("the supervisor has gone away (its pipe closed); shutting down")
+        server.request_shutdown()
+
+
+def _read_control(control: Connection, loop: asyncio.AbstractEventLoop, on_command: Callable[[str], None]) -> None:
+    """Thread: pass each control message to the loop; EOF (or a broken pipe) as SUPERVISOR_GONE.
+
+    A blocking read in a thread works the same on the selector loop and on the Windows
+    Proactor loop, which cannot watch a multiprocessing pipe.
+    """
+    while True:
+        try:
+            message = str(control.recv())
+        except (EOFError, OSError):
+            message = SUPERVISOR_GONE
+        try:
+            loop.call_soon_threadsafe(on_command, message)
+        except RuntimeError:  # the loop has closed: this worker is exiting anyway
+            return
+        if message == SUPERVISOR_GONE:
+            return
+
+
+def _report(status: Connection, message: object) -> None:
+    try:
+        status.send(message)
+    except OSError:  # the supervisor is gone; the control pipe tells the rest
+        pass
