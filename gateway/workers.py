@@ -222,7 +222,12 @@ class Supervisor:
         if self._stopping:
             if code != 0:
                 self._clean = False
-                log.warning("worker %d ended with %s during shutdown", worker.pid, how)
+                if worker.ready_at is None and self._exit_code is not None:
+                    # Stopping because a worker could not start: the others usually fail
+                    # the same way; say so only if their reason differs.
+                    self._print_failure(worker)
+                else:
+                    log.warning("worker %d ended with %s during shutdown", worker.pid, how)
             self._check_done()
         elif worker.ready_at is None:
             self._start_failed(worker, code or 1, how)
@@ -233,12 +238,15 @@ class Supervisor:
             log.warning("worker %d exited unexpectedly (%s); starting a new one in %.1fs", worker.pid, how, delay)
             self._schedule_restart(worker.slot, delay)
 
-    def _start_failed(self, worker: Worker, code: int, how: str) -> None:
+    def _print_failure(self, worker: Worker) -> None:
         if worker.failure and worker.failure != self._last_failure:
             # The worker's own words (an import error), printed once for all N workers.
             sys.stderr.write(worker.failure)
             sys.stderr.flush()
             self._last_failure = worker.failure
+
+    def _start_failed(self, worker: Worker, code: int, how: str) -> None:
+        self._print_failure(worker)
         failures = self._start_failures[worker.slot] = self._start_failures.get(worker.slot, 0) + 1
         if not self._announced or failures >= MAX_START_FAILURES:
             if self._exit_code is None:

@@ -1,0 +1,328 @@
+"""``--workers N``: real ``python -m gateway`` supervisors with spawned worker processes, real
+sockets on 127.0.0.1 and real signals. The app (tests/apps/pid.py) answers with the pid of
+the worker that served the request, so a test can tell the workers apart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+import gateway
+from gateway import platform
+from gateway.config import Config, ConfigError
+from gateway.workers import RESTART_DELAY, RESTART_DELAY_MAX, AppSpec, Supervisor
+from tests.apps import pid as pid_app
+from tests.apps.basic import SLOW_PIECE, SLOW_PIECES
+from tests.apps.process import ROOT, ServerProcess, gateway_env, gateway_process, run_gateway
+from tests.conftest import CertFiles
+from tests.test_shutdown import Client, port_of, refused_soon
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="sends POSIX signals to subprocesses")
+
+WORKER_READY = re.compile(r"\[worker (\d+)\] worker ready")
+
+
+def worker_pids(server: ServerProcess, count: int) -> list[int]:
+    """The pids of the first ``count`` workers that said they are ready."""
+    deadline = time.monotonic() + 15
+    while True:
+        pids = [int(match.group(1)) for match in WORKER_READY.finditer(server.stderr)]
+        if len(pids) >= count:
+            return pids[:count]
+        if time.monotonic() > deadline or server.process.poll() is not None:
+            raise AssertionError(f"{count} workers did not get ready; stderr:\n{server.stderr}")
+        time.sleep(0.05)
+
+
+def is_running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie waiting to be reaped."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def gone_within(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(is_running(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def tls_client(cert_files: CertFiles, http2: bool) -> httpx.Client:
+    # A fresh context per client: httpx sets ALPN on the context it is given.
+    return httpx.Client(verify=ssl.create_default_context(cafile=str(cert_files.ca)), http2=http2, timeout=10)
+
+
+@pytest.fixture
+def three_workers() -> Iterator[ServerProcess]:
+    with gateway_process("--port", "0", "--workers", "3", "tests.apps.pid:app") as server:
+        yield server
+
+
+# -- serving ------------------------------------------------------------------------------
+
+
+def test_new_connections_reach_several_workers(three_workers: ServerProcess) -> None:
+    server = three_workers
+    workers = worker_pids(server, 3)
+    supervisor = int(server.wait_for(r"\[supervisor (\d+)\] asgigw serving").group(1))
+    assert "3 worker processes" in server.stderr
+
+    def one_request(_: int) -> int:
+        # A new connection each time; the blocking sleep holds that worker's loop, so
+        # concurrent connections must be accepted by the others.
+        response = httpx.get(f"{server.url}/?block=0.05", timeout=10)
+        assert response.status_code == 200
+        return int(response.json()["pid"])
+
+    with ThreadPoolExecutor(6) as pool:
+        served_by = list(pool.map(one_request, range(36)))
+    assert set(served_by) <= set(workers)
+    assert len(set(served_by)) >= 2, served_by
+    assert supervisor not in served_by
+    # Access-log lines name the worker that wrote them.
+    for pid in set(served_by):
+        assert re.search(rf'\[worker {pid}\] 127\.0\.0\.1:\d+ - "GET /\?block=0\.05 HTTP/1\.1" 200', server.stderr)
+
+
+def test_tls_http1_and_http2_through_workers(cert_files: CertFiles) -> None:
+    tls = ("--cert", str(cert_files.cert), "--key", str(cert_files.key))
+    with gateway_process("--port", "0", "--workers", "2", *tls, "tests.apps.pid:app", plain=False) as server:
+        assert server.url.startswith("https://127.0.0.1:")
+        workers = worker_pids(server, 2)
+        with tls_client(cert_files, http2=True) as client:
+            over_http2 = client.get(server.url)
+        with tls_client(cert_files, http2=False) as client:
+            over_http1 = client.get(server.url)
+    assert (over_http2.http_version, over_http2.json()["scheme"]) == ("HTTP/2", "https")
+    assert (over_http1.http_version, over_http1.json()["scheme"]) == ("HTTP/1.1", "https")
+    assert {over_http2.json()["pid"], over_http1.json()["pid"]} <= set(workers)
+    # The certificate line comes once, from the supervisor, not once per worker.
+    assert server.stderr.count(f"TLS: certificate {cert_files.cert}") == 1
+
+
+# -- stopping -----------------------------------------------------------------------------
+
+
+def test_sigterm_lets_the_request_in_flight_finish_then_exits_0() -> None:
+    args = ("--port", "0", "--workers", "2", "tests.apps.pid:app")
+    with gateway_process(*args) as server:
+        workers = worker_pids(server, 2)
+        port = port_of(server.url)
+        slow = Client(port)
+        try:
+            assert slow.start_response("/slow?seconds=1.5") == 200
+            server.send_signal(signal.SIGTERM)
+            server.wait_for(r"SIGTERM: stopping 2 workers")
+            # Every copy of the listening socket closes: new clients are refused at once.
+            assert refused_soon(port)
+            body, complete = slow.read_body()
+        finally:
+            slow.close()
+        assert server.wait(15) == 0
+    assert complete
+    assert body == SLOW_PIECE * SLOW_PIECES
+    assert gone_within(workers, 2), "worker processes outlived the supervisor"
+    stderr = server.stderr
+    # Each worker was told over its pipe (only the supervisor got the signal).
+    for pid in workers:
+        assert f"[worker {pid}] stop requested by the supervisor" in stderr
+        assert f"app: lifespan shutdown (pid {pid})" in stderr
+    assert stderr.index("app: slow response done") < stderr.rindex("app: lifespan shutdown")
+    assert "Traceback" not in stderr
+
+
+def test_second_signal_stops_the_workers_at_once() -> None:
+    args = ("--port", "0", "--workers", "2", "--graceful-timeout", "60", "tests.apps.pid:app")
+    with gateway_process(*args) as server:
+        worker_pids(server, 2)
+        slow = Client(port_of(server.url))
+        try:
+            assert slow.start_response("/slow?seconds=30") == 200
+            server.send_signal(signal.SIGINT)
+            server.wait_for(r"SIGINT: stopping")
+            server.send_signal(signal.SIGINT)
+            assert server.wait(8) == 0
+            _, complete = slow.read_body()
+        finally:
+            slow.close()
+    assert not complete
+    assert "second stop request: stopping the workers now" in server.stderr
+
+
+def test_killed_worker_is_replaced_and_the_port_keeps_answering() -> None:
+    with gateway_process("--port", "0", "--workers", "2", "tests.apps.pid:app") as server:
+        first, second = worker_pids(server, 2)
+        os.kill(first, signal.SIGKILL)
+        # The other worker answers while the replacement starts.
+        assert httpx.get(server.url, timeout=10).json()["pid"] == second
+        server.wait_for(rf"worker {first} exited unexpectedly \(killed by SIGKILL\); starting a new one in 0\.5s")
+        replacement = worker_pids(server, 3)[2]
+        server.wait_for(rf"worker {replacement} replaced the one in slot")
+        assert replacement not in (first, second)
+        answered = {httpx.get(f"{server.url}/?block=0.05", timeout=10).json()["pid"] for _ in range(3)}
+        assert answered <= {second, replacement}
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(15) == 0
+    assert gone_within([second, replacement], 2)
+
+
+def test_workers_of_a_killed_supervisor_exit_by_themselves() -> None:
+    with gateway_process("--port", "0", "--workers", "2", "tests.apps.pid:app") as server:
+        workers = worker_pids(server, 2)
+        port = port_of(server.url)
+        server.send_signal(signal.SIGKILL)
+        assert server.wait(5) == -signal.SIGKILL
+        assert gone_within(workers, 5), "orphaned workers kept running"
+        assert refused_soon(port)
+    for pid in workers:
+        assert f"[worker {pid}] the supervisor has gone away (its pipe closed); shutting down" in server.stderr
+
+
+def test_sighup_reaches_every_worker(cert_files: CertFiles) -> None:
+    # The file poller is off: only the forwarded SIGHUP can make the workers reload.
+    tls = ("--cert", str(cert_files.cert), "--key", str(cert_files.key), "--cert-reload-interval", "0")
+    with gateway_process("--port", "0", "--workers", "2", *tls, "tests.apps.pid:app", plain=False) as server:
+        workers = worker_pids(server, 2)
+        server.send_signal(signal.SIGHUP)
+        for pid in workers:
+            server.wait_for(rf"\[worker {pid}\] TLS certificates reloaded \(SIGHUP, passed on by the supervisor\)")
+        with tls_client(cert_files, http2=False) as client:
+            assert client.get(server.url).status_code == 200
+
+
+# -- failing to start ----------------------------------------------------------------------
+
+
+def test_lifespan_startup_failure_stops_the_supervisor_with_exit_1() -> None:
+    result = run_gateway("--port", "0", "--workers", "2", "tests.apps.pid:lifespan_failed", timeout=30)
+    assert result.returncode == 1, result.stderr
+    assert "application startup failed: no database in this worker" in result.stderr
+    assert re.search(r"\[supervisor \d+\] worker \d+ failed to start \(exit code 1\); stopping", result.stderr)
+    # No restart loop: at most one attempt per worker slot.
+    assert result.stderr.count("application startup failed") <= 2
+    assert "serving" not in result.stderr
+
+
+def test_bad_certificate_fails_in_the_supervisor(cert_files: CertFiles, tmp_path: Path) -> None:
+    missing = tmp_path / "missing-cert.pem"
+    tls = ("--cert", str(missing), "--key", str(cert_files.key))
+    result = run_gateway("--port", "0", "--workers", "2", *tls, "tests.apps.pid:app", plain=False)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].endswith(f"certificate file not found: {missing}")
+    assert "[supervisor " in lines[0]
+
+
+def test_port_in_use_fails_in_the_supervisor() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_gateway("--port", str(port), "--workers", "2", "tests.apps.pid:app")
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].endswith(f"cannot listen on 127.0.0.1:{port}: address already in use")
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("tests.apps.no_such_module:app", "could not import module 'tests.apps.no_such_module' (looked in .)"),
+        ("tests.apps.pid", "APP must look like 'module:attribute' (e.g. proj.asgi:application), got 'tests.apps.pid'"),
+    ],
+    ids=["import-in-workers", "form-in-supervisor"],
+)
+def test_app_errors_are_printed_once(target: str, message: str) -> None:
+    result = run_gateway("--port", "0", "--workers", "3", target)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"asgigw: error: {message}"], result.stderr
+
+
+# -- the Windows choices, on Linux -----------------------------------------------------------
+
+
+def test_supervisor_with_windows_choices_stops_workers_over_the_pipe() -> None:
+    argv = [sys.executable, "-m", "tests.apps.windows_choices", "0", "tests.apps.pid:app"]
+    server = ServerProcess(argv, ROOT, gateway_env())
+    try:
+        workers = worker_pids(server, 2)
+        response = httpx.get(server.url, timeout=10)
+        assert response.json()["pid"] in workers
+        # Handled by the signal.signal fallback (the Proactor loop has no add_signal_handler).
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(15) == 0
+    finally:
+        server.stop()
+    assert gone_within(workers, 2)
+    for pid in workers:
+        assert f"[worker {pid}] stop requested by the supervisor" in server.stderr
+
+
+def test_worker_context_is_spawn_everywhere() -> None:
+    assert platform.worker_context().get_start_method() == "spawn"
+
+
+def test_exit_descriptions_per_platform() -> None:
+    assert platform.describe_exit(-9, windows=False) == "killed by SIGKILL"
+    assert platform.describe_exit(3, windows=False) == "exit code 3"
+    assert platform.describe_exit(platform.WINDOWS_CONTROL_C_EXIT, windows=True).startswith("ended by Ctrl+C")
+    assert platform.describe_exit(1, windows=True) == "exit code 1"
+
+
+# -- configuration and the Python API ----------------------------------------------------------
+
+
+def test_workers_option_is_validated() -> None:
+    with pytest.raises(ConfigError, match="--workers must be from 1 to"):
+        Config(workers=0)
+    result = run_gateway("--workers", "0", "tests.apps.pid:app")
+    assert result.returncode == 2
+    assert result.stderr.startswith("asgigw: error: --workers must be from 1 to")
+
+
+def test_serve_in_this_process_refuses_several_workers() -> None:
+    with pytest.raises(ConfigError, match="needs the app as a 'module:attribute' string"):
+        asyncio.run(gateway.serve(pid_app.app, workers=2, port=0))
+
+
+def test_python_api_runs_workers_from_an_app_spec() -> None:
+    code = "import sys, gateway; sys.exit(gateway.run('tests.apps.pid:app', workers=2, port=0))"
+    server = ServerProcess([sys.executable, "-c", code], ROOT, gateway_env())
+    try:
+        workers = worker_pids(server, 2)
+        assert httpx.get(server.url, timeout=10).json()["pid"] in workers
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(15) == 0
+    finally:
+        server.stop()
+
+
+def test_restart_delay_doubles_and_is_capped() -> None:
+    supervisor = Supervisor(AppSpec("tests.apps.pid:app"), Config(workers=2))
+    delays = [supervisor._restart_delay(0) for _ in range(10)]
+    assert delays[:3] == [RESTART_DELAY, 2 * RESTART_DELAY, 4 * RESTART_DELAY]
+    assert max(delays) == RESTART_DELAY_MAX
+    assert supervisor._restart_delay(1) == RESTART_DELAY
