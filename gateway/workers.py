@@ -16,6 +16,8 @@ because Windows cannot deliver SIGTERM to another process gracefully:
   ``("failed", text)`` when the app cannot be imported, so that text is printed once, not N
   times.
 
+This module is the supervisor's side; gateway/worker_process.py is the worker's.
+
 A worker that dies after it was ready is replaced after a back-off that doubles up to
 RESTART_DELAY_MAX. One that dies before it was ready during the first start stops the
 supervisor with the worker's exit code, as one process would have stopped (a failing
@@ -33,7 +35,6 @@ import socket
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -42,15 +43,14 @@ from typing import Any
 
 from gateway import cert_reload, platform, tls
 from gateway.config import Config, ConfigError
-from gateway.loader import AppLoadError, load_app, split_target
+from gateway.loader import AppLoadError, split_target
 from gateway.logs import configure_logging
-from gateway.server import Server, StartupError, bind_sockets, log_serving
+from gateway.server import StartupError, bind_sockets, log_serving
+from gateway.worker_process import FAILED, FORCE, READY, RELOAD, STOP, AppSpec, worker_main
+
+__all__ = ["AppSpec", "Supervisor", "run_workers"]
 
 log = logging.getLogger("gateway.error")
-
-STOP, FORCE, RELOAD, READY, FAILED = "stop", "force", "reload", "ready", "failed"
-# Not sent by anyone: what a worker's control reader reports when the pipe reaches EOF.
-SUPERVISOR_GONE = "supervisor-gone"
 
 # Back-off before replacing a worker that died: doubled per death in a row, capped.
 RESTART_DELAY = 0.5
@@ -63,15 +63,6 @@ MAX_START_FAILURES = 5
 STOP_MARGIN = 10.0
 # After a second stop signal: time for workers to exit before they are killed.
 FORCE_MARGIN = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class AppSpec:
-    """What each worker imports: ``target`` is ``module:attr`` (see gateway.loader.load_app)."""
-
-    target: str
-    factory: bool = False
-    app_dir: str | None = "."
 
 
 @dataclass(slots=True)
@@ -372,132 +363,3 @@ def run_workers(spec: AppSpec, config: Config, *, windows: bool = platform.IS_WI
         return 2
     finally:
         loop.close()
-
-
-# -- the worker process ------------------------------------------------------------------
-
-
-class _EarlySignals:
-    """Shutdown signals that arrive before the Server has installed its own handlers.
-
-    A Ctrl+C reaches every process of the console or terminal; the supervisor then tells
-    the workers over the pipe. Until the Server takes over, a signal is remembered (not
-    ignored: SIG_IGN would be inherited by programs the app starts) and replayed.
-    """
-
-    def __init__(self) -> None:
-        self.server: Server | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.pending: list[int] = []
-        for signum in platform.shutdown_signals():
-            signal.signal(signum, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: object) -> None:
-        if self.server is not None and self.loop is not None:
-            self.loop.call_soon_threadsafe(self.server.request_shutdown, signum)
-        else:
-            self.pending.append(signum)
-
-    def attach(self, server: Server, loop: asyncio.AbstractEventLoop) -> None:
-        self.server, self.loop = server, loop
-        for signum in self.pending:
-            server.request_shutdown(signum)
-
-
-def worker_main(
-    spec: AppSpec, config: Config, sockets: list[socket.socket], control: Connection, status: Connection
-) -> None:
-    """A worker process: import the app, serve the inherited sockets, obey the supervisor."""
-    early = _EarlySignals()
-    configure_logging(config.log_level, config.access_log, role="worker")
-    try:
-        app = load_app(spec.target, factory=spec.factory, app_dir=spec.app_dir)
-    except AppLoadError as exc:
-        _report(status, (FAILED, f"asgigw: error: {exc}\n"))
-        sys.exit(2)
-    except Exception as exc:  # the app's module raised while importing: its traceback matters
-        summary = f"asgigw: error: error importing {spec.target!r}: {type(exc).__name__}: {exc}\n"
-        _report(status, (FAILED, traceback.format_exc() + summary))
-        sys.exit(2)
-    loop = platform.new_event_loop()
-    try:
-        code = loop.run_until_complete(_serve(app, config, sockets, control, status, early))
-    except (ConfigError, StartupError) as exc:
-        log.error("%s", exc)
-        code = 2
-    finally:
-        loop.close()
-    sys.exit(code)
-
-
-async def _serve(
-    app: Any,
-    config: Config,
-    sockets: list[socket.socket],
-    control: Connection,
-    status: Connection,
-    early: _EarlySignals,
-) -> int:
-    loop = asyncio.get_running_loop()
-    server = Server(app, config, sockets=sockets, announce=False)
-    early.attach(server, loop)
-
-    def on_command(message: str) -> None:
-        _obey(server, message)
-
-    threading.Thread(target=_read_control, args=(control, loop, on_command), name="control", daemon=True).start()
-
-    async def report_ready() -> None:
-        await server.started.wait()
-        log.info("worker ready, accepting connections")
-        _report(status, READY)
-
-    ready = loop.create_task(report_ready())
-    try:
-        return await server.serve()
-    finally:
-        ready.cancel()
-
-
-def _obey(server: Server, message: str) -> None:
-    """Act on one message from the supervisor (or on its disappearance)."""
-    if message == STOP:
-        # The same Ctrl+C may have reached this worker already: that is one stop, not two.
-        if not server.shutdown_requested:
-            log.info("stop requested by the supervisor")
-            server.request_shutdown()
-    elif message == FORCE:
-        if not server.shutdown_requested:
-            server.request_shutdown()
-        server.request_shutdown()
-    elif message == RELOAD:
-        server.reload_certificates("SIGHUP, passed on by the supervisor")
-    elif message == SUPERVISOR_GONE and not server.shutdown_requested:
-        log.warning("the supervisor has gone away (its pipe closed); shutting down")
-        server.request_shutdown()
-
-
-def _read_control(control: Connection, loop: asyncio.AbstractEventLoop, on_command: Callable[[str], None]) -> None:
-    """Thread: pass each control message to the loop; EOF (or a broken pipe) as SUPERVISOR_GONE.
-
-    A blocking read in a thread works the same on the selector loop and on the Windows
-    Proactor loop, which cannot watch a multiprocessing pipe.
-    """
-    while True:
-        try:
-            message = str(control.recv())
-        except (EOFError, OSError):
-            message = SUPERVISOR_GONE
-        try:
-            loop.call_soon_threadsafe(on_command, message)
-        except RuntimeError:  # the loop has closed: this worker is exiting anyway
-            return
-        if message == SUPERVISOR_GONE:
-            return
-
-
-def _report(status: Connection, message: object) -> None:
-    try:
-        status.send(message)
-    except OSError:  # the supervisor is gone; the control pipe tells the rest
-        pass
