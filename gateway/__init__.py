@@ -1,7 +1,8 @@
 """asgigw: an ASGI gateway that terminates TLS and speaks HTTP/1.1 to ASGI applications.
 
 Start it from Python with ``gateway.run(app, port=8443, certfile=..., keyfile=...)`` or,
-inside a running event loop, ``await gateway.serve(app, ...)``.
+inside a running event loop, ``await gateway.serve(app, ...)``. Several worker processes
+need the app as an import string: ``gateway.run("proj.asgi:application", workers=4)``.
 """
 
 from __future__ import annotations
