@@ -60,10 +60,13 @@ class _EarlySignals:
             signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        if self.server is not None and self.loop is not None:
-            self.loop.call_soon_threadsafe(self.server.request_shutdown, signum)
-        else:
+        if self.server is None or self.loop is None:
             self.pending.append(signum)
+            return
+        try:
+            self.loop.call_soon_threadsafe(self.server.request_shutdown, signum)
+        except RuntimeError:  # the loop has closed: the worker is exiting already
+            pass
 
     def attach(self, server: Server, loop: asyncio.AbstractEventLoop) -> None:
         self.server, self.loop = server, loop
