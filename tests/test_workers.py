@@ -5,11 +5,13 @@ the worker that served the request, so a test can tell the workers apart."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import socket
 import ssl
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -25,7 +27,7 @@ from gateway.config import Config, ConfigError
 from gateway.workers import RESTART_DELAY, RESTART_DELAY_MAX, AppSpec, Supervisor
 from tests.apps import pid as pid_app
 from tests.apps.basic import SLOW_PIECE, SLOW_PIECES
-from tests.apps.process import ROOT, ServerProcess, gateway_env, gateway_process, run_gateway
+from tests.apps.process import ROOT, SERVING, ServerProcess, gateway_argv, gateway_env, run_gateway
 from tests.conftest import CertFiles
 from tests.test_shutdown import Client, port_of, refused_soon
 
@@ -73,9 +75,45 @@ def tls_client(cert_files: CertFiles, http2: bool) -> httpx.Client:
     return httpx.Client(verify=ssl.create_default_context(cafile=str(cert_files.ca)), http2=http2, timeout=10)
 
 
+def stop_and_reap(server: ServerProcess) -> None:
+    """Stop the supervisor, then kill any of its workers still running, then close the pipe.
+
+    A worker that outlived its supervisor (the bug some tests look for) would keep the
+    stderr pipe open and hang the harness; it is stopped the hard way, after the checks.
+    """
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+    for pid in {int(match.group(1)) for match in WORKER_READY.finditer(server.stderr)}:
+        if is_running(pid):
+            os.kill(pid, signal.SIGKILL)
+    server.stop()
+
+
+@contextlib.contextmanager
+def running(argv: list[str]) -> Iterator[ServerProcess]:
+    """A subprocess that starts workers, stopped by :func:`stop_and_reap` at the end."""
+    server = ServerProcess(argv, ROOT, gateway_env())
+    try:
+        yield server
+    finally:
+        stop_and_reap(server)
+
+
+@contextlib.contextmanager
+def supervisor(*args: str, plain: bool = True) -> Iterator[ServerProcess]:
+    """``python -m gateway ARGS`` (with --workers), once it says it is serving."""
+    with running(gateway_argv(*args, plain=plain)) as server:
+        server.wait_for(SERVING.pattern)
+        yield server
+
+
 @pytest.fixture
 def three_workers() -> Iterator[ServerProcess]:
-    with gateway_process("--port", "0", "--workers", "3", "tests.apps.pid:app") as server:
+    with supervisor("--port", "0", "--workers", "3", "tests.apps.pid:app") as server:
         yield server
 
 
@@ -107,7 +145,7 @@ def test_new_connections_reach_several_workers(three_workers: ServerProcess) -> 
 
 def test_tls_http1_and_http2_through_workers(cert_files: CertFiles) -> None:
     tls = ("--cert", str(cert_files.cert), "--key", str(cert_files.key))
-    with gateway_process("--port", "0", "--workers", "2", *tls, "tests.apps.pid:app", plain=False) as server:
+    with supervisor("--port", "0", "--workers", "2", *tls, "tests.apps.pid:app", plain=False) as server:
         assert server.url.startswith("https://127.0.0.1:")
         workers = worker_pids(server, 2)
         with tls_client(cert_files, http2=True) as client:
@@ -126,16 +164,18 @@ def test_tls_http1_and_http2_through_workers(cert_files: CertFiles) -> None:
 
 def test_sigterm_lets_the_request_in_flight_finish_then_exits_0() -> None:
     args = ("--port", "0", "--workers", "2", "tests.apps.pid:app")
-    with gateway_process(*args) as server:
+    with supervisor(*args) as server:
         workers = worker_pids(server, 2)
         port = port_of(server.url)
         slow = Client(port)
         try:
-            assert slow.start_response("/slow?seconds=1.5") == 200
+            assert slow.start_response("/slow?seconds=2.5") == 200
             server.send_signal(signal.SIGTERM)
             server.wait_for(r"SIGTERM: stopping 2 workers")
-            # Every copy of the listening socket closes: new clients are refused at once.
-            assert refused_soon(port)
+            # Every copy of the listening socket closes, the supervisor's too: new clients
+            # are refused at once, not queued in a backlog nobody accepts from.
+            assert refused_soon(port, within=1.0)
+            assert "app: slow response done" not in server.stderr
             body, complete = slow.read_body()
         finally:
             slow.close()
@@ -154,7 +194,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0() -> None:
 
 def test_second_signal_stops_the_workers_at_once() -> None:
     args = ("--port", "0", "--workers", "2", "--graceful-timeout", "60", "tests.apps.pid:app")
-    with gateway_process(*args) as server:
+    with supervisor(*args) as server:
         worker_pids(server, 2)
         slow = Client(port_of(server.url))
         try:
@@ -171,7 +211,7 @@ def test_second_signal_stops_the_workers_at_once() -> None:
 
 
 def test_killed_worker_is_replaced_and_the_port_keeps_answering() -> None:
-    with gateway_process("--port", "0", "--workers", "2", "tests.apps.pid:app") as server:
+    with supervisor("--port", "0", "--workers", "2", "tests.apps.pid:app") as server:
         first, second = worker_pids(server, 2)
         os.kill(first, signal.SIGKILL)
         # The other worker answers while the replacement starts.
@@ -188,7 +228,7 @@ def test_killed_worker_is_replaced_and_the_port_keeps_answering() -> None:
 
 
 def test_workers_of_a_killed_supervisor_exit_by_themselves() -> None:
-    with gateway_process("--port", "0", "--workers", "2", "tests.apps.pid:app") as server:
+    with supervisor("--port", "0", "--workers", "2", "tests.apps.pid:app") as server:
         workers = worker_pids(server, 2)
         port = port_of(server.url)
         server.send_signal(signal.SIGKILL)
@@ -202,7 +242,7 @@ def test_workers_of_a_killed_supervisor_exit_by_themselves() -> None:
 def test_sighup_reaches_every_worker(cert_files: CertFiles) -> None:
     # The file poller is off: only the forwarded SIGHUP can make the workers reload.
     tls = ("--cert", str(cert_files.cert), "--key", str(cert_files.key), "--cert-reload-interval", "0")
-    with gateway_process("--port", "0", "--workers", "2", *tls, "tests.apps.pid:app", plain=False) as server:
+    with supervisor("--port", "0", "--workers", "2", *tls, "tests.apps.pid:app", plain=False) as server:
         workers = worker_pids(server, 2)
         server.send_signal(signal.SIGHUP)
         for pid in workers:
@@ -266,16 +306,13 @@ def test_app_errors_are_printed_once(target: str, message: str) -> None:
 
 def test_supervisor_with_windows_choices_stops_workers_over_the_pipe() -> None:
     argv = [sys.executable, "-m", "tests.apps.windows_choices", "0", "tests.apps.pid:app"]
-    server = ServerProcess(argv, ROOT, gateway_env())
-    try:
+    with running(argv) as server:
         workers = worker_pids(server, 2)
         response = httpx.get(server.url, timeout=10)
         assert response.json()["pid"] in workers
         # Handled by the signal.signal fallback (the Proactor loop has no add_signal_handler).
         server.send_signal(signal.SIGTERM)
         assert server.wait(15) == 0
-    finally:
-        server.stop()
     assert gone_within(workers, 2)
     for pid in workers:
         assert f"[worker {pid}] stop requested by the supervisor" in server.stderr
@@ -310,14 +347,11 @@ def test_serve_in_this_process_refuses_several_workers() -> None:
 
 def test_python_api_runs_workers_from_an_app_spec() -> None:
     code = "import sys, gateway; sys.exit(gateway.run('tests.apps.pid:app', workers=2, port=0))"
-    server = ServerProcess([sys.executable, "-c", code], ROOT, gateway_env())
-    try:
+    with running([sys.executable, "-c", code]) as server:
         workers = worker_pids(server, 2)
         assert httpx.get(server.url, timeout=10).json()["pid"] in workers
         server.send_signal(signal.SIGTERM)
         assert server.wait(15) == 0
-    finally:
-        server.stop()
 
 
 def test_restart_delay_doubles_and_is_capped() -> None:
