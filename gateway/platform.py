@@ -10,15 +10,19 @@ they receive the listening sockets and how they die is described here.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import multiprocessing.context
 import signal
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Callable
 
 IS_WINDOWS = sys.platform == "win32"
+
+log = logging.getLogger("gateway.error")
 
 SignalCallback = Callable[[int], None]
 
@@ -146,3 +150,105 @@ def describe_exit(code: int | None, *, windows: bool = IS_WINDOWS) -> str:
     if windows and code == WINDOWS_CONTROL_C_EXIT:
         return "ended by Ctrl+C or a closed console (0xC000013A)"
     return f"exit code {code}"
+
+
+def accept_shared_in_thread(windows: bool = IS_WINDOWS) -> bool:
+    """Whether a worker accepts on the shared listening sockets from a thread (Windows).
+
+    The Proactor loop accepts by associating the listening socket with its I/O completion
+    port, and Windows lets a socket join one completion port only, across every process
+    that holds a duplicate of it: the second worker's ``create_server(sock=...)`` fails
+    with WinError 87 on each accept. A plain ``accept()`` in a thread needs no completion
+    port, and each connection it returns is a new socket the worker's loop can register.
+    POSIX selector loops only poll the socket, so every worker uses ``create_server``.
+    """
+    return windows
+
+
+# Seconds the accept thread waits for a connection before checking whether it should stop.
+ACCEPT_POLL_SECONDS = 0.25
+
+
+class SharedSocketAcceptor:
+    """Accepts on a listening socket from a thread and gives each connection to ``loop``.
+
+    Stands in (``close``, ``wait_closed``) for the ``asyncio.Server`` of
+    ``loop.create_server(sock=...)`` where that cannot work (see :func:`accept_shared_in_thread`). The thread owns the socket: it polls
+    (``ACCEPT_POLL_SECONDS``) so that it notices :meth:`close` and closes the socket itself,
+    rather than having it closed under a blocked ``accept()``.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        *,
+        ssl_context: ssl.SSLContext | None,
+        ssl_handshake_timeout: float | None,
+    ) -> None:
+        self._loop = loop
+        self._sock = sock
+        self._protocol_factory = protocol_factory
+        self._ssl_context = ssl_context
+        self._ssl_handshake_timeout = ssl_handshake_timeout
+        self._closing = threading.Event()
+        self._starting: set[asyncio.Task[object]] = set()
+        sock.settimeout(ACCEPT_POLL_SECONDS)
+        self._thread = threading.Thread(target=self._accept_forever, name="accept", daemon=True)
+        self._thread.start()
+
+    def _accept_forever(self) -> None:
+        try:
+            while not self._closing.is_set():
+                try:
+                    connection, _ = self._sock.accept()
+                except TimeoutError:
+                    continue
+                except OSError as exc:  # out of descriptors, or a connection reset while queued
+                    log.debug("accept failed: %s", exc)
+                    self._closing.wait(ACCEPT_POLL_SECONDS)
+                    continue
+                try:
+                    self._loop.call_soon_threadsafe(self._start_connection, connection)
+                except RuntimeError:  # the loop has closed
+                    connection.close()
+                    return
+        finally:
+            self._sock.close()
+
+    def _start_connection(self, connection: socket.socket) -> None:
+        if self._closing.is_set():
+            connection.close()
+            return
+        task = self._loop.create_task(
+            self._loop.connect_accepted_socket(
+                self._protocol_factory,
+                connection,
+                ssl=self._ssl_context,
+                ssl_handshake_timeout=self._ssl_handshake_timeout,
+            )
+        )
+        self._starting.add(task)
+        task.add_done_callback(self._started)
+
+    def _started(self, task: asyncio.Task[object]) -> None:
+        self._starting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # As asyncio's own servers do: a failed TLS handshake is the client's business.
+            log.debug("connection failed before it started: %s", task.exception())
+
+    def close(self) -> None:
+        """Stop accepting; the thread closes the socket within ACCEPT_POLL_SECONDS."""
+        self._closing.set()
+        for task in self._starting:
+            task.cancel()
+
+    def is_serving(self) -> bool:
+        """True until :meth:`close`."""
+        return not self._closing.is_set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the accept thread has closed the socket."""
+        while self._thread.is_alive():
+            await asyncio.sleep(ACCEPT_POLL_SECONDS / 5)

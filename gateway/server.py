@@ -9,7 +9,7 @@ import socket
 import ssl
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from gateway import cert_reload, platform, tls
 from gateway.config import BindAddress, Config, ConfigError
@@ -25,6 +25,16 @@ class StartupError(Exception):
     """The server cannot start (e.g. the port is taken); the message is one line."""
 
 
+class Listener(Protocol):
+    """What shutdown needs of a listener: an ``asyncio.Server`` or ``platform.SharedSocketAcceptor``."""
+
+    def close(self) -> None:
+        """Stop accepting new connections."""
+
+    async def wait_closed(self) -> None:
+        """Wait until the listening socket is closed."""
+
+
 class Server:
     """One server process: binds ``config``'s addresses and serves ``app`` until stopped.
 
@@ -35,10 +45,18 @@ class Server:
     supervisor, see gateway/workers.py): the server accepts on them instead of binding
     ``config.addresses`` itself. ``announce=False`` leaves the start-up lines (the URLs and
     the TLS certificate) to whoever bound the sockets, so N workers do not print them N times.
+    ``accept_in_thread`` accepts on those sockets from a thread instead, as Windows workers
+    must (``platform.accept_shared_in_thread`` says why).
     """
 
     def __init__(
-        self, app: Any, config: Config, *, sockets: Sequence[socket.socket] = (), announce: bool = True
+        self,
+        app: Any,
+        config: Config,
+        *,
+        sockets: Sequence[socket.socket] = (),
+        announce: bool = True,
+        accept_in_thread: bool = False,
     ) -> None:
         self.config = config
         self.context = ServerContext(config=config, app=app)
@@ -46,7 +64,8 @@ class Server:
         self.addresses: list[tuple[str, int]] = []
         self._sockets = list(sockets)
         self._announce = announce
-        self._listeners: list[asyncio.Server] = []
+        self._accept_in_thread = accept_in_thread
+        self._listeners: list[Listener] = []
         self._stop = asyncio.Event()
         self._forced = False
         self._stop_requests = 0
@@ -154,16 +173,27 @@ class Server:
         """Serve sockets that are already bound and listening (handed over by the supervisor)."""
         loop = asyncio.get_running_loop()
         context = self.context
+        handshake_timeout = self.config.tls_handshake_timeout if ssl_context else None
         for sock in sockets:
-            listener = await loop.create_server(
-                lambda: Connection(context),
-                sock=sock,
-                ssl=ssl_context,
-                backlog=self.config.backlog,
-                ssl_handshake_timeout=self.config.tls_handshake_timeout if ssl_context else None,
-            )
-            self._listeners.append(listener)
             host, port = sock.getsockname()[:2]
+            listener: Listener
+            if self._accept_in_thread:
+                listener = platform.SharedSocketAcceptor(
+                    loop,
+                    sock,
+                    lambda: Connection(context),
+                    ssl_context=ssl_context,
+                    ssl_handshake_timeout=handshake_timeout,
+                )
+            else:
+                listener = await loop.create_server(
+                    lambda: Connection(context),
+                    sock=sock,
+                    ssl=ssl_context,
+                    backlog=self.config.backlog,
+                    ssl_handshake_timeout=handshake_timeout,
+                )
+            self._listeners.append(listener)
             self.addresses.append((host, port))
 
     async def _shutdown(self) -> None:

@@ -75,9 +75,17 @@ class _EarlySignals:
 
 
 def worker_main(
-    spec: AppSpec, config: Config, sockets: list[socket.socket], control: Connection, status: Connection
+    spec: AppSpec,
+    config: Config,
+    sockets: list[socket.socket],
+    control: Connection,
+    status: Connection,
+    windows: bool = platform.IS_WINDOWS,
 ) -> None:
-    """A worker process: import the app, serve the inherited sockets, obey the supervisor."""
+    """A worker process: import the app, serve the inherited sockets, obey the supervisor.
+
+    ``windows`` is the supervisor's choice of platform behaviour (tests force it on Linux).
+    """
     early = _EarlySignals()
     configure_logging(config.log_level, config.access_log, role="worker")
     try:
@@ -91,7 +99,7 @@ def worker_main(
         sys.exit(2)
     loop = platform.new_event_loop()
     try:
-        code = loop.run_until_complete(_serve(app, config, sockets, control, status, early))
+        code = loop.run_until_complete(_serve(app, config, sockets, control, status, early, windows))
     except (ConfigError, StartupError) as exc:
         log.error("%s", exc)
         code = 2
@@ -107,9 +115,11 @@ async def _serve(
     control: Connection,
     status: Connection,
     early: _EarlySignals,
+    windows: bool,
 ) -> int:
     loop = asyncio.get_running_loop()
-    server = Server(app, config, sockets=sockets, announce=False)
+    accept_in_thread = platform.accept_shared_in_thread(windows)
+    server = Server(app, config, sockets=sockets, announce=False, accept_in_thread=accept_in_thread)
     early.attach(server, loop)
 
     def on_command(message: str) -> None:
@@ -119,7 +129,7 @@ async def _serve(
 
     async def report_ready() -> None:
         await server.started.wait()
-        log.info("worker ready, accepting connections")
+        log.info("worker ready, accepting connections%s", " (accept thread)" if accept_in_thread else "")
         _report(status, READY)
 
     ready = loop.create_task(report_ready())

@@ -150,7 +150,7 @@ class Supervisor:
         status_reader, status_writer = context.Pipe(duplex=False)
         process = context.Process(
             target=worker_main,
-            args=(self.spec, self.config, self.sockets, control_reader, status_writer),
+            args=(self.spec, self.config, self.sockets, control_reader, status_writer, self.windows),
             name=f"asgigw-worker-{slot}",
         )
         try:

@@ -304,12 +304,21 @@ def test_app_errors_are_printed_once(target: str, message: str) -> None:
 # -- the Windows choices, on Linux -----------------------------------------------------------
 
 
-def test_supervisor_with_windows_choices_stops_workers_over_the_pipe() -> None:
-    argv = [sys.executable, "-m", "tests.apps.windows_choices", "0", "tests.apps.pid:app"]
-    with running(argv) as server:
+def test_windows_choices_on_linux(cert_files: CertFiles) -> None:
+    tls = [str(cert_files.cert), str(cert_files.key)]
+    with running([sys.executable, "-m", "tests.apps.windows_choices", "0", "tests.apps.pid:app", *tls]) as server:
         workers = worker_pids(server, 2)
-        response = httpx.get(server.url, timeout=10)
-        assert response.json()["pid"] in workers
+        assert server.stderr.count("worker ready, accepting connections (accept thread)") == 2
+
+        def one_request(_: int) -> tuple[str, int]:
+            with tls_client(cert_files, http2=True) as client:
+                response = client.get(f"{server.url}/?block=0.05")
+            return response.http_version, int(response.json()["pid"])
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(one_request, range(16)))
+        assert {version for version, _ in answers} == {"HTTP/2"}
+        assert {pid for _, pid in answers} == set(workers), answers
         # Handled by the signal.signal fallback (the Proactor loop has no add_signal_handler).
         server.send_signal(signal.SIGTERM)
         assert server.wait(15) == 0
