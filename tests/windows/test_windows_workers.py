@@ -1,0 +1,96 @@
+"""``--workers 2`` on the real Windows CPython 3.12 (under Wine), driven from Linux.
+
+Skipped unless ``ASGIGW_WINPY`` names a folder built by ``.ci/windows-setup.sh`` (see
+test_windows_tier.py). It checks what only Windows can show: the spawned workers receive the
+listening socket through ``socket.share()``/``fromshare()``, accept on it from a thread
+(the Proactor loop cannot, WinError 87), both answer, and a SIGTERM raised in the
+supervisor stops them over their pipes with exit status 0.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.windows.test_windows_tier import (
+    PYTHON_SH,
+    READY_TIMEOUT,
+    REPO,
+    WINPY,
+    _built,
+    free_port,
+    stop_wine,
+    windows_server,
+)
+
+pytestmark = [
+    pytest.mark.windows,
+    pytest.mark.skipif(not _built(WINPY), reason="set ASGIGW_WINPY to a folder built by .ci/windows-setup.sh"),
+]
+
+WORKER_READY = re.compile(r"\[worker (\d+)\] worker ready, accepting connections \(accept thread\)")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def wine_stopped_afterwards() -> Iterator[None]:
+    """Leave no Wine process of the tier's prefix running after this module."""
+    if not PYTHON_SH.is_file():
+        pytest.fail(f"ASGIGW_WINPY is set but {PYTHON_SH} is missing")
+    yield
+    stop_wine()
+
+
+def wait_for_line(log_path: Path, pattern: str, timeout: float = READY_TIMEOUT) -> str:
+    """The log's text once a line matches ``pattern`` (the Windows Python writes it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = log_path.read_text(errors="replace")
+        if re.search(pattern, text):
+            return text
+        if time.monotonic() > deadline:
+            pytest.fail(f"no line matching {pattern!r} in the Windows server's log:\n{text}")
+        time.sleep(0.25)
+
+
+def test_two_workers_answer(tmp_path: Path) -> None:
+    port = free_port()
+    argv = ["-m", "gateway", "tests.apps.pid:app", "--port", str(port), "--no-tls", "--workers", "2"]
+    with windows_server(argv, port, tmp_path / "server.log") as log_path:
+        log = wait_for_line(log_path, r"asgigw serving http://127\.0\.0\.1:\d+ \(.*2 worker processes\)")
+
+        def one_request(_: int) -> int:
+            # New connections; the app's blocking sleep keeps one worker busy for a moment.
+            response = httpx.get(f"http://127.0.0.1:{port}/?block=0.2", timeout=30)
+            assert response.status_code == 200
+            return int(response.json()["pid"])
+
+        with ThreadPoolExecutor(4) as pool:
+            answered = set(pool.map(one_request, range(12)))
+    workers = {int(pid) for pid in WORKER_READY.findall(log)}
+    assert len(workers) == 2, log
+    assert answered <= workers
+    assert len(answered) == 2, f"only {answered} of {workers} answered"
+
+
+def test_sigterm_stops_both_workers_over_their_pipes() -> None:
+    completed = subprocess.run(
+        ["bash", str(PYTHON_SH), WINPY, "tests/windows/workers_check.py", str(free_port())],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    assert output.rstrip().endswith("workers check passed"), output
+    assert re.search(r"answered by worker pids \[\d+, \d+\] \(6 requests\)", output), output
+    assert len(re.findall(r"\[worker \d+\] stop requested by the supervisor", output)) == 2, output
+    assert "supervisor exited with 0" in output
