@@ -26,6 +26,7 @@ from tests.windows.test_windows_tier import (
     WINPY,
     _built,
     free_port,
+    port_accepts,
     stop_wine,
     windows_server,
 )
@@ -79,18 +80,35 @@ def test_two_workers_answer(tmp_path: Path) -> None:
     assert len(answered) == 2, f"only {answered} of {workers} answered"
 
 
-def test_sigterm_stops_both_workers_over_their_pipes() -> None:
+def run_check(*args: str) -> tuple[int, str]:
+    """Run tests/windows/workers_check.py on the Windows Python; its exit status and output."""
     completed = subprocess.run(
-        ["bash", str(PYTHON_SH), WINPY, "tests/windows/workers_check.py", str(free_port())],
+        ["bash", str(PYTHON_SH), WINPY, "tests/windows/workers_check.py", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=180,
         check=False,
     )
-    output = completed.stdout + completed.stderr
-    assert completed.returncode == 0, output
+    return completed.returncode, completed.stdout + completed.stderr
+
+
+def test_sigterm_stops_both_workers_over_their_pipes() -> None:
+    returncode, output = run_check(str(free_port()))
+    assert returncode == 0, output
     assert output.rstrip().endswith("workers check passed"), output
     assert re.search(r"answered by worker pids \[\d+, \d+\] \(6 requests\)", output), output
     assert len(re.findall(r"\[worker \d+\] stop requested by the supervisor", output)) == 2, output
     assert "supervisor exited with 0" in output
+
+
+def test_workers_of_a_vanished_supervisor_exit_by_themselves() -> None:
+    port = free_port()
+    # python.sh returns once every writer of its output pipe has gone: the workers too.
+    returncode, output = run_check(str(port), "orphan")
+    assert returncode == 3, output
+    assert "supervisor exits abruptly" in output
+    gone = re.findall(r"\[worker \d+\] the supervisor has gone away \(its pipe closed\); shutting down", output)
+    assert len(gone) == 2, output
+    assert len(re.findall(r"app: lifespan shutdown", output)) == 2, output
+    assert not port_accepts(port)

@@ -1,12 +1,14 @@
 """``--workers 2`` inside the Windows CPython (under Wine), not under pytest.
 
 ``tests/windows/test_windows_workers.py`` runs ``python.sh DIR tests/windows/workers_check.py
-PORT``. This script runs the supervisor (``gateway.workers.run_workers``) in its main thread
-with two spawned workers on 127.0.0.1:PORT; a helper thread waits until both workers are
-ready, sends requests over new connections, prints the worker pids that answered, then
-raises SIGTERM in this process (Wine cannot deliver Ctrl+C) so that the supervisor's
-``signal.signal`` fallback stops both workers over their pipes. The last line is
-``workers check passed``; the exit status is the supervisor's. Standard library and
+PORT [stop|orphan]``. This script runs the supervisor (``gateway.workers.run_workers``) in its
+main thread with two spawned workers on 127.0.0.1:PORT; a helper thread waits until both
+workers are ready, sends requests over new connections and prints the worker pids that
+answered. Then, with ``stop`` (the default), it raises SIGTERM in this process (Wine cannot
+deliver Ctrl+C) so that the supervisor's ``signal.signal`` fallback stops both workers over
+their pipes; the last line is ``workers check passed`` and the exit status the supervisor's.
+With ``orphan`` the supervisor vanishes at once (``os._exit(3)``, no clean-up), and the
+workers must notice their closed pipes and exit by themselves. Standard library and
 gateway/ only: the Windows Python has no pytest.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -43,8 +46,8 @@ def get_pid(port: int) -> int:
         connection.close()
 
 
-def client(port: int, ready: threading.Event, result: list[int]) -> None:
-    """Thread: wait for both workers, send concurrent requests, then ask for a graceful stop."""
+def client(port: int, ready: threading.Event, result: list[int], orphan: bool) -> None:
+    """Thread: wait for both workers, send concurrent requests, then stop (or drop) the supervisor."""
     try:
         if not ready.wait(READY_TIMEOUT):
             print("FAILED: the workers did not get ready", flush=True)
@@ -56,6 +59,9 @@ def client(port: int, ready: threading.Event, result: list[int]) -> None:
             thread.join(60)
         print(f"answered by worker pids {sorted(set(result))} ({len(result)} requests)", flush=True)
     finally:
+        if orphan:
+            print("supervisor exits abruptly", flush=True)
+            os._exit(3)
         signal.raise_signal(signal.SIGTERM)
 
 
@@ -74,11 +80,12 @@ class ServingLine(logging.Handler):
 def main(argv: list[str]) -> int:
     """Serve tests.apps.pid:app with two workers on ``argv[0]``; stop them; report."""
     port = int(argv[0])
+    orphan = argv[1:] == ["orphan"]
     ready = threading.Event()
     result: list[int] = []
     config = Config(port=port, workers=2, access_log=False, graceful_timeout=10.0)
     started = time.monotonic()
-    thread = threading.Thread(target=client, args=(port, ready, result), daemon=True)
+    thread = threading.Thread(target=client, args=(port, ready, result, orphan), daemon=True)
     thread.start()
     # On gateway.error, not the "gateway" logger whose handlers run_workers replaces.
     logging.getLogger("gateway.error").addHandler(ServingLine(ready))
