@@ -77,6 +77,11 @@ class Server:
         """True once a stop was requested (by a signal, the supervisor or the embedder)."""
         return self._stop_requests > 0
 
+    @property
+    def forced(self) -> bool:
+        """True once a second stop request ended the graceful shutdown."""
+        return self._forced
+
     def reload_certificates(self, reason: str) -> bool:
         """Re-read the TLS certificate files now (as SIGHUP does); False without TLS or on failure."""
         return self._reloader is not None and self._reloader.reload(reason)

@@ -33,6 +33,9 @@ log = logging.getLogger("gateway.error")
 STOP, FORCE, RELOAD, READY, FAILED = "stop", "force", "reload", "ready", "failed"
 # Not sent by anyone: what the control reader reports when the pipe reaches end-of-file.
 SUPERVISOR_GONE = "supervisor-gone"
+# Beyond --graceful-timeout: how long an orphaned worker's shutdown may take before it is
+# forced (the supervisor's STOP_MARGIN, which would have killed it).
+ORPHAN_MARGIN = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,13 +150,22 @@ def _obey(server: Server, message: str) -> None:
             log.info("stop requested by the supervisor")
             server.request_shutdown()
     elif message == FORCE:
-        if not server.shutdown_requested:
+        while not server.forced:
             server.request_shutdown()
-        server.request_shutdown()
     elif message == RELOAD:
         server.reload_certificates("SIGHUP, passed on by the supervisor")
-    elif message == SUPERVISOR_GONE and not server.shutdown_requested:
-        log.warning("the supervisor has gone away (its pipe closed); shutting down")
+    elif message == SUPERVISOR_GONE:
+        if not server.shutdown_requested:
+            log.warning("the supervisor has gone away (its pipe closed); shutting down")
+            server.request_shutdown()
+        # Nobody is left to send the second signal that ends a hanging shutdown, or to kill
+        # this process: bound the wait here, as the supervisor would have.
+        asyncio.get_running_loop().call_later(server.config.graceful_timeout + ORPHAN_MARGIN, _force, server)
+
+
+def _force(server: Server) -> None:
+    log.warning("still shutting down long after the supervisor left; stopping now")
+    while not server.forced:
         server.request_shutdown()
 
 

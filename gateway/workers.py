@@ -70,16 +70,12 @@ class Worker:
     """One worker process as the supervisor sees it; ``slot`` survives replacements."""
 
     slot: int
+    pid: int
     process: BaseProcess
     control: Connection
     status: Connection
     ready_at: float | None = None
     failure: str | None = None
-
-    @property
-    def pid(self) -> int:
-        """The worker's process id."""
-        return self.process.pid or 0
 
 
 class Supervisor:
@@ -160,7 +156,7 @@ class Supervisor:
             # when the other dies.
             control_reader.close()
             status_writer.close()
-        worker = Worker(slot=slot, process=process, control=control_writer, status=status_reader)
+        worker = Worker(slot, process.pid or 0, process, control=control_writer, status=status_reader)
         self.workers[slot] = worker
         threading.Thread(target=self._watch, args=(worker,), name=f"watch-{worker.pid}", daemon=True).start()
         log.debug("started worker %d (slot %d)", worker.pid, slot)
@@ -205,6 +201,7 @@ class Supervisor:
 
     def _on_exit(self, worker: Worker) -> None:
         code = worker.process.exitcode
+        worker.process.close()
         worker.control.close()
         worker.status.close()
         if self.workers.get(worker.slot) is worker:

@@ -14,7 +14,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,9 +22,11 @@ import httpx
 import pytest
 
 import gateway
-from gateway import platform
+from gateway import platform, worker_process
+from gateway import workers as workers_module
 from gateway.config import Config, ConfigError
-from gateway.workers import RESTART_DELAY, RESTART_DELAY_MAX, AppSpec, Supervisor
+from gateway.server import Server
+from gateway.workers import MAX_START_FAILURES, RESTART_DELAY, RESTART_DELAY_MAX, AppSpec, Supervisor
 from tests.apps import pid as pid_app
 from tests.apps.basic import SLOW_PIECE, SLOW_PIECES
 from tests.apps.process import ROOT, SERVING, ServerProcess, gateway_argv, gateway_env, run_gateway
@@ -336,6 +338,78 @@ def test_exit_descriptions_per_platform() -> None:
     assert platform.describe_exit(3, windows=False) == "exit code 3"
     assert platform.describe_exit(platform.WINDOWS_CONTROL_C_EXIT, windows=True).startswith("ended by Ctrl+C")
     assert platform.describe_exit(1, windows=True) == "exit code 1"
+
+
+# -- the supervisor in this process (its time constants shortened) --------------------------
+
+
+def supervise(spec: AppSpec, config: Config, then: Callable[[Supervisor], None]) -> tuple[int, float, Supervisor]:
+    """Run a Supervisor on a new loop here; call ``then`` once it announced; exit code, seconds."""
+
+    async def scenario() -> tuple[int, float, Supervisor]:
+        supervisor = Supervisor(spec, config)
+        running = asyncio.create_task(supervisor.run())
+        for _ in range(300):
+            if supervisor._announced or running.done():
+                break
+            await asyncio.sleep(0.05)
+        assert supervisor._announced, "the workers did not get ready"
+        started = time.monotonic()
+        then(supervisor)
+        code = await asyncio.wait_for(running, 30)
+        return code, time.monotonic() - started, supervisor
+
+    return asyncio.run(scenario())
+
+
+def test_a_worker_that_does_not_stop_is_killed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(workers_module, "STOP_MARGIN", 0.5)
+    config = Config(port=0, workers=2, graceful_timeout=0.2, access_log=False)
+    pids: list[int] = []
+
+    def stop(supervisor: Supervisor) -> None:
+        pids.extend(worker.pid for worker in supervisor.workers.values())
+        # A real SIGTERM, taken by the supervisor's handler on its loop.
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    # Its lifespan shutdown never answers: only the kill ends these workers.
+    code, seconds, _ = supervise(AppSpec("tests.apps.basic:shutdown_hangs"), config, stop)
+    assert code == 1
+    assert seconds < 5
+    assert len(pids) == 2 and gone_within(pids, 2)
+
+
+def test_replacements_that_keep_failing_stop_the_supervisor(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(workers_module, "RESTART_DELAY", 0.01)
+    flag = tmp_path / "fail"
+    monkeypatch.setenv(pid_app.FAIL_FLAG, str(flag))
+    config = Config(port=0, workers=2, access_log=False)
+    first: dict[int, int] = {}
+
+    def break_the_app(supervisor: Supervisor) -> None:
+        flag.touch()
+        first.update({worker.slot: worker.pid for worker in supervisor.workers.values()})
+        os.kill(first[0], signal.SIGKILL)
+
+    code, _, supervisor = supervise(AppSpec("tests.apps.pid:fails_once_flagged"), config, break_the_app)
+    assert code == 1
+    # Slot 0's replacements failed MAX_START_FAILURES times, then everything stopped.
+    assert supervisor._start_failures == {0: MAX_START_FAILURES, 1: 0}
+    assert gone_within(list(first.values()), 2)
+
+
+def test_an_orphaned_worker_forces_its_own_shutdown_in_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker_process, "ORPHAN_MARGIN", 0.05)
+    server = Server(pid_app.app, Config(port=0, graceful_timeout=0.05))
+
+    async def supervisor_gone() -> None:
+        worker_process._obey(server, worker_process.SUPERVISOR_GONE)
+        assert server.shutdown_requested and not server.forced
+        await asyncio.sleep(0.5)
+
+    asyncio.run(supervisor_gone())
+    # No one is left to send a second signal: the worker sends it to itself.
+    assert server.forced
 
 
 # -- configuration and the Python API ----------------------------------------------------------

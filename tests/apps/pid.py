@@ -3,7 +3,9 @@
 ``/`` answers ``{"pid": ...}``; ``?block=S`` first holds this worker's event loop for ``S``
 seconds (time.sleep), so concurrent connections have to be accepted by other workers.
 ``/slow?seconds=S`` is tests.apps.basic's slow response. Lifespan startup and shutdown are
-printed to stderr with the pid. ``lifespan_failed`` fails its startup in every worker.
+printed to stderr with the pid. ``lifespan_failed`` fails its startup in every worker;
+``fails_once_flagged`` fails it only while the file named by ``$ASGIGW_TEST_FAIL_FLAG``
+exists, so the first workers start and their replacements do not.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from tests.apps.basic import app as basic_app
 
 def _say(text: str) -> None:
     print(f"app: {text} (pid {os.getpid()})", file=sys.stderr, flush=True)
+
+
+FAIL_FLAG = "ASGIGW_TEST_FAIL_FLAG"
 
 
 async def _lifespan(receive: Receive, send: Send, fail: bool) -> None:
@@ -59,5 +64,13 @@ async def lifespan_failed(scope: Scope, receive: Receive, send: Send) -> None:
     """Fails its lifespan startup in every worker."""
     if scope["type"] == "lifespan":
         await _lifespan(receive, send, fail=True)
+        return
+    await _answer(scope, receive, send)
+
+
+async def fails_once_flagged(scope: Scope, receive: Receive, send: Send) -> None:
+    """Fails its lifespan startup while the file ``$ASGIGW_TEST_FAIL_FLAG`` exists."""
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send, fail=os.path.exists(os.environ[FAIL_FLAG]))
         return
     await _answer(scope, receive, send)
