@@ -437,6 +437,16 @@ def test_python_api_runs_workers_from_an_app_spec() -> None:
         assert server.wait(15) == 0
 
 
+def test_python_api_serves_an_app_spec_in_one_process() -> None:
+    code = "import sys, gateway; sys.exit(gateway.run('tests.apps.pid:app', port=0))"
+    with running([sys.executable, "-c", code]) as server:
+        pid = httpx.get(server.url, timeout=10).json()["pid"]
+        assert pid == server.process.pid
+        assert "worker" not in server.stderr
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(15) == 0
+
+
 def test_restart_delay_doubles_and_is_capped() -> None:
     supervisor = Supervisor(AppSpec("tests.apps.pid:app"), Config(workers=2))
     delays = [supervisor._restart_delay(0) for _ in range(10)]
