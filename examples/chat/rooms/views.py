@@ -100,13 +100,22 @@ def whoami(request: HttpRequest) -> JsonResponse:
     )
 
 
+async def _sleeping(seconds: float) -> AsyncIterator[str]:
+    yield f"sleeping {seconds:g} s\n"
+    await asyncio.sleep(seconds)
+    yield f"slept {seconds:g} s\n"
+
+
 @require_GET
 async def slow(request: HttpRequest) -> HttpResponse:
-    """Answer after ``?seconds=`` seconds (at most 30): a request to be in flight at shutdown."""
+    """Finish ``?seconds=`` seconds (at most 30) after a first line: a request in flight.
+
+    The first line goes out at once, so a client (or a test) knows that the request has
+    reached the app before, say, it stops the server; the second comes at the end.
+    """
     try:
         seconds = float(request.GET.get("seconds", "1"))
     except ValueError:
         return HttpResponse("seconds must be a number\n", status=400, content_type="text/plain")
     seconds = min(max(seconds, 0.0), SLOW_MAX_SECONDS)
-    await asyncio.sleep(seconds)
-    return HttpResponse(f"slept {seconds:g} s\n", content_type="text/plain")
+    return StreamingHttpResponse(_sleeping(seconds), content_type="text/plain; charset=utf-8")
