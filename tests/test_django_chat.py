@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ HTTP_VERSIONS = ["HTTP/1.1", "HTTP/2"]
 UPLOAD_SIZE = 20 * 1024 * 1024
 RECEIVE_TIMEOUT = 5.0
 CROWD = 200
+# The traceback Django logs for /demo/error/ (on purpose); any other one fails the module.
+FAIL_TRACEBACK = "RuntimeError: this view fails on purpose"
 
 
 @dataclass
@@ -127,7 +130,7 @@ def chat_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
-def start_site(env: dict[str, str], cert_files: CertFiles, *extra: str) -> Any:
+def start_site(env: dict[str, str], cert_files: CertFiles, *extra: str) -> AbstractContextManager[ServerProcess]:
     """``python -m gateway`` on the example, TLS with the test certificate, a free port."""
     tls = ("--cert", str(cert_files.cert), "--key", str(cert_files.key))
     return gateway_process("--port", "0", "--no-access-log", *tls, *extra, *APP, plain=False, **env)
@@ -144,10 +147,6 @@ def site(chat_env: dict[str, str], cert_files: CertFiles) -> Iterator[ChatSite]:
         yield ChatSite(server=server, port=port_of(server), env=chat_env, ca_file=cert_files.ca)
     stderr = server.stderr
     assert stderr.count("Traceback") == stderr.count(FAIL_TRACEBACK), stderr
-
-
-# The traceback Django logs for /demo/error/ (on purpose); any other one fails the module.
-FAIL_TRACEBACK = "RuntimeError: this view fails on purpose"
 
 
 def csrf_token(page: str) -> str:
