@@ -175,12 +175,12 @@ def byte_range(value: bytes, size: int) -> tuple[int, int] | None:
             raise RangeNotSatisfiable
         return max(0, size - suffix), size
     first = _number(first_text)
-    last = _number(last_text) if last_text else size - 1
+    last = _number(last_text) if last_text else first
     if first is None or last is None or last < first:
         return None
     if first >= size:
         raise RangeNotSatisfiable
-    return first, min(last, size - 1) + 1
+    return first, (min(last, size - 1) if last_text else size - 1) + 1
 
 
 def accepted_codings(field: bytes | None) -> dict[str, float]:

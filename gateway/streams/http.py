@@ -83,6 +83,7 @@ class HTTPStream:
         "_disconnected",
         "_expect_continue",
         "_final_body_sent",
+        "_held_head",
         "_info",
         "_input_closed",
         "_method",
@@ -117,6 +118,10 @@ class HTTPStream:
         self._send_body = True
         self._status = 0
         self._trailers_expected = False
+        # The app's http.response.start, held until its first body message: the ASGI spec
+        # says the response must not start before that, and an app that fails (or sends a
+        # bad pathsend) in between still gets a clean 500.
+        self._held_head: Response | None = None
         self._response_bytes = 0
         self._started_at = 0.0
         self.task: asyncio.Task[None] | None = None
@@ -222,7 +227,8 @@ class HTTPStream:
         """Answer 500 if nothing was sent yet; otherwise abort so no false success is seen."""
         if self._disconnected or self._state is ResponseState.DONE:
             return
-        if self._state is ResponseState.WAITING:
+        if self._state is ResponseState.WAITING or self._held_head is not None:
+            self._held_head = None
             self._state = ResponseState.DONE
             self._status = 500
             body = b"Internal Server Error"
@@ -297,15 +303,21 @@ class HTTPStream:
         self._status = status
         self._send_body = status not in _NO_BODY_STATUSES and self._method != b"HEAD"
         self._state = ResponseState.BODY
-        await self._sender.stream_send(Response(self.stream_id, status, headers))
+        self._held_head = Response(self.stream_id, status, headers)
+
+    async def _release_head(self) -> None:
+        head, self._held_head = self._held_head, None
+        if head is not None:
+            await self._sender.stream_send(head)
 
     async def _send_body_message(self, message: Message) -> None:
         body = body_of(message)
         more_body = message.get("more_body", False)
-        sender = self._sender
+        if self._held_head is not None:
+            await self._release_head()
         if body and self._send_body:
             self._response_bytes += len(body)
-            await sender.stream_send(Body(self.stream_id, body))
+            await self._sender.stream_send(Body(self.stream_id, body))
         if not more_body:
             await self._end_body()
 
@@ -316,6 +328,7 @@ class HTTPStream:
         except ValueError as exc:
             raise ASGIMessageError(str(exc)) from None
         try:
+            await self._release_head()
             if self._send_body and size:
                 self._response_bytes += size
                 await self._sender.stream_send(FileBody(self.stream_id, file, 0, size))
