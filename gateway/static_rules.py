@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 # Common web types, so the answer does not depend on the operating system's registry
@@ -86,13 +87,16 @@ def entity_tag(mtime_ns: int, size: int, coding: str | None) -> bytes:
 
 
 def parse_http_date(value: bytes) -> int | None:
-    """Seconds since the epoch for an HTTP-date (RFC 9110 §5.6.7), or None if invalid."""
+    """Seconds since the epoch for an HTTP-date (RFC 9110 §5.6.7), or None if invalid.
+
+    All three forms are accepted, as §5.6.7 requires: IMF-fixdate, RFC 850 and asctime.
+    """
     try:
         parsed = parsedate_to_datetime(value.decode("latin-1"))
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if parsed.tzinfo is None:
-        return None
+    if parsed.tzinfo is None:  # the asctime form has no zone: it is GMT (§5.6.7)
+        parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp())
 
 
