@@ -678,3 +678,19 @@ def test_client_that_stops_reading_is_dropped(site: Site, app: RecordingApp, cer
             data, closed = client.read_until_closed(timeout=10)
         assert closed and len(data) < BIG_SIZE
         assert httpx.get(server.url + "/static/app.js", verify=cert_files.client_context).status_code == 200
+
+
+def test_loop_without_sendfile_falls_back_to_chunks(
+    plain_server: RunningServer, site: Site, monkeypatch: pytest.MonkeyPatch, sendfile_bytes: list[int] | None
+) -> None:
+    # An event loop that lacks loop.sendfile() (AbstractEventLoop's NotImplementedError).
+    async def no_sendfile(*args: Any, **kwargs: Any) -> int:
+        raise NotImplementedError
+
+    monkeypatch.setattr(type(plain_server.loop), "sendfile", no_sendfile)
+    digest = hashlib.sha256()
+    with httpx.Client(timeout=30) as client, client.stream("GET", plain_server.url + "/static/big.bin") as response:
+        for chunk in response.iter_raw():
+            digest.update(chunk)
+    assert digest.hexdigest() == site.big_digest
+    assert not sendfile_bytes
