@@ -694,3 +694,18 @@ def test_loop_without_sendfile_falls_back_to_chunks(
             digest.update(chunk)
     assert digest.hexdigest() == site.big_digest
     assert not sendfile_bytes
+
+
+def test_request_body_ending_mid_file_keeps_the_exchange_in_order(plain_server: RunningServer) -> None:
+    # The request's end arrives while the file is still going out; the next request on the
+    # connection must be answered after the whole file, not in the middle of it.
+    with RawClient(plain_server.port, timeout=20) as client:
+        client.send(b"GET /static/big.bin HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        time.sleep(0.5)
+        client.send(b"0\r\n\r\nGET /static/app.js HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        data, closed = client.read_until_closed(timeout=20)
+    assert closed
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert status_of(head) == 200 and b"content-length: %d" % BIG_SIZE in head
+    second = rest[BIG_SIZE:]
+    assert status_of(second) == 200 and second.endswith(JS)

@@ -201,7 +201,9 @@ class HTTPStream:
         if answer is None:
             await self._run(self._context.app)
             return
-        self._state = ResponseState.DONE
+        # BODY until the end, as for an app: the adapter must not start the next exchange
+        # (HTTP/1.1) while the file is still going out.
+        self._state = ResponseState.BODY
         self._status = answer.status
         sender = self._sender
         try:
@@ -210,9 +212,11 @@ class HTTPStream:
                 await sender.stream_send(FileBody(self.stream_id, answer.file, answer.offset, answer.count))
             elif answer.body and self._method != b"HEAD":
                 await sender.stream_send(Body(self.stream_id, answer.body))
+            self._state = ResponseState.DONE
             await sender.stream_send(EndBody(self.stream_id))
         except OSError as exc:  # the file could not be read to its end
             error_log.warning("static file for %s stopped: %s", self._scope.get("path"), exc.strerror or exc)
+            self._state = ResponseState.DONE
             await sender.stream_send(StreamAborted(self.stream_id))
             return
         finally:
