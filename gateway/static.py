@@ -197,8 +197,10 @@ class StaticFiles:
         best: tuple[float, str, str] | None = None
         varies = False
         for coding, suffix in CODINGS:
+            if not os.path.isfile(path + suffix):  # one stat; resolved only if it exists
+                continue
             sibling = os.path.realpath(path + suffix)
-            if not _inside(sibling, mount.root) or not os.path.isfile(sibling):
+            if not _inside(sibling, mount.root):
                 continue
             varies = True
             quality = qualities.get(coding, 0.0)

@@ -584,6 +584,23 @@ def test_curl_range_and_conditional(plain_server: RunningServer, tmp_path: Path)
     assert conditional.stdout == "304"
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_over_http2_downloads_the_large_file(
+    tls_server: RunningServer, cert_files: CertFiles, site: Site, tmp_path: Path
+) -> None:
+    output = tmp_path / "big"
+    command = ["curl", "-sS", "--max-time", "30", "--http2", "--cacert", str(cert_files.ca), "-o", str(output)]
+    result = subprocess.run(
+        [*command, "-w", "%{http_version} %{http_code}", tls_server.url + "/static/big.bin"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout == "2 200"
+    assert hashlib.sha256(output.read_bytes()).hexdigest() == site.big_digest
+
+
 # -- ASGI Path Send --------------------------------------------------------------------
 
 
