@@ -477,6 +477,17 @@ def test_no_escape_from_the_folder(plain_server: RunningServer, app: RecordingAp
     assert app.calls() == before
 
 
+@pytest.mark.parametrize(
+    "path", [b"/static/app.js?v=123", b"/static/app%2Ejs", b"http://x/static/app.js", b"/static/sub/../app.js"]
+)
+def test_equivalent_targets_are_served(plain_server: RunningServer, path: bytes) -> None:
+    data = raw_get(plain_server.port, path)
+    if b".." in path:  # never normalised: a dot segment is refused, not resolved
+        assert status_of(data) == 404
+    else:
+        assert status_of(data) == 200 and data.endswith(JS)
+
+
 def test_symlink_inside_the_folder_is_served(plain_server: RunningServer, site: Site) -> None:
     needs_symlinks(site)
     response = httpx.get(plain_server.url + "/static/link_in.js")

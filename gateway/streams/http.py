@@ -317,8 +317,10 @@ class HTTPStream:
     async def _send_body_message(self, message: Message) -> None:
         body = body_of(message)
         more_body = message.get("more_body", False)
-        if self._held_head is not None:
-            await self._release_head()
+        head = self._held_head
+        if head is not None:  # inlined _release_head: this runs for every response
+            self._held_head = None
+            await self._sender.stream_send(head)
         if body and self._send_body:
             self._response_bytes += len(body)
             await self._sender.stream_send(Body(self.stream_id, body))
