@@ -15,7 +15,6 @@ import logging
 import os
 import stat
 from dataclasses import dataclass
-from email.utils import formatdate
 from typing import BinaryIO
 from urllib.parse import quote, unquote_to_bytes
 
@@ -30,6 +29,7 @@ from gateway.static_rules import (
     byte_range,
     content_type,
     entity_tag,
+    http_date,
     if_range_holds,
     precondition_status,
 )
@@ -62,7 +62,7 @@ class StaticResponse:
 
 @dataclass(frozen=True, slots=True)
 class Mount:
-    """One ``--static`` entry: a raw URL prefix and the resolved folder it maps to."""
+    """One ``--static`` entry: a raw URL prefix and the (absolute) folder it maps to."""
 
     prefix: bytes
     root: str
@@ -108,6 +108,23 @@ def relative_parts(rest: bytes) -> list[str] | None:
     return parts
 
 
+def resolve(root: str, parts: list[str]) -> tuple[str, os.stat_result] | None:
+    """The file ``parts`` names below ``root`` (resolved) and its stat; None if it leads out.
+
+    Each component is lstat'ed: without symlinks, the usual case, that is the whole check
+    and far cheaper than ``os.path.realpath``. With a symlink on the way, the full path is
+    resolved and must stay inside ``root``. Raises ``OSError`` as ``os.stat`` would.
+    """
+    path = root
+    for part in parts:
+        path = os.path.join(path, part)
+        info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode):
+            real = os.path.realpath(os.path.join(root, *parts))
+            return (real, os.stat(real)) if _inside(real, os.path.realpath(root)) else None
+    return path, info
+
+
 def _inside(path: str, root: str) -> bool:
     path, root = os.path.normcase(path), os.path.normcase(root)
     return path.startswith(root) and path[len(root) : len(root) + 1] in ("", os.sep)
@@ -121,7 +138,9 @@ class StaticFiles:
         for entry in entries:
             prefix, _, folder = entry.partition("=")
             raw_prefix = quote(prefix, safe="/:@!$&'()*+,;=-._~").encode("ascii")
-            mounts.append(Mount(raw_prefix, os.path.realpath(folder)))
+            # Not resolved here: a symlink in DIR's own path (a deploy's "current" link)
+            # is followed afresh on every request, as nginx does.
+            mounts.append(Mount(raw_prefix, os.path.abspath(folder)))
         # The longest prefix wins when one folder is mounted inside another's prefix.
         self._mounts = sorted(mounts, key=lambda mount: len(mount.prefix), reverse=True)
         self._cache_control = b"no-cache" if max_age == 0 else b"public, max-age=%d" % max_age
@@ -138,15 +157,15 @@ class StaticFiles:
         if parts is None:
             return _NOT_FOUND
         path = os.path.join(mount.root, *parts)
-        real = os.path.realpath(path)
-        if not _inside(real, mount.root):
-            return _NOT_FOUND  # a symlink pointing out of DIR
         try:
-            info = os.stat(real)
+            found = resolve(mount.root, parts)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             return self._failed(client, path, exc)
+        if found is None:
+            return _NOT_FOUND  # a symlink pointing out of DIR
+        real, info = found
         if not stat.S_ISREG(info.st_mode):
             return None if stat.S_ISDIR(info.st_mode) else _NOT_FOUND
         if request.method not in (b"GET", b"HEAD"):
@@ -155,7 +174,7 @@ class StaticFiles:
         fields: dict[bytes, bytes] = {}
         for name, value in request.headers:
             fields[name] = fields[name] + b", " + value if name in fields else value
-        coding, chosen, varies = self._choose_representation(fields.get(b"accept-encoding"), mount, path, real)
+        coding, chosen, varies = self._choose_representation(fields.get(b"accept-encoding"), mount, parts, real)
         return self._respond_with_file(request.method, fields, path, (coding, chosen, varies), client)
 
     def _respond_with_file(
@@ -186,7 +205,7 @@ class StaticFiles:
         return StaticResponse(answer.status, answer.headers, file, answer.offset, answer.count)
 
     def _choose_representation(
-        self, field: bytes | None, mount: Mount, path: str, real: str
+        self, field: bytes | None, mount: Mount, parts: list[str], real: str
     ) -> tuple[str | None, str, bool]:
         """``(coding, file, varies)``: the precompressed sibling the client prefers, if any.
 
@@ -196,12 +215,17 @@ class StaticFiles:
         qualities = accepted_codings(field)
         best: tuple[float, str, str] | None = None
         varies = False
+        path = os.path.join(mount.root, *parts)
         for coding, suffix in CODINGS:
-            if not os.path.isfile(path + suffix):  # one stat; resolved only if it exists
+            if not os.path.isfile(path + suffix):  # one stat; checked further only if it exists
                 continue
-            sibling = os.path.realpath(path + suffix)
-            if not _inside(sibling, mount.root):
+            try:
+                found = resolve(mount.root, [*parts[:-1], parts[-1] + suffix])
+            except OSError:
                 continue
+            if found is None or not stat.S_ISREG(found[1].st_mode):
+                continue  # e.g. a symlink out of DIR
+            sibling = found[0]
             varies = True
             quality = qualities.get(coding, 0.0)
             if quality > 0.0 and (best is None or quality > best[0]):
@@ -224,7 +248,7 @@ class StaticFiles:
         etag = entity_tag(info.st_mtime_ns, size, coding)
         validators = [
             (b"etag", etag),
-            (b"last-modified", formatdate(modified, usegmt=True).encode("ascii")),
+            (b"last-modified", http_date(modified)),
             (b"cache-control", self._cache_control),
         ]
         if varies:

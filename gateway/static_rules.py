@@ -8,10 +8,11 @@ and a single byte range (§14).
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import re
 from datetime import UTC
-from email.utils import parsedate_to_datetime
+from email.utils import formatdate, parsedate_to_datetime
 
 # Common web types, so the answer does not depend on the operating system's registry
 # (Windows maps .js to text/plain on some machines, for example).
@@ -65,7 +66,12 @@ class RangeNotSatisfiable(Exception):
 def content_type(name: str) -> bytes:
     """The Content-Type for a file name; text types get ``charset=utf-8``."""
     dot = name.rfind(".")
-    suffix = name[dot:].lower() if dot > 0 else ""
+    return _type_for_suffix(name[dot:].lower() if dot > 0 else "")
+
+
+# Only suffixes of files that exist reach here, so the cache holds what the folders hold.
+@functools.lru_cache(maxsize=256)
+def _type_for_suffix(suffix: str) -> bytes:
     media_type = _CONTENT_TYPES.get(suffix)
     if media_type is None:
         guessed, encoding = mimetypes.guess_type("file" + suffix, strict=False)
@@ -84,6 +90,12 @@ def entity_tag(mtime_ns: int, size: int, coding: str | None) -> bytes:
     """
     suffix = f"-{coding}" if coding else ""
     return f'"{mtime_ns:x}-{size:x}{suffix}"'.encode("ascii")
+
+
+@functools.lru_cache(maxsize=1024)
+def http_date(seconds: int) -> bytes:
+    """An IMF-fixdate (RFC 9110 §5.6.7) for Last-Modified; files share few distinct times."""
+    return formatdate(seconds, usegmt=True).encode("ascii")
 
 
 def parse_http_date(value: bytes) -> int | None:

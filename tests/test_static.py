@@ -494,6 +494,23 @@ def test_symlink_inside_the_folder_is_served(plain_server: RunningServer, site: 
     assert response.status_code == 200 and response.content == JS
 
 
+def test_symlink_in_the_folder_path_is_followed_per_request(app: RecordingApp, tmp_path: Path) -> None:
+    # A deploy switches "current" from one release to the next while the server runs.
+    for release in ("one", "two"):
+        (tmp_path / release).mkdir()
+        (tmp_path / release / "v.txt").write_text(release)
+    current = tmp_path / "current"
+    try:
+        current.symlink_to(tmp_path / "one", target_is_directory=True)
+    except OSError:
+        pytest.skip("symlinks cannot be created here")
+    with running_server(app, static=(f"/static/={current}",), lifespan="off") as server:
+        assert httpx.get(server.url + "/static/v.txt").text == "one"
+        (tmp_path / "next").symlink_to(tmp_path / "two", target_is_directory=True)
+        os.replace(tmp_path / "next", current)
+        assert httpx.get(server.url + "/static/v.txt").text == "two"
+
+
 @pytest.mark.parametrize(
     "path",
     ["/static/missing.js", "/static/folder", "/static/folder/", "/static/folder/missing", "/other/app.js", "/static"],
