@@ -8,6 +8,7 @@ Windows runs asyncio on the Proactor loop: there is no ``loop.add_signal_handler
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -104,3 +105,15 @@ def reuse_port_available() -> bool:
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """The default loop for this platform (Proactor on Windows, selector elsewhere)."""
     return asyncio.new_event_loop()
+
+
+def open_file_for_reading(path: str) -> int:
+    """Open ``path`` read-only and return the descriptor, never blocking on a FIFO.
+
+    POSIX: ``O_NONBLOCK`` makes opening a named pipe return at once (reads of regular
+    files ignore it), so a FIFO planted where a static file was checked cannot hang the
+    event loop; the caller checks the descriptor is a regular file. Windows: ``O_BINARY``
+    keeps bytes untranslated; it has no FIFOs in the file system.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+    return os.open(path, flags)
