@@ -1,0 +1,221 @@
+"""``python manage.py runserver`` with ``gateway.django`` installed: a real Django Channels
+project (tests/apps/django_project.py) in a temporary folder, run as a subprocess.
+
+HTTPS with the development CA (conftest points ASGIGW_CA_DIR at a temporary folder), HTTP/2,
+WebSocket over wss, static files as Django serves them, --no-tls, --cert/--key, one-line
+errors, the autoreloader restarting on an edit, and graceful exits on SIGTERM and Ctrl+C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from tests.apps.django_project import STATIC_TEXT, manage_process, set_greeting, write_project
+from tests.apps.process import free_port
+from tests.conftest import CertFiles
+
+pytest.importorskip("django")
+pytest.importorskip("channels")
+
+RELOAD_TIMEOUT = 20.0
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A fresh copy of the test project."""
+    return write_project(tmp_path / "project")
+
+
+def dev_ca(isolated_dev_ca: Path) -> ssl.SSLContext:
+    """A new client context trusting the development CA the server created (a new one each
+    time: httpx sets ALPN h2 on the context it is given, which a WebSocket client must not get)."""
+    return ssl.create_default_context(cafile=isolated_dev_ca / "ca.pem")
+
+
+async def chat_round_trip(url: str, context: ssl.SSLContext | None) -> list[str]:
+    """Two clients in one room; what each receives after the first one says hello."""
+    async with websockets.connect(url, ssl=context) as alice, websockets.connect(url, ssl=context) as bob:
+        await alice.send("hello, room")
+        return [await asyncio.wait_for(alice.recv(), 5), await asyncio.wait_for(bob.recv(), 5)]  # type: ignore[list-item]
+
+
+def run_manage(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``manage.py ARGS`` expected to exit by itself (errors)."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=folder,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_importing_gateway_does_not_import_django() -> None:
+    code = "import sys, gateway, gateway.cli, gateway.server; sys.exit('django' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=30).returncode == 0
+
+
+def test_https_http2_websocket_static_and_sigterm(project: Path, isolated_dev_ca: Path) -> None:
+    with manage_process(project, "runserver", "127.0.0.1:0", "--noreload") as server:
+        url = server.wait_serving()
+        assert url.startswith("https://127.0.0.1:")
+        context = dev_ca(isolated_dev_ca)
+        with httpx.Client(verify=context, http2=True, timeout=10) as client:
+            page = client.get(f"{url}/")
+            static = client.get(f"{url}/static/site.css")
+        assert (page.status_code, page.http_version, page.text) == (200, "HTTP/2", "hello v1 https")
+        assert (static.status_code, static.text) == (200, STATIC_TEXT)
+        wss = url.replace("https://", "wss://") + "/ws/chat/lobby/"
+        assert asyncio.run(chat_round_trip(wss, dev_ca(isolated_dev_ca))) == ["hello, room", "hello, room"]
+        server.process.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+    assert "Django version" in server.output and "using settings 'site_project.settings'" in server.output
+    assert "shutting down" in server.output
+    assert "Traceback" not in server.output
+
+
+def test_nostatic_and_plain_http(project: Path) -> None:
+    with manage_process(project, "runserver", "127.0.0.1:0", "--noreload", "--nostatic", "--no-tls") as server:
+        url = server.wait_serving()
+        assert url.startswith("http://127.0.0.1:")
+        assert httpx.get(f"{url}/").text == "hello v1 http"
+        assert httpx.get(f"{url}/static/site.css").status_code == 404
+        ws = url.replace("http://", "ws://") + "/ws/chat/lobby/"
+        assert asyncio.run(chat_round_trip(ws, None)) == ["hello, room", "hello, room"]
+
+
+def test_static_files_without_debug_need_insecure(project: Path) -> None:
+    for extra, expected in (((), 404), (("--insecure",), 200)):
+        args = ("runserver", "127.0.0.1:0", "--noreload", "--no-tls", *extra)
+        with manage_process(project, *args, SITE_DEBUG="0") as server:
+            url = server.wait_serving()
+            assert httpx.get(f"{url}/static/site.css").status_code == expected, extra
+
+
+def test_certificate_files(project: Path, cert_files: CertFiles) -> None:
+    args = ("runserver", "127.0.0.1:0", "--noreload", "--cert", str(cert_files.cert), "--key", str(cert_files.key))
+    with manage_process(project, *args) as server:
+        port = server.wait_serving().rsplit(":", 1)[1]
+        # Separate contexts: httpx sets ALPN (h2) on the one it is given.
+        with httpx.Client(verify=ssl.create_default_context(cafile=cert_files.ca), http2=True, timeout=10) as client:
+            response = client.get(f"https://localhost:{port}/")
+        assert (response.http_version, response.text) == ("HTTP/2", "hello v1 https")
+        wss = f"wss://localhost:{port}/ws/chat/a/"
+        assert asyncio.run(chat_round_trip(wss, cert_files.client_context))[1] == "hello, room"
+
+
+def test_ipv6_address_port(project: Path) -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    with manage_process(project, "runserver", "[::1]:0", "--noreload", "--no-tls") as server:
+        url = server.wait_serving()
+        assert url.startswith("http://[::1]:")
+        assert httpx.get(f"{url}/").text == "hello v1 http"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("127.0.0.1:http",), "is not a valid port number or address:port pair"),
+        (("127.0.0.1:99999",), "--port 99999: must be a number from 0 to 65535"),
+        (("127.0.0.1:0", "--cert", "missing.pem", "--key", "k.pem"), "certificate file not found: missing.pem"),
+        (("127.0.0.1:0", "--cert", "only.pem"), "--cert and --key must be given together"),
+        (("--no-tls", "--cert", "c.pem", "--key", "k.pem"), "--no-tls and --cert/--key exclude each other"),
+    ],
+)
+def test_errors_are_one_line(project: Path, args: tuple[str, ...], message: str) -> None:
+    result = run_manage(project, "runserver", "--noreload", *args)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("CommandError:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+
+
+def test_port_in_use_is_one_line_under_the_reloader(project: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_manage(project, "runserver", f"127.0.0.1:{port}", "--no-tls")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"CommandError: cannot listen on 127.0.0.1:{port}: address already in use" in result.stderr.splitlines()
+
+
+def wait_for_text(url: str, expected: str, timeout: float = RELOAD_TIMEOUT) -> None:
+    """Poll ``url`` until it answers ``expected`` (the server restarts in between)."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            last = httpx.get(url, timeout=2).text
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        if last == expected:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer {expected!r} within {timeout}s; last: {last!r}")
+
+
+def test_autoreloader_restarts_on_edit_and_stops_on_sigterm(project: Path) -> None:
+    port = free_port()
+    with manage_process(project, "runserver", f"127.0.0.1:{port}", "--no-tls") as server:
+        url = server.wait_serving()
+        server.wait_for("Watching for file changes with")
+        assert httpx.get(f"{url}/").text == "hello v1 http"
+        time.sleep(1.1)  # mtime granularity and the first StatReloader snapshot
+        banners = len(server.lines)
+        set_greeting(project, "hello v2")
+        server.wait_for(r"views\.py changed, reloading", timeout=RELOAD_TIMEOUT)
+        # The old server stopped gracefully before the new one bound the same port.
+        server.wait_for("shutting down", after=banners)
+        server.wait_serving(after=banners)
+        wait_for_text(f"{url}/", "hello v2 http")
+        server.process.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+    assert server.output.count("shutting down") == 2
+    assert "Traceback" not in server.output
+
+
+def test_autoreloader_waits_for_a_fix_after_an_error(project: Path) -> None:
+    port = free_port()
+    with manage_process(project, "runserver", f"127.0.0.1:{port}", "--no-tls") as server:
+        url = server.wait_serving()
+        time.sleep(1.1)
+        (project / "site_project" / "views.py").write_text("def home(:\n", encoding="utf-8")
+        server.wait_for("SyntaxError", timeout=RELOAD_TIMEOUT)
+        server.wait_for("Waiting for a file to change")
+        time.sleep(1.1)
+        set_greeting(project, "fixed")
+        wait_for_text(f"{url}/", "fixed http")
+
+
+def test_ctrl_c_under_the_reloader_stops_both_processes(project: Path) -> None:
+    port = free_port()
+    with manage_process(project, "runserver", f"127.0.0.1:{port}", "--no-tls") as server:
+        url = server.wait_serving()
+        assert httpx.get(f"{url}/").status_code == 200
+        # A terminal sends Ctrl+C to the whole foreground process group.
+        os.killpg(server.process.pid, signal.SIGINT)
+        assert server.wait() == 0
+    assert server.output.count("shutting down") == 1
+    assert "second stop request" not in server.output
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/", timeout=2)
