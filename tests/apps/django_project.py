@@ -2,9 +2,8 @@
 
 The project has a view (``/``, its text is easy to change so a test can watch the
 autoreloader pick up an edit), a static file (``/static/site.css``) and a group chat
-consumer at ``/ws/chat/<room>/``. Like ``examples/chat``, its settings use
-``channels_redis`` when ``CHAT_REDIS_URL`` is set, else the in-memory channel layer;
-``SITE_DEBUG=0`` turns DEBUG off.
+consumer at ``/ws/chat/<room>/`` on the in-memory channel layer. ``SITE_DEBUG=0`` turns
+DEBUG off.
 """
 
 from __future__ import annotations
@@ -38,15 +37,7 @@ DATABASES = {}
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 USE_TZ = True
-if os.environ.get("CHAT_REDIS_URL"):
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [os.environ["CHAT_REDIS_URL"]]},
-        }
-    }
-else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 """
 
 URLS = """
