@@ -9,6 +9,7 @@ errors, the autoreloader restarting on an edit, and graceful exits on SIGTERM an
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -23,7 +24,7 @@ import pytest
 import websockets
 
 from tests.apps.django_project import STATIC_TEXT, manage_process, set_greeting, write_project
-from tests.apps.process import free_port
+from tests.apps.process import ROOT, free_port
 from tests.conftest import CertFiles
 
 pytest.importorskip("django")
@@ -51,12 +52,12 @@ async def chat_round_trip(url: str, context: ssl.SSLContext | None) -> list[str]
         return [await asyncio.wait_for(alice.recv(), 5), await asyncio.wait_for(bob.recv(), 5)]  # type: ignore[list-item]
 
 
-def run_manage(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_manage(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """``manage.py ARGS`` expected to exit by itself (errors)."""
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=folder,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -219,3 +220,44 @@ def test_ctrl_c_under_the_reloader_stops_both_processes(project: Path) -> None:
     assert "second stop request" not in server.output
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/", timeout=2)
+
+
+def test_system_check_warns_when_staticfiles_comes_first(project: Path) -> None:
+    assert "asgigw.W001" not in run_manage(project, "check").stderr
+    wrong = run_manage(project, "check", SITE_STATICFILES_FIRST="1")
+    assert wrong.returncode == 0  # a warning, not an error: other commands keep working
+    assert "?: (asgigw.W001) gateway.django is listed after django.contrib.staticfiles" in wrong.stderr
+
+
+def test_the_chat_example(tmp_path: Path, isolated_dev_ca: Path) -> None:
+    chat = ROOT / "examples" / "chat"
+    env = {
+        "DJANGO_DEBUG": "1",
+        "DJANGO_ALLOWED_HOSTS": "localhost,127.0.0.1",
+        "CHAT_DATABASE": str(tmp_path / "db.sqlite3"),
+        "CHAT_REDIS_URL": "",
+    }
+    migrated = run_manage(chat, "migrate", "--noinput", "-v", "0", **env)
+    assert migrated.returncode == 0, migrated.stderr
+    with manage_process(chat, "runserver", "127.0.0.1:0", "--noreload", **env) as server:
+        port = server.wait_serving().rsplit(":", 1)[1]
+        base = f"https://localhost:{port}"
+        with httpx.Client(verify=dev_ca(isolated_dev_ca), http2=True, timeout=10) as client:
+            index = client.get(f"{base}/")
+            script = client.get(f"{base}/static/rooms/chat.js")
+        assert (index.status_code, index.http_version) == (200, "HTTP/2")
+        assert "Pick a room" in index.text
+        assert script.status_code == 200
+
+        async def chat() -> list[dict[str, object]]:
+            origin = websockets.Origin(base)
+            async with websockets.connect(
+                f"wss://localhost:{port}/ws/chat/lobby/", ssl=dev_ca(isolated_dev_ca), origin=origin
+            ) as client:
+                welcome = json.loads(await asyncio.wait_for(client.recv(), 5))
+                await client.send(json.dumps({"name": "ada", "message": "hi"}))
+                return [welcome, json.loads(await asyncio.wait_for(client.recv(), 5))]
+
+        welcome, message = asyncio.run(chat())
+    assert (welcome["type"], welcome["scheme"]) == ("welcome", "wss")
+    assert message == {"type": "message", "room": "lobby", "author": "ada", "message": "hi"}

@@ -12,3 +12,11 @@ class GatewayConfig(AppConfig):  # type: ignore[misc]  # Django ships no type st
     # The default label would be "django", which reads as if it were Django itself.
     label = "asgigw"
     verbose_name = "asgigw development server"
+
+    def ready(self) -> None:
+        """Register the INSTALLED_APPS order check."""
+        from django.core import checks
+
+        from gateway.django.checks import check_app_order
+
+        checks.register(check_app_order)

@@ -31,6 +31,8 @@ SECRET_KEY = "asgigw-runserver-tests"
 DEBUG = os.environ.get("SITE_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 INSTALLED_APPS = ["gateway.django", "django.contrib.staticfiles", "channels"]
+if os.environ.get("SITE_STATICFILES_FIRST") == "1":  # the wrong order, for the system check
+    INSTALLED_APPS = ["django.contrib.staticfiles", "gateway.django", "channels"]
 ROOT_URLCONF = "site_project.urls"
 ASGI_APPLICATION = "site_project.asgi.application"
 DATABASES = {}
