@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -32,6 +33,7 @@ pytest.importorskip("django")
 pytest.importorskip("channels")
 
 RELOAD_TIMEOUT = 20.0
+DOC = ROOT / "docs" / "django-runserver.md"
 
 
 @pytest.fixture
@@ -71,6 +73,28 @@ def test_importing_gateway_does_not_import_django() -> None:
     assert subprocess.run([sys.executable, "-c", code], timeout=30).returncode == 0
 
 
+# Options every Django command has; the rest of ``runserver --help`` is ours to document.
+DJANGO_COMMON_OPTIONS = {"-h", "--help", "--version", "--settings", "--pythonpath", "--no-color", "--force-color"}
+
+
+def test_every_option_is_documented(project: Path) -> None:
+    result = run_manage(project, "runserver", "--help")
+    assert result.returncode == 0, result.stderr
+    listed = {"addrport"} if re.search(r"^  addrport ", result.stdout, re.MULTILINE) else set()
+    for line in result.stdout.splitlines():
+        match = re.match(r"^  (-\S.*?)(?:\s{2,}|$)", line)  # an option line: "  --ipv6, -6   help"
+        if match:
+            listed |= set(re.findall(r"(?<![\w-])--?[a-z0-9][a-z0-9-]*", match.group(1)))
+    documented = set()
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        if line.startswith("| `"):
+            documented |= set(re.findall(r"`(--[a-z0-9-]+|-\w|addrport)[ `]", line.split("|")[1]))
+    expected = {"addrport", "--ipv6", "-6", "--nothreading", "--noreload", "--nostatic", "--insecure"}
+    expected |= {"--cert", "--key", "--no-tls", "--skip-checks"}
+    assert expected <= listed, sorted(expected - listed)
+    assert listed - DJANGO_COMMON_OPTIONS <= documented, sorted(listed - DJANGO_COMMON_OPTIONS - documented)
+
+
 def test_https_http2_websocket_static_and_sigterm(project: Path, isolated_dev_ca: Path) -> None:
     with manage_process(project, "runserver", "127.0.0.1:0", "--noreload") as server:
         url = server.wait_serving()
@@ -91,7 +115,8 @@ def test_https_http2_websocket_static_and_sigterm(project: Path, isolated_dev_ca
 
 
 def test_nostatic_and_plain_http(project: Path) -> None:
-    with manage_process(project, "runserver", "127.0.0.1:0", "--noreload", "--nostatic", "--no-tls") as server:
+    args = ("runserver", "127.0.0.1:0", "--noreload", "--nostatic", "--no-tls", "--nothreading")
+    with manage_process(project, *args) as server:
         url = server.wait_serving()
         assert url.startswith("http://127.0.0.1:")
         assert httpx.get(f"{url}/").text == "hello v1 http"
@@ -126,10 +151,11 @@ def test_ipv6_address_port(project: Path) -> None:
             probe.bind(("::1", 0))
     except OSError:
         pytest.skip("no IPv6 loopback on this machine")
-    with manage_process(project, "runserver", "[::1]:0", "--noreload", "--no-tls") as server:
-        url = server.wait_serving()
-        assert url.startswith("http://[::1]:")
-        assert httpx.get(f"{url}/").text == "hello v1 http"
+    for addrport in (("[::1]:0",), ("-6", "0")):  # explicit, and --ipv6 with a port only
+        with manage_process(project, "runserver", *addrport, "--noreload", "--no-tls") as server:
+            url = server.wait_serving()
+            assert url.startswith("http://[::1]:")
+            assert httpx.get(f"{url}/").text == "hello v1 http"
 
 
 @pytest.mark.parametrize(

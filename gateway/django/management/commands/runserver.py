@@ -43,8 +43,24 @@ class Command(RunserverCommand):  # type: ignore[misc]  # Django ships no type s
     )
 
     def add_arguments(self, parser: Any) -> None:
-        """Django's options (addrport, --ipv6, --noreload, --nothreading), staticfiles', TLS."""
-        super().add_arguments(parser)
+        """Django's options (addrport, --ipv6, --noreload, --nothreading), staticfiles', TLS.
+
+        Same names and destinations as Django's, so its ``handle`` parses them; declared
+        here so that their help says what they do under asgigw.
+        """
+        parser.add_argument("addrport", nargs="?", help="Port, or address:port (default 127.0.0.1:8000).")
+        parser.add_argument(
+            "--ipv6", "-6", action="store_true", dest="use_ipv6", help="Listen on ::1 when addrport has no address."
+        )
+        parser.add_argument(
+            "--nothreading",
+            action="store_false",
+            dest="use_threading",
+            help="Accepted for compatibility; no effect (asgigw serves on one asyncio loop).",
+        )
+        parser.add_argument(
+            "--noreload", action="store_false", dest="use_reloader", help="Do not use the autoreloader."
+        )
         parser.add_argument(
             "--nostatic",
             action="store_false",
