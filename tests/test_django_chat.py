@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,12 +44,16 @@ pytest.importorskip("django")
 pytest.importorskip("channels")
 
 CHAT_DIR = ROOT / "examples" / "chat"
+PAGE_SCRIPT = CHAT_DIR / "rooms" / "static" / "rooms" / "chat.js"
+PAGE_HARNESS = ROOT / "tests" / "apps" / "chat_page.js"
 APP = ("--app-dir", str(CHAT_DIR), "chat.asgi:application")
 ADMIN_PASSWORD = "asgigw-admin-password"
 HTTP_VERSIONS = ["HTTP/1.1", "HTTP/2"]
 UPLOAD_SIZE = 20 * 1024 * 1024
 RECEIVE_TIMEOUT = 5.0
 CROWD = 200
+# The traceback Django logs for /demo/error/ (on purpose); any other one fails the module.
+FAIL_TRACEBACK = "RuntimeError: this view fails on purpose"
 
 
 @dataclass
@@ -127,7 +133,7 @@ def chat_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
-def start_site(env: dict[str, str], cert_files: CertFiles, *extra: str) -> Any:
+def start_site(env: dict[str, str], cert_files: CertFiles, *extra: str) -> AbstractContextManager[ServerProcess]:
     """``python -m gateway`` on the example, TLS with the test certificate, a free port."""
     tls = ("--cert", str(cert_files.cert), "--key", str(cert_files.key))
     return gateway_process("--port", "0", "--no-access-log", *tls, *extra, *APP, plain=False, **env)
@@ -144,10 +150,6 @@ def site(chat_env: dict[str, str], cert_files: CertFiles) -> Iterator[ChatSite]:
         yield ChatSite(server=server, port=port_of(server), env=chat_env, ca_file=cert_files.ca)
     stderr = server.stderr
     assert stderr.count("Traceback") == stderr.count(FAIL_TRACEBACK), stderr
-
-
-# The traceback Django logs for /demo/error/ (on purpose); any other one fails the module.
-FAIL_TRACEBACK = "RuntimeError: this view fails on purpose"
 
 
 def csrf_token(page: str) -> str:
@@ -428,6 +430,52 @@ def test_200_websockets_in_one_room_all_get_the_broadcast(site: ChatSite) -> Non
             await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
 
     asyncio.run(crowd())
+
+
+def node_with_websocket() -> list[str] | None:
+    """A Node.js command line with a global WebSocket (built in from Node 22, a flag in 20-21)."""
+    node = shutil.which("node")
+    if node is None:
+        return None
+    for flags in ([], ["--experimental-websocket"]):
+        check = "process.exit(typeof WebSocket === 'function' ? 0 : 1)"
+        probe = subprocess.run([node, *flags, "-e", check], capture_output=True, timeout=15)
+        if probe.returncode == 0:
+            return [node, *flags]
+    return None
+
+
+def test_room_page_script_chats(site: ChatSite, cert_files: CertFiles) -> None:
+    node = node_with_websocket()
+    if node is None:
+        pytest.skip("no Node.js with a WebSocket client to run the room page's script")
+    room = f"page-{os.urandom(3).hex()}"
+    arguments = [str(PAGE_HARNESS), str(PAGE_SCRIPT), f"localhost:{site.port}", room, "from the page script"]
+
+    async def scenario() -> None:
+        async with site.websocket(room) as listener:
+            await welcome(listener, room)
+            process = await asyncio.create_subprocess_exec(
+                *node,
+                *arguments,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={**os.environ, "NODE_EXTRA_CA_CERTS": str(cert_files.ca)},
+            )
+            try:
+                out, err = await asyncio.wait_for(process.communicate(), 20)
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+            assert process.returncode == 0, (out + err).decode()
+            report = json.loads(out.decode().splitlines()[-1])
+            assert report == {"status": "connected over wss", "log": ["node from the page script"]}
+            expected = {"type": "message", "room": room, "author": "node", "message": "from the page script"}
+            assert await receive_json(listener) == expected
+
+    asyncio.run(scenario())
 
 
 def h2_websocket(client: H2WebSocketClient, site: ChatSite, room: str) -> tuple[int, int]:
