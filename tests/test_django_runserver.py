@@ -125,6 +125,17 @@ def test_nostatic_and_plain_http(project: Path) -> None:
         assert asyncio.run(chat_round_trip(ws, None)) == ["hello, room", "hello, room"]
 
 
+def test_without_asgi_application_django_itself_is_served(project: Path) -> None:
+    args = ("runserver", "127.0.0.1:0", "--noreload", "--no-tls")
+    with manage_process(project, *args, SITE_PLAIN_DJANGO="1") as server:
+        url = server.wait_serving()
+        assert httpx.get(f"{url}/").text == "hello v1 http"
+        assert httpx.get(f"{url}/static/site.css").text == STATIC_TEXT
+        # Django's ASGIHandler has no WebSocket: the handshake fails without reaching Channels.
+        with pytest.raises(websockets.InvalidHandshake):
+            asyncio.run(chat_round_trip(url.replace("http://", "ws://") + "/ws/chat/lobby/", None))
+
+
 def test_static_files_without_debug_need_insecure(project: Path) -> None:
     for extra, expected in (((), 404), (("--insecure",), 200)):
         args = ("runserver", "127.0.0.1:0", "--noreload", "--no-tls", *extra)

@@ -34,7 +34,8 @@ INSTALLED_APPS = ["gateway.django", "django.contrib.staticfiles", "channels"]
 if os.environ.get("SITE_STATICFILES_FIRST") == "1":  # the wrong order, for the system check
     INSTALLED_APPS = ["django.contrib.staticfiles", "gateway.django", "channels"]
 ROOT_URLCONF = "site_project.urls"
-ASGI_APPLICATION = "site_project.asgi.application"
+# SITE_PLAIN_DJANGO=1: no ASGI_APPLICATION, so runserver serves Django's own ASGI handler.
+ASGI_APPLICATION = None if os.environ.get("SITE_PLAIN_DJANGO") == "1" else "site_project.asgi.application"
 DATABASES = {}
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
