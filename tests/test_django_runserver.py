@@ -261,6 +261,20 @@ def test_autoreloader_waits_for_a_fix_after_an_error(project: Path) -> None:
         wait_for_text(f"{url}/", "fixed http")
 
 
+@pytest.mark.parametrize("ctrl_c", [True, False], ids=["ctrl-c", "sigterm"])
+def test_stopping_while_waiting_for_a_fix(project: Path, ctrl_c: bool) -> None:
+    with manage_process(project, "runserver", f"127.0.0.1:{free_port()}", "--no-tls") as server:
+        server.wait_serving()
+        views = project / "site_project" / "views.py"
+        edit_until(server, lambda: views.write_text("def home(:\n", encoding="utf-8"), "Waiting for a file to change")
+        if ctrl_c:
+            os.killpg(server.process.pid, signal.SIGINT)
+        else:
+            server.process.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+    assert "KeyboardInterrupt" not in server.output
+
+
 def test_ctrl_c_under_the_reloader_stops_both_processes(project: Path) -> None:
     port = free_port()
     with manage_process(project, "runserver", f"127.0.0.1:{port}", "--no-tls") as server:

@@ -135,9 +135,22 @@ def _run_child(main_function: Callable[..., None], *args: Any, **kwargs: Any) ->
     # ends the child at once, as under Django's reloader.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
-        autoreload.check_errors(main_function)(*args, **kwargs)
-    except KeyboardInterrupt:  # Ctrl+C before the server had its handlers (system checks)
+        return _serve_or_wait(main_function, restart, state, args, kwargs)
+    except KeyboardInterrupt:  # Ctrl+C while no server runs (system checks, waiting for a fix)
         return 0
+    finally:
+        reloader.stop()
+
+
+def _serve_or_wait(
+    main_function: Callable[..., None],
+    restart: Restart,
+    state: _MainFunctionState,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> int:
+    try:
+        autoreload.check_errors(main_function)(*args, **kwargs)
     except CommandError as exc:
         if not isinstance(exc, SystemCheckError):
             raise  # a bad address, port or certificate: fixing code will not help
@@ -150,19 +163,14 @@ def _run_child(main_function: Callable[..., None], *args: Any, **kwargs: Any) ->
         state.failed.set()
         traceback.print_exc()
         return _wait_for_fix(restart)
-    finally:
-        reloader.stop()
     return RESTART_EXIT_CODE if restart.requested.is_set() else 0
 
 
 def _wait_for_fix(restart: Restart) -> int:
     sys.stderr.write("Waiting for a file to change to restart the server.\n")
     sys.stderr.flush()
-    try:
-        while not restart.requested.wait(POLL_SECONDS):
-            pass
-    except KeyboardInterrupt:
-        return 0
+    while not restart.requested.wait(POLL_SECONDS):
+        pass
     return RESTART_EXIT_CODE
 
 
