@@ -110,7 +110,10 @@ class Command(RunserverCommand):  # type: ignore[misc]  # Django ships no type s
             connection.close()
         config = self.get_config(options)
         application = self.get_application(options)
-        self.serve(application, config)
+        try:
+            self.serve(application, config)
+        except KeyboardInterrupt:  # Ctrl+C in the moment before the server had its handlers
+            pass
         if options.get("shutdown_message"):
             self.stdout.write(options["shutdown_message"])
 
