@@ -99,7 +99,9 @@ if os.environ.get("CHAT_REDIS_URL"):
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [os.environ["CHAT_REDIS_URL"]]},
+            # socket_timeout None: redis-py 8 defaults to 5 s, which cuts channels_redis's
+            # blocking reads and kills every consumer idle for 5 s (channels_redis#422).
+            "CONFIG": {"hosts": [{"address": os.environ["CHAT_REDIS_URL"], "socket_timeout": None}]},
         }
     }
 else:
