@@ -11,9 +11,10 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 shared="$repo/../shared/windows"
 target="${ASGIGW_WINPY:-/tmp/asgigw-winpy}"
 # Runtime dependencies of gateway/ as win_amd64 wheels. pip resolves markers for Linux, so
-# the Windows-only ones are named here: colorama (click on Windows), cffi (cryptography).
-# cryptography itself is pinned by setup.sh.
-requirements=(h11 h2 wsproto click trustme colorama cffi)
+# the Windows-only ones are named here: colorama (click on Windows), cffi (cryptography),
+# tzdata (Django on Windows). cryptography itself is pinned by setup.sh. Django, Channels
+# and asgiref serve the chat example (tests/windows/test_windows_chat.py).
+requirements=(h11 h2 wsproto click trustme colorama cffi django channels asgiref tzdata)
 
 stamp_text() {
   printf 'project=%s\nrequirements=%s\nsetup=%s\n' "$repo" "${requirements[*]}" \

@@ -95,6 +95,19 @@ SUBCOMMANDS: dict[str, click.Command] = {"certs": certs}
     show_default=True,
     help="Seconds between checks for changed certificate files; 0 = off (SIGHUP still reloads).",
 )
+@click.option(
+    "--static",
+    multiple=True,
+    metavar="URL_PREFIX=DIR",
+    help="Serve files in DIR under URL_PREFIX (e.g. /static/=staticfiles) without calling the app; repeatable.",
+)
+@click.option(
+    "--static-max-age",
+    type=int,
+    default=3600,
+    show_default=True,
+    help="Cache-Control max-age of --static files in seconds; 0 = no-cache.",
+)
 @click.option("--root-path", default="", help="Path prefix the app is mounted at behind a proxy (ASGI root_path).")
 @click.option(
     "--lifespan",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -149,6 +150,11 @@ class Config:
     # Processes serving the same listening sockets; 1 serves in this process. More start
     # a supervisor and that many workers (gateway/workers.py, docs/workers.md).
     workers: int = 1
+    # Static files served by asgigw itself, without calling the app: "URL_PREFIX=DIR"
+    # entries, e.g. "/static/=staticfiles"; see docs/static.md.
+    static: tuple[str, ...] = ()
+    # Cache-Control max-age of static responses in seconds; 0 sends "no-cache".
+    static_max_age: int = 3600
     addresses: tuple[BindAddress, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
@@ -201,6 +207,23 @@ class Config:
         if self.read_buffer_size < 1 * KiB or self.write_buffer_size < 1 * KiB:
             raise ConfigError("buffer sizes must be at least 1024 bytes")
         self._validate_http2()
+        self._validate_static()
+
+    def _validate_static(self) -> None:
+        for entry in self.static:
+            prefix, equals, folder = entry.partition("=")
+            if not equals or not folder:
+                raise ConfigError(f"--static {entry!r}: expected URL_PREFIX=DIR, e.g. /static/=staticfiles")
+            if not (prefix.startswith("/") and prefix.endswith("/")):
+                raise ConfigError(f"--static {entry!r}: URL_PREFIX must start and end with '/', e.g. /static/")
+            if not os.path.isdir(folder):
+                problem = "is not a directory" if os.path.exists(folder) else "does not exist"
+                raise ConfigError(f"--static {entry!r}: DIR {folder!r} {problem}")
+        prefixes = [entry.partition("=")[0] for entry in self.static]
+        if len(set(prefixes)) != len(prefixes):
+            raise ConfigError("--static: each URL_PREFIX may be given only once")
+        if self.static_max_age < 0:
+            raise ConfigError("--static-max-age must be 0 (no-cache) or more")
 
     def _validate_http2(self) -> None:
         # Ranges from RFC 9113 §6.5.2. The window may not go below the protocol's initial

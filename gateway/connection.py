@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from gateway.events import ConnectionInfo, Request
 from gateway.logs import address_label
-from gateway.protocols.common import ProtocolAdapter
+from gateway.protocols.common import FileShrank, ProtocolAdapter, read_file_chunks
 from gateway.protocols.http1 import HTTP1Protocol
 from gateway.protocols.http2 import PREFACE, HTTP2Protocol
 from gateway.tls import tls_extension
@@ -23,6 +23,13 @@ if TYPE_CHECKING:
     from gateway.context import ServerContext
 
 log = logging.getLogger("gateway.error")
+
+# Bytes per loop.sendfile() call. Each call must finish within --send-timeout, so a client
+# that stops reading is dropped while one reading at 9 KiB/s or more is not (nginx's
+# send_timeout also times each write, not the whole response).
+_SENDFILE_SEGMENT = 256 * 1024
+# Smaller files are read and written with the head: one write beats a write and a sendfile.
+_SENDFILE_MIN_SIZE = 16 * 1024
 
 
 def _address(value: Any) -> tuple[str, int] | None:
@@ -53,6 +60,8 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._stall_timer: asyncio.TimerHandle | None = None
         self.info: ConnectionInfo | None = None
+        # False on TLS (the kernel cannot encrypt) and on loops without loop.sendfile().
+        self._sendfile = False
 
     # -- asyncio.Protocol callbacks -------------------------------------------------
 
@@ -69,6 +78,7 @@ class Connection(asyncio.Protocol):
             tls_extension=tls_extension(ssl_object) if ssl_object is not None else None,
         )
         self._context.connections.add(self)
+        self._sendfile = ssl_object is None
         http2 = self._context.config.http2
         if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
             self.protocol = HTTP2Protocol(self._context, self, self.info)
@@ -197,6 +207,47 @@ class Connection(asyncio.Protocol):
             if self._drain_waiter is None:
                 self._drain_waiter = self._loop.create_future()
             await self._drain_waiter
+
+    async def send_file(self, file: BinaryIO, offset: int, count: int) -> None:
+        """After what is queued, send ``count`` bytes of ``file`` from ``offset``.
+
+        Plain TCP: ``loop.sendfile()``, which uses the kernel's sendfile where there is one
+        (os.sendfile on Linux and macOS, TransmitFile on Windows' Proactor loop) and reads
+        and writes itself elsewhere. TLS, small files and loops without it: chunks written
+        through the normal buffer, waiting while the transport is paused.
+        """
+        if count < _SENDFILE_MIN_SIZE or not self._sendfile:
+            await self._write_file(file, offset, count)
+            return
+        self._flush()
+        end = offset + count
+        try:
+            while offset < end and not self._closed and self._transport is not None:
+                size = min(end - offset, _SENDFILE_SEGMENT)
+                sent = await asyncio.wait_for(
+                    self._loop.sendfile(self._transport, file, offset, size), self._context.config.send_timeout
+                )
+                if sent < size:
+                    raise FileShrank(f"file ended {end - offset - sent} bytes before the promised {count}")
+                offset += sent
+        except NotImplementedError:  # an event loop without sendfile support
+            self._sendfile = False
+            await self._write_file(file, offset, end - offset)
+        except FileShrank:
+            raise
+        except TimeoutError:
+            self._on_write_stall()
+        except (OSError, RuntimeError) as exc:  # the client went away mid-file
+            log.debug("%s - sendfile stopped: %s", address_label(self.info.client if self.info else None), exc)
+            self.abort()
+
+    async def _write_file(self, file: BinaryIO, offset: int, count: int) -> None:
+        for chunk in read_file_chunks(file, offset, count, self._context.config.write_buffer_size):
+            if self._closed:
+                return
+            self.write(chunk)
+            if self.write_paused:
+                await self.drain()
 
     def _wake_writer(self) -> None:
         waiter = self._drain_waiter

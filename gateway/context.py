@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config
+from gateway.static import StaticFiles
 
 if TYPE_CHECKING:
     from gateway.asgi import ASGIApp
@@ -32,6 +33,10 @@ class ServerContext:
     shutting_down: bool = False
     # Decided once at start-up so the hot path tests a bool, not the logging machinery.
     access_log: bool = False
+    # The --static folders; None without any, so other requests pay one attribute test.
+    static: StaticFiles | None = None
 
     def __post_init__(self) -> None:
+        if self.config.static:
+            self.static = StaticFiles(self.config.static, self.config.static_max_age)
         self.access_log = self.config.access_log and logging.getLogger("gateway.access").isEnabledFor(logging.INFO)

@@ -8,6 +8,7 @@ always uses stream id 1; HTTP/2 uses its own stream ids. Events carry data, neve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import BinaryIO
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -44,6 +45,22 @@ class Body:
 
     stream_id: int
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FileBody:
+    """``count`` bytes of an open file from ``offset``, as (part of) a response body.
+
+    Sent by a stream for static files and ``http.response.pathsend``; the stream owns the
+    file and closes it once ``stream_send`` returns. Plain HTTP/1.1 sends it with the
+    kernel's ``sendfile``; TLS and HTTP/2 read it in chunks, within backpressure and flow
+    control. A file that ends before ``count`` bytes raises ``OSError`` from ``stream_send``.
+    """
+
+    stream_id: int
+    file: BinaryIO
+    offset: int
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,4 +142,4 @@ class StreamAborted:
 
 
 InboundEvent = Request | Body | EndBody | Data | EndData | StreamClosed | InputClosed
-OutboundEvent = Response | InformationalResponse | Body | EndBody | Trailers | Data | EndData | StreamAborted
+OutboundEvent = Response | InformationalResponse | Body | FileBody | EndBody | Trailers | Data | EndData | StreamAborted

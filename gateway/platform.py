@@ -13,6 +13,7 @@ import asyncio
 import logging
 import multiprocessing
 import multiprocessing.context
+import os
 import signal
 import socket
 import ssl
@@ -114,6 +115,18 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
+def open_file_for_reading(path: str) -> int:
+    """Open ``path`` read-only and return the descriptor, never blocking on a FIFO.
+
+    POSIX: ``O_NONBLOCK`` makes opening a named pipe return at once (reads of regular
+    files ignore it), so a FIFO planted where a static file was checked cannot hang the
+    event loop; the caller checks the descriptor is a regular file. Windows: ``O_BINARY``
+    keeps bytes untranslated; it has no FIFOs in the file system.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+    return os.open(path, flags)
+
+
 # Exit status of a Windows process ended by Ctrl+C or by closing its console window.
 WINDOWS_CONTROL_C_EXIT = 0xC000013A
 
@@ -173,7 +186,8 @@ class SharedSocketAcceptor:
     """Accepts on a listening socket from a thread and gives each connection to ``loop``.
 
     Stands in (``close``, ``wait_closed``) for the ``asyncio.Server`` of
-    ``loop.create_server(sock=...)`` where that cannot work (see :func:`accept_shared_in_thread`). The thread owns the socket: it polls
+    ``loop.create_server(sock=...)`` where that cannot work (see
+    :func:`accept_shared_in_thread`). The thread owns the socket: it polls
     (``ACCEPT_POLL_SECONDS``) so that it notices :meth:`close` and closes the socket itself,
     rather than having it closed under a blocked ``accept()``.
     """

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 import h11
 
 from gateway.config import Config
 from gateway.context import ServerContext
 from gateway.events import ConnectionInfo, Request
+from gateway.protocols.common import read_file_chunks
 from gateway.protocols.http1 import HTTP1Protocol
 
 CLIENT = ("127.0.0.1", 50123)
@@ -37,6 +38,7 @@ class FakeTransport:
         self.resumes = 0
         self.timeouts: list[tuple[float, str]] = []
         self.timeout_cleared = 0
+        self.files_sent = 0
         self._drained = asyncio.Event()
 
     def write(self, data: bytes, *, flush: bool = False) -> None:
@@ -53,6 +55,12 @@ class FakeTransport:
         self.write_paused = paused
         if not paused:
             self._drained.set()
+
+    async def send_file(self, file: BinaryIO, offset: int, count: int) -> None:
+        """Like the connection on TLS: the file's bytes, read in chunks, after what is queued."""
+        self.files_sent += 1
+        for chunk in read_file_chunks(file, offset, count, 4096):
+            self.write(chunk)
 
     def close(self) -> None:
         self.closed = True

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from gateway.events import OutboundEvent, Request
 
@@ -40,6 +41,26 @@ def error_response(status: int, reason: str, *, http_version: bytes = b"1.1") ->
     )
 
 
+class FileShrank(OSError):
+    """A file sent as a response body ended before the bytes its Content-Length promised."""
+
+
+def read_file_chunks(file: BinaryIO, offset: int, count: int, chunk_size: int) -> Iterator[bytes]:
+    """``count`` bytes of ``file`` from ``offset``, at most ``chunk_size`` at a time.
+
+    Only one chunk is held at a time, so a large file never sits in memory. Reads are
+    synchronous, as nginx's are without ``aio``: static files are usually in the page cache.
+    """
+    file.seek(offset)
+    remaining = count
+    while remaining > 0:
+        chunk = file.read(min(chunk_size, remaining))
+        if not chunk:
+            raise FileShrank(f"file ended {remaining} bytes before the promised {count}")
+        remaining -= len(chunk)
+        yield chunk
+
+
 class Transport(Protocol):
     """What a protocol adapter may ask of its connection; it never sees the socket."""
 
@@ -50,6 +71,14 @@ class Transport(Protocol):
 
     async def drain(self) -> None:
         """Wait until the peer has taken enough of what was written."""
+
+    async def send_file(self, file: BinaryIO, offset: int, count: int) -> None:
+        """After what is queued, send ``count`` bytes of ``file`` from ``offset`` as they are.
+
+        Plain connections use the kernel's ``sendfile``; TLS ones read and write chunks. A
+        failed socket aborts the connection (the stream then sees ``StreamClosed``); a
+        failed read raises ``OSError``.
+        """
 
     def close(self) -> None:
         """Flush what is queued, then close."""

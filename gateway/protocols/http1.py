@@ -19,6 +19,7 @@ from gateway.events import (
     Data,
     EndBody,
     EndData,
+    FileBody,
     Headers,
     InformationalResponse,
     InputClosed,
@@ -327,6 +328,8 @@ class HTTP1Protocol:
             transport.write(self._writer.body(event.data))  # type: ignore[union-attr]
             if transport.write_paused:
                 await transport.drain()
+        elif event_type is FileBody:
+            await self._send_file(event)  # type: ignore[arg-type]
         elif event_type is Response and event.status == 101:  # type: ignore[union-attr]
             head = serialize_head(101, event.headers, body_allowed=False, http10=False, keep_alive=True)[0]  # type: ignore[union-attr]
             transport.write(head)
@@ -356,6 +359,14 @@ class HTTP1Protocol:
                 transport.write(interim_response(event.status, event.headers))  # type: ignore[union-attr]
         elif event_type is StreamAborted:
             self._close()
+
+    async def _send_file(self, event: FileBody) -> None:
+        before, after, send = self._writer.file_body(event.count)
+        transport = self._transport
+        transport.write(before)
+        if send:
+            await transport.send_file(event.file, event.offset, event.count)
+            transport.write(after)
 
     def _end_body(self, trailers: Headers | None) -> None:
         ending = self._writer.end(trailers)

@@ -139,6 +139,24 @@ class ResponseWriter:
             self._held_head = b""
         return data
 
+    def file_body(self, count: int) -> tuple[bytes, bytes, bool]:
+        """Framing around ``count`` body bytes sent straight from a file.
+
+        ``(before, after, send)``: bytes to write before and after the file's bytes, and
+        whether the file's bytes are sent at all (not for HEAD, 204 or 304).
+        """
+        framing = self.framing
+        before, self._held_head = self._held_head, b""
+        if framing is Framing.NONE or count == 0:
+            return before, b"", False
+        if framing is Framing.CHUNKED:
+            return before + b"%x\r\n" % count, b"\r\n", True
+        if framing is Framing.LENGTH:
+            self._remaining -= count
+            if self._remaining < 0:
+                raise ResponseFramingError("response body longer than its Content-Length")
+        return before, b"", True
+
     def end(self, trailers: Headers | None) -> bytes | None:
         """Bytes that finish the response, or None when it fell short of its Content-Length."""
         head, self._held_head = self._held_head, b""

@@ -23,6 +23,7 @@ from gateway.events import (
     Data,
     EndBody,
     EndData,
+    FileBody,
     InformationalResponse,
     OutboundEvent,
     Response,
@@ -31,7 +32,7 @@ from gateway.events import (
     Trailers,
 )
 from gateway.logs import address_label
-from gateway.protocols.common import Transport, http_date
+from gateway.protocols.common import Transport, http_date, read_file_chunks
 from gateway.protocols.http1_response import ResponseFramingError
 from gateway.protocols.http2_headers import declared_length, response_headers, trailer_fields
 from gateway.protocols.http2_limits import FloodGuard
@@ -102,6 +103,9 @@ class HTTP2Sender:
                     self._count_body(stream_id, len(event.data))  # type: ignore[union-attr]
                 await self._send_data(stream_id, event.data)  # type: ignore[union-attr]
                 return
+            if event_type is FileBody:
+                await self._send_file(event)  # type: ignore[arg-type]
+                return
             if event_type is Response:
                 block = response_headers(event.status, event.headers, http_date())  # type: ignore[union-attr]
                 state = self._streams[stream_id]
@@ -126,6 +130,15 @@ class HTTP2Sender:
         except (h2.exceptions.StreamClosedError, h2.exceptions.StreamIDTooLowError):
             self._forget(stream_id)
         self._flush()
+
+    async def _send_file(self, event: FileBody) -> None:
+        """A file as DATA frames: one chunk read at a time, each sent within the windows."""
+        stream_id = event.stream_id
+        self._count_body(stream_id, event.count)
+        for chunk in read_file_chunks(event.file, event.offset, event.count, self._config.write_buffer_size):
+            if self._closing or stream_id not in self._streams:
+                return  # reset or gone: stop reading the file
+            await self._send_data(stream_id, chunk)
 
     def _count_body(self, stream_id: int, size: int) -> None:
         state = self._streams[stream_id]

@@ -29,6 +29,7 @@ from gateway.events import (
     Body,
     ConnectionInfo,
     EndBody,
+    FileBody,
     InboundEvent,
     InformationalResponse,
     InputClosed,
@@ -39,6 +40,7 @@ from gateway.events import (
     StreamClosed,
     Trailers,
 )
+from gateway.static import StaticFiles, StaticResponse, open_regular_file
 
 if TYPE_CHECKING:
     from gateway.context import ServerContext
@@ -66,6 +68,7 @@ class ResponseState(enum.Enum):
 
 
 _RESPONSE_TRAILERS = "http.response.trailers"
+_RESPONSE_PATHSEND = "http.response.pathsend"
 _NO_BODY_STATUSES = frozenset((204, 304))
 _EMPTY_REQUEST: dict[str, Any] = {"type": "http.request", "body": b"", "more_body": False}
 
@@ -80,6 +83,7 @@ class HTTPStream:
         "_disconnected",
         "_expect_continue",
         "_final_body_sent",
+        "_held_head",
         "_info",
         "_input_closed",
         "_method",
@@ -114,6 +118,10 @@ class HTTPStream:
         self._send_body = True
         self._status = 0
         self._trailers_expected = False
+        # The app's http.response.start, held until its first body message: the ASGI spec
+        # says the response must not start before that, and an app that fails (or sends a
+        # bad pathsend) in between still gets a clean 500.
+        self._held_head: Response | None = None
         self._response_bytes = 0
         self._started_at = 0.0
         self.task: asyncio.Task[None] | None = None
@@ -147,7 +155,11 @@ class HTTPStream:
 
     def _start(self, request: Request) -> None:
         context = self._context
-        extensions: dict[str, Any] = {"http.response.trailers": {}, "http.response.early_hint": {}}
+        extensions: dict[str, Any] = {
+            "http.response.trailers": {},
+            "http.response.early_hint": {},
+            _RESPONSE_PATHSEND: {},
+        }
         self._scope = build_http_scope(request, self._info, context.config.root_path, context.state, extensions)
         self._method = request.method
         for name, value in request.headers:
@@ -155,7 +167,9 @@ class HTTPStream:
                 self._expect_continue = True
         if context.access_log:
             self._started_at = asyncio.get_running_loop().time()
-        task = asyncio.get_running_loop().create_task(self._run(context.app))
+        static = context.static
+        work = self._run(context.app) if static is None else self._run_static(static, request)
+        task = asyncio.get_running_loop().create_task(work)
         context.tasks.add(task)
         task.add_done_callback(context.tasks.discard)
         self.task = task
@@ -181,11 +195,44 @@ class HTTPStream:
             log_app_problem(scope, f"the app returned while {self._state.value}")
             await self._fail()
 
+    async def _run_static(self, static: StaticFiles, request: Request) -> None:
+        """Answer from a --static folder, or run the app when no file matches."""
+        answer = static.respond(request, self._info.client)
+        if answer is None:
+            await self._run(self._context.app)
+            return
+        # BODY until the end, as for an app: the adapter must not start the next exchange
+        # (HTTP/1.1) while the file is still going out.
+        self._state = ResponseState.BODY
+        self._status = answer.status
+        sender = self._sender
+        try:
+            await sender.stream_send(Response(self.stream_id, answer.status, answer.headers))
+            if answer.file is not None:
+                await sender.stream_send(FileBody(self.stream_id, answer.file, answer.offset, answer.count))
+            elif answer.body and self._method != b"HEAD":
+                await sender.stream_send(Body(self.stream_id, answer.body))
+            self._state = ResponseState.DONE
+            await sender.stream_send(EndBody(self.stream_id))
+        except OSError as exc:  # the file could not be read to its end
+            error_log.warning("static file for %s stopped: %s", self._scope.get("path"), exc.strerror or exc)
+            self._state = ResponseState.DONE
+            await sender.stream_send(StreamAborted(self.stream_id))
+            return
+        finally:
+            if answer.file is not None:
+                answer.file.close()
+        self._response_bytes = _body_size(answer, self._method)
+        self._wake_receiver()
+        if self._context.access_log:
+            self._log_access()
+
     async def _fail(self) -> None:
         """Answer 500 if nothing was sent yet; otherwise abort so no false success is seen."""
         if self._disconnected or self._state is ResponseState.DONE:
             return
-        if self._state is ResponseState.WAITING:
+        if self._state is ResponseState.WAITING or self._held_head is not None:
+            self._held_head = None
             self._state = ResponseState.DONE
             self._status = 500
             body = b"Internal Server Error"
@@ -246,6 +293,8 @@ class HTTPStream:
             if links:
                 headers = [(b"link", link) for link in links]
                 await self._sender.stream_send(InformationalResponse(self.stream_id, 103, headers))
+        elif state is ResponseState.BODY and message_type == _RESPONSE_PATHSEND:
+            await self._send_path(message)
         elif state is ResponseState.TRAILERS and message_type == _RESPONSE_TRAILERS:
             await self._send_trailers(message)
         else:
@@ -258,24 +307,50 @@ class HTTPStream:
         self._status = status
         self._send_body = status not in _NO_BODY_STATUSES and self._method != b"HEAD"
         self._state = ResponseState.BODY
-        await self._sender.stream_send(Response(self.stream_id, status, headers))
+        self._held_head = Response(self.stream_id, status, headers)
+
+    async def _release_head(self) -> None:
+        head, self._held_head = self._held_head, None
+        if head is not None:
+            await self._sender.stream_send(head)
 
     async def _send_body_message(self, message: Message) -> None:
         body = body_of(message)
         more_body = message.get("more_body", False)
-        sender = self._sender
+        head = self._held_head
+        if head is not None:  # inlined _release_head: this runs for every response
+            self._held_head = None
+            await self._sender.stream_send(head)
         if body and self._send_body:
             self._response_bytes += len(body)
-            await sender.stream_send(Body(self.stream_id, body))
+            await self._sender.stream_send(Body(self.stream_id, body))
         if not more_body:
-            if self._trailers_expected:
-                self._state = ResponseState.TRAILERS
-                return
-            self._state = ResponseState.DONE
-            await sender.stream_send(EndBody(self.stream_id))
-            self._wake_receiver()
-            if self._context.access_log:
-                self._log_access()
+            await self._end_body()
+
+    async def _send_path(self, message: Message) -> None:
+        """ASGI Path Send extension: the body is the file at ``path``, and it ends the body."""
+        try:
+            file, size = open_regular_file(message.get("path"))
+        except ValueError as exc:
+            raise ASGIMessageError(str(exc)) from None
+        try:
+            await self._release_head()
+            if self._send_body and size:
+                self._response_bytes += size
+                await self._sender.stream_send(FileBody(self.stream_id, file, 0, size))
+        finally:
+            file.close()
+        await self._end_body()
+
+    async def _end_body(self) -> None:
+        if self._trailers_expected:
+            self._state = ResponseState.TRAILERS
+            return
+        self._state = ResponseState.DONE
+        await self._sender.stream_send(EndBody(self.stream_id))
+        self._wake_receiver()
+        if self._context.access_log:
+            self._log_access()
 
     async def _send_trailers(self, message: Message) -> None:
         headers = validate_headers(message.get("headers", ()))
@@ -306,3 +381,10 @@ class HTTPStream:
         self._wake_receiver()
         if self.task is not None and not self.task.done():
             self.task.cancel()
+
+
+def _body_size(answer: StaticResponse, method: bytes) -> int:
+    """Body bytes of a static answer, for the access log."""
+    if method == b"HEAD":
+        return 0
+    return answer.count if answer.file is not None else len(answer.body)

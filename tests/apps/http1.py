@@ -109,14 +109,16 @@ async def _returned_mid_body(send: Send) -> None:
 
 
 FAILURES: dict[str, tuple[Callable[[Send], Awaitable[None]], str, bool]] = {
-    # path: (what the app does, what the client must see, logged with a traceback)
+    # path: (what the app does, what the client must see, logged with a traceback). The
+    # response head waits for the first body message (ASGI spec), so an app that fails
+    # before any body was accepted still gets a clean 500.
     "raise-before-start": (_raise_before_start, "500", True),
     "raise-after-start": (_raise_after_start, "truncated", True),
     "raise-after-chunk": (_raise_after_chunk, "truncated", True),
     "no-response": (_no_response, "500", False),
     "unknown-type": (_unknown_type, "500", True),
-    "str-body": (_str_body, "truncated", True),
-    "start-twice": (_start_twice, "truncated", True),
+    "str-body": (_str_body, "500", True),
+    "start-twice": (_start_twice, "500", True),
     "status-string": (_status_string, "500", True),
     "headers-not-bytes": (_headers_not_bytes, "500", True),
     "returned-mid-body": (_returned_mid_body, "truncated", False),

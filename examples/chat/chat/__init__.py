@@ -1,0 +1,1 @@
+"""The chat example's Django project package: settings, URLs and the ASGI application."""

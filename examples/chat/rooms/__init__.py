@@ -1,0 +1,1 @@
+"""The rooms app: chat rooms, their messages, the WebSocket consumer and demo views."""
