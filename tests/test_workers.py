@@ -96,9 +96,9 @@ def stop_and_reap(server: ServerProcess) -> None:
 
 
 @contextlib.contextmanager
-def running(argv: list[str]) -> Iterator[ServerProcess]:
+def running(argv: list[str], **env: str) -> Iterator[ServerProcess]:
     """A subprocess that starts workers, stopped by :func:`stop_and_reap` at the end."""
-    server = ServerProcess(argv, ROOT, gateway_env())
+    server = ServerProcess(argv, ROOT, gateway_env(**env))
     try:
         yield server
     finally:
@@ -106,9 +106,9 @@ def running(argv: list[str]) -> Iterator[ServerProcess]:
 
 
 @contextlib.contextmanager
-def supervisor(*args: str, plain: bool = True) -> Iterator[ServerProcess]:
+def supervisor(*args: str, plain: bool = True, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
     """``python -m gateway ARGS`` (with --workers), once it says it is serving."""
-    with running(gateway_argv(*args, plain=plain)) as server:
+    with running(gateway_argv(*args, plain=plain), **(env or {})) as server:
         server.wait_for(SERVING.pattern)
         yield server
 
