@@ -121,14 +121,18 @@ class Supervisor:
 
         self._announce = announce
         restore_signals = platform.install_signal_handlers(loop, self._on_signal, windows=self.windows)
-        restore_reload = platform.install_reload_signal(loop, self._on_reload_signal, windows=self.windows)
+        # As for one process: SIGHUP means "reload the certificates" only when there are some.
+        restore_reload = (
+            platform.install_reload_signal(loop, self._on_reload_signal, windows=self.windows) if config.tls else None
+        )
         try:
             for slot in range(self.config.workers):
                 self._start(slot)
             await self._done.wait()
         finally:
             restore_signals()
-            restore_reload()
+            if restore_reload is not None:
+                restore_reload()
             self._close_sockets()
             for timer in [*self._restarts.values(), self._kill_timer]:
                 if timer is not None:
