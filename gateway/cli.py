@@ -12,7 +12,6 @@ from gateway.certs_cli import certs
 from gateway.config import Config, ConfigError, KiB, MiB
 from gateway.loader import AppLoadError, load_app, split_target
 from gateway.server import run
-from gateway.workers import AppSpec, run_workers
 
 LOG_LEVELS = ["critical", "error", "warning", "info", "debug", "trace"]
 
@@ -268,6 +267,9 @@ def main(app: str, factory: bool, app_dir: str, bind: tuple[str, ...], no_tls: b
     except ConfigError as exc:
         _fail(str(exc))
     if config.workers > 1:
+        # Imported here, so that one process pays nothing for multiprocessing.
+        from gateway.workers import AppSpec, run_workers
+
         # Each worker imports the app itself; this process only checks the form of APP.
         try:
             split_target(app)

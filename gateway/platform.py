@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
-import multiprocessing.context
 import os
 import signal
 import socket
@@ -20,6 +18,10 @@ import ssl
 import sys
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import multiprocessing.context
 
 IS_WINDOWS = sys.platform == "win32"
 
@@ -144,6 +146,8 @@ def worker_context() -> multiprocessing.context.SpawnContext:
     duplicated handle), so a worker sees end-of-file on its control pipe when the
     supervisor dies, however it dies.
     """
+    import multiprocessing  # here: a single-process server never needs it
+
     return multiprocessing.get_context("spawn")
 
 
