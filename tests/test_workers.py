@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -192,6 +193,28 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0() -> None:
         assert f"app: lifespan shutdown (pid {pid})" in stderr
     assert stderr.index("app: slow response done") < stderr.rindex("app: lifespan shutdown")
     assert "Traceback" not in stderr
+
+
+@pytest.mark.skipif(shutil.which("setsid") is None, reason="needs setsid(1) to start a process group")
+def test_ctrl_c_in_a_terminal_is_one_graceful_stop_for_every_process() -> None:
+    # A terminal's Ctrl+C goes to its whole process group: the supervisor and each worker
+    # get SIGINT, then the workers also get "stop" over their pipes. That must count as one
+    # stop request, not two (two would cut the request in flight off).
+    argv = ["setsid", *gateway_argv("--port", "0", "--workers", "2", "tests.apps.pid:app")]
+    with running(argv) as server:
+        workers = worker_pids(server, 2)
+        slow = Client(port_of(server.url))
+        try:
+            assert slow.start_response("/slow?seconds=1.5") == 200
+            os.killpg(server.process.pid, signal.SIGINT)
+            body, complete = slow.read_body()
+        finally:
+            slow.close()
+        assert server.wait(15) == 0
+    assert complete and body == SLOW_PIECE * SLOW_PIECES
+    assert "second stop request" not in server.stderr
+    for pid in workers:
+        assert server.stderr.count(f"[worker {pid}] shutting down") == 1
 
 
 def test_second_signal_stops_the_workers_at_once() -> None:
