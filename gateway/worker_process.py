@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import socket
 import sys
 import threading
@@ -47,34 +46,69 @@ class AppSpec:
     app_dir: str | None = "."
 
 
-class _EarlySignals:
-    """Shutdown signals that arrive before the Server has installed its own handlers.
+class StopRequests:
+    """Every way a worker is told to stop, counted as one graceful stop and one forced stop.
 
-    A Ctrl+C reaches every process of the console or terminal; the supervisor then tells
-    the workers over the pipe. Until the Server takes over, a signal is remembered (not
-    ignored: SIG_IGN would be inherited by programs the app starts) and replayed.
+    A Ctrl+C in a terminal or console reaches every process of it, so a worker gets the
+    signal itself and the supervisor's ``stop`` over the pipe, in either order; that is one
+    request. A second signal, or the supervisor's ``force`` (its own second signal), ends the
+    graceful shutdown. Requests that come before the Server exists are kept for it.
     """
 
     def __init__(self) -> None:
         self.server: Server | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.pending: list[int] = []
-        for signum in platform.shutdown_signals():
-            signal.signal(signum, self._on_signal)
+        self.signals = 0
+        self.stop = False
+        self.force = False
+        self.reason = ""
 
-    def _on_signal(self, signum: int, frame: object) -> None:
-        if self.server is None or self.loop is None:
-            self.pending.append(signum)
+    def on_signal(self, signum: int) -> None:
+        """A shutdown signal sent to this worker itself."""
+        self.signals += 1
+        self._request(force=self.signals > 1, reason="")
+
+    def on_command(self, message: str) -> None:
+        """A message from the supervisor (or SUPERVISOR_GONE)."""
+        if message == STOP:
+            self._request(force=False, reason="stop requested by the supervisor")
+        elif message == FORCE:
+            self._request(force=True, reason="stop requested by the supervisor")
+        elif message == RELOAD and self.server is not None:
+            self.server.reload_certificates("SIGHUP, passed on by the supervisor")
+        elif message == SUPERVISOR_GONE:
+            self._request(force=False, reason="the supervisor has gone away (its pipe closed); shutting down")
+            # Nobody is left to send the second signal that ends a hanging shutdown, or to
+            # kill this process: bound the wait here, as the supervisor would have.
+            delay = (self.server.config.graceful_timeout if self.server else 0.0) + ORPHAN_MARGIN
+            asyncio.get_running_loop().call_later(delay, self._forced_by_orphanhood)
+
+    def attach(self, server: Server) -> None:
+        """Apply the requests made so far to ``server``, and the later ones as they come."""
+        self.server = server
+        self._apply()
+
+    def _forced_by_orphanhood(self) -> None:
+        if self.server is not None and not self.server.forced:
+            log.warning("still shutting down long after the supervisor left; stopping now")
+        self._request(force=True, reason="")
+
+    def _request(self, *, force: bool, reason: str) -> None:
+        if not self.stop:
+            self.reason = reason
+        self.stop = True
+        self.force = self.force or force
+        self._apply()
+
+    def _apply(self) -> None:
+        server = self.server
+        if server is None or not self.stop:
             return
-        try:
-            self.loop.call_soon_threadsafe(self.server.request_shutdown, signum)
-        except RuntimeError:  # the loop has closed: the worker is exiting already
-            pass
-
-    def attach(self, server: Server, loop: asyncio.AbstractEventLoop) -> None:
-        self.server, self.loop = server, loop
-        for signum in self.pending:
-            server.request_shutdown(signum)
+        if not server.shutdown_requested:
+            if self.reason:
+                log.info("%s", self.reason)
+            server.request_shutdown()
+        while self.force and not server.forced:
+            server.request_shutdown()
 
 
 def worker_main(
@@ -89,26 +123,44 @@ def worker_main(
 
     ``windows`` is the supervisor's choice of platform behaviour (tests force it on Linux).
     """
-    early = _EarlySignals()
     configure_logging(config.log_level, config.access_log, role="worker")
+    loop = platform.new_event_loop()
+    stops = StopRequests()
+    # Installed before the app is imported: a Ctrl+C meanwhile is kept for later, not a
+    # KeyboardInterrupt in the middle of the import.
+    restore_signals = platform.install_signal_handlers(loop, stops.on_signal, windows=windows)
+    try:
+        code = _load_and_serve(loop, spec, config, sockets, control, status, stops, windows)
+    finally:
+        restore_signals()
+        loop.close()
+    sys.exit(code)
+
+
+def _load_and_serve(
+    loop: asyncio.AbstractEventLoop,
+    spec: AppSpec,
+    config: Config,
+    sockets: list[socket.socket],
+    control: Connection,
+    status: Connection,
+    stops: StopRequests,
+    windows: bool,
+) -> int:
     try:
         app = load_app(spec.target, factory=spec.factory, app_dir=spec.app_dir)
     except AppLoadError as exc:
         _report(status, (FAILED, f"asgigw: error: {exc}\n"))
-        sys.exit(2)
+        return 2
     except Exception as exc:  # the app's module raised while importing: its traceback matters
         summary = f"asgigw: error: error importing {spec.target!r}: {type(exc).__name__}: {exc}\n"
         _report(status, (FAILED, traceback.format_exc() + summary))
-        sys.exit(2)
-    loop = platform.new_event_loop()
+        return 2
     try:
-        code = loop.run_until_complete(_serve(app, config, sockets, control, status, early, windows))
+        return loop.run_until_complete(_serve(app, config, sockets, control, status, stops, windows))
     except (ConfigError, StartupError) as exc:
         log.error("%s", exc)
-        code = 2
-    finally:
-        loop.close()
-    sys.exit(code)
+        return 2
 
 
 async def _serve(
@@ -117,18 +169,20 @@ async def _serve(
     sockets: list[socket.socket],
     control: Connection,
     status: Connection,
-    early: _EarlySignals,
+    stops: StopRequests,
     windows: bool,
 ) -> int:
     loop = asyncio.get_running_loop()
     accept_in_thread = platform.accept_shared_in_thread(windows)
     server = Server(app, config, sockets=sockets, announce=False, accept_in_thread=accept_in_thread)
-    early.attach(server, loop)
-
-    def on_command(message: str) -> None:
-        _obey(server, message)
-
-    threading.Thread(target=_read_control, args=(control, loop, on_command), name="control", daemon=True).start()
+    stops.attach(server)
+    threading.Thread(target=_read_control, args=(control, loop, stops.on_command), name="control", daemon=True).start()
+    # A terminal hang-up reaches the workers too; with TLS it reloads, as in one process.
+    restore_reload = None
+    if config.tls:
+        restore_reload = platform.install_reload_signal(
+            loop, lambda: server.reload_certificates("SIGHUP"), windows=windows
+        )
 
     async def report_ready() -> None:
         await server.started.wait()
@@ -137,36 +191,12 @@ async def _serve(
 
     ready = loop.create_task(report_ready())
     try:
-        return await server.serve()
+        # The worker handles its signals itself (StopRequests), not the Server.
+        return await server.serve(handle_signals=False)
     finally:
         ready.cancel()
-
-
-def _obey(server: Server, message: str) -> None:
-    """Act on one message from the supervisor (or on its disappearance)."""
-    if message == STOP:
-        # The same Ctrl+C may have reached this worker already: that is one stop, not two.
-        if not server.shutdown_requested:
-            log.info("stop requested by the supervisor")
-            server.request_shutdown()
-    elif message == FORCE:
-        while not server.forced:
-            server.request_shutdown()
-    elif message == RELOAD:
-        server.reload_certificates("SIGHUP, passed on by the supervisor")
-    elif message == SUPERVISOR_GONE:
-        if not server.shutdown_requested:
-            log.warning("the supervisor has gone away (its pipe closed); shutting down")
-            server.request_shutdown()
-        # Nobody is left to send the second signal that ends a hanging shutdown, or to kill
-        # this process: bound the wait here, as the supervisor would have.
-        asyncio.get_running_loop().call_later(server.config.graceful_timeout + ORPHAN_MARGIN, _force, server)
-
-
-def _force(server: Server) -> None:
-    log.warning("still shutting down long after the supervisor left; stopping now")
-    while not server.forced:
-        server.request_shutdown()
+        if restore_reload is not None:
+            restore_reload()
 
 
 def _read_control(control: Connection, loop: asyncio.AbstractEventLoop, on_command: Callable[[str], None]) -> None:

@@ -211,7 +211,7 @@ def test_ctrl_c_in_a_terminal_is_one_graceful_stop_for_every_process() -> None:
         finally:
             slow.close()
         assert server.wait(15) == 0
-    assert complete and body == SLOW_PIECE * SLOW_PIECES
+    assert complete and body == SLOW_PIECE * SLOW_PIECES, server.stderr
     assert "second stop request" not in server.stderr
     for pid in workers:
         assert server.stderr.count(f"[worker {pid}] shutting down") == 1
@@ -424,15 +424,40 @@ def test_replacements_that_keep_failing_stop_the_supervisor(monkeypatch: pytest.
 def test_an_orphaned_worker_forces_its_own_shutdown_in_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(worker_process, "ORPHAN_MARGIN", 0.05)
     server = Server(pid_app.app, Config(port=0, graceful_timeout=0.05))
+    stops = worker_process.StopRequests()
 
     async def supervisor_gone() -> None:
-        worker_process._obey(server, worker_process.SUPERVISOR_GONE)
+        stops.attach(server)
+        stops.on_command(worker_process.SUPERVISOR_GONE)
         assert server.shutdown_requested and not server.forced
         await asyncio.sleep(0.5)
 
     asyncio.run(supervisor_gone())
     # No one is left to send a second signal: the worker sends it to itself.
     assert server.forced
+
+
+@pytest.mark.parametrize(
+    ("events", "forced"),
+    [
+        (["signal", "stop"], False),  # Ctrl+C to the terminal: the signal came first
+        (["stop", "signal"], False),  # ... or the supervisor's message did
+        (["signal", "stop", "signal", "force"], True),  # a second Ctrl+C
+        (["stop", "force"], True),  # the supervisor's second signal
+        (["signal", "signal"], True),  # two signals sent to the worker alone
+    ],
+)
+def test_stop_requests_from_signals_and_the_pipe(events: list[str], forced: bool) -> None:
+    server = Server(pid_app.app, Config(port=0))
+    stops = worker_process.StopRequests()
+    stops.attach(server)
+    for event in events:
+        if event == "signal":
+            stops.on_signal(signal.SIGINT)
+        else:
+            stops.on_command(event)
+    assert server.shutdown_requested
+    assert server.forced is forced
 
 
 # -- configuration and the Python API ----------------------------------------------------------
