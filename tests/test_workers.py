@@ -162,6 +162,14 @@ def test_tls_http1_and_http2_through_workers(cert_files: CertFiles) -> None:
     assert server.stderr.count(f"TLS: certificate {cert_files.cert}") == 1
 
 
+def test_workers_import_the_app_with_factory_and_app_dir() -> None:
+    # basic:make_app is only importable with --app-dir tests/apps, and is only an app if called.
+    args = ("--port", "0", "--workers", "2", "--factory", "--app-dir", "tests/apps", "basic:make_app")
+    with supervisor(*args) as server:
+        worker_pids(server, 2)
+        assert httpx.get(f"{server.url}/made", timeout=10).json()["path"] == "/made"
+
+
 # -- stopping -----------------------------------------------------------------------------
 
 
