@@ -10,6 +10,7 @@ supervisor stops them over their pipes with exit status 0.
 from __future__ import annotations
 
 import re
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import CertFiles
 from tests.windows.test_windows_tier import (
     PYTHON_SH,
     READY_TIMEOUT,
@@ -60,24 +62,33 @@ def wait_for_line(log_path: Path, pattern: str, timeout: float = READY_TIMEOUT) 
         time.sleep(0.25)
 
 
-def test_two_workers_answer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https-h2"])
+def test_two_workers_answer(tmp_path: Path, cert_files: CertFiles, tls: bool) -> None:
     port = free_port()
-    argv = ["-m", "gateway", "tests.apps.pid:app", "--port", str(port), "--no-tls", "--workers", "2"]
+    argv = ["-m", "gateway", "tests.apps.pid:app", "--port", str(port), "--workers", "2"]
+    argv += ["--cert", str(cert_files.cert), "--key", str(cert_files.key)] if tls else ["--no-tls"]
+    scheme = "https" if tls else "http"
     with windows_server(argv, port, tmp_path / "server.log") as log_path:
-        log = wait_for_line(log_path, r"asgigw serving http://127\.0\.0\.1:\d+ \(.*2 worker processes\)")
+        log = wait_for_line(log_path, rf"asgigw serving {scheme}://127\.0\.0\.1:\d+ \(.*2 worker processes\)")
 
-        def one_request(_: int) -> int:
+        def one_request(_: int) -> tuple[str, int]:
             # New connections; the app's blocking sleep keeps one worker busy for a moment.
-            response = httpx.get(f"http://127.0.0.1:{port}/?block=0.2", timeout=30)
+            # Over TLS, HTTP/2 by ALPN: the accept thread hands the socket to the Proactor
+            # loop, which does the handshake.
+            verify = ssl.create_default_context(cafile=str(cert_files.ca)) if tls else True
+            with httpx.Client(verify=verify, http2=tls, timeout=30) as client:
+                response = client.get(f"{scheme}://localhost:{port}/?block=0.2")
             assert response.status_code == 200
-            return int(response.json()["pid"])
+            return response.http_version, int(response.json()["pid"])
 
         with ThreadPoolExecutor(4) as pool:
-            answered = set(pool.map(one_request, range(12)))
+            answers = list(pool.map(one_request, range(12)))
     workers = {int(pid) for pid in WORKER_READY.findall(log)}
+    answered = {pid for _, pid in answers}
     assert len(workers) == 2, log
     assert answered <= workers
     assert len(answered) == 2, f"only {answered} of {workers} answered"
+    assert {version for version, _ in answers} == {"HTTP/2" if tls else "HTTP/1.1"}
 
 
 def run_check(*args: str) -> tuple[int, str]:
