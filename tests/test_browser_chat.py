@@ -1,0 +1,127 @@
+"""The chat example's room page in a real browser: headless Chromium, driven over the
+DevTools Protocol (tests/browser.py), runs the page's own chat.js against a
+``python -m gateway`` process over TLS, the same site as tests/test_django_chat.py.
+
+Chromium trusts the test certificate by its SPKI hash only, so the connection counts as
+secure: the page is fetched over HTTP/2 (ALPN), and the page's WebSocket goes over HTTP/2
+too when the server allows extended CONNECT (RFC 8441), which asgigw does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+import pytest
+
+from tests.browser import Browser, Tab, chromium, chromium_binary, spki_sha256
+from tests.conftest import CertFiles
+from tests.test_django_chat import ChatSite, chat_env, receive_json, site, welcome  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.skipif(chromium_binary() is None, reason="no chromium binary")
+
+TEST_TIMEOUT = 40.0
+STATUS = """(() => {
+  const status = document.getElementById("status");
+  return status && status.textContent.startsWith("connected over") ? status.textContent : null;
+})()"""
+LOG = 'Array.from(document.querySelectorAll("#log li"), (item) => item.textContent)'
+NAVIGATION = """(() => {
+  const [entry] = performance.getEntriesByType("navigation");
+  return entry ? {protocol: entry.nextHopProtocol, status: entry.responseStatus} : null;
+})()"""
+RESOURCES = """performance.getEntriesByType("resource").map((entry) => ({
+  path: new URL(entry.name).pathname, protocol: entry.nextHopProtocol, status: entry.responseStatus,
+}))"""
+# Type into the page's own form and press its Send button: chat.js's submit handler sends
+# over the WebSocket, prevents the form post and clears the text field.
+SUBMIT = """((name, text) => {
+  window.stillTheSamePage = true;
+  document.getElementById("chat-name").value = name;
+  document.getElementById("chat-text").value = text;
+  document.querySelector("#chat-form button[type=submit]").click();
+  return document.getElementById("chat-text").value;
+})(%s, %s)"""
+
+
+def log_contains(line: str) -> str:
+    return f"{LOG}.includes({json.dumps(line)})"
+
+
+def exceptions(browser: Browser) -> list[Any]:
+    return [event["params"] for event in browser.events if event["method"] == "Runtime.exceptionThrown"]
+
+
+async def open_connected(browser: Browser, url: str) -> tuple[Tab, str]:
+    """A tab on ``url`` once chat.js says it is connected; the status line with it."""
+    tab = await browser.open(url)
+    status = await tab.wait_for(STATUS)
+    return tab, status
+
+
+def test_two_tabs_chat_through_the_room_page(site: ChatSite, cert_files: CertFiles) -> None:  # noqa: F811
+    room = f"browser-{os.urandom(3).hex()}"
+    elsewhere_room = f"{room}-elsewhere"
+    trust = f"--ignore-certificate-errors-spki-list={spki_sha256(cert_files.cert)}"
+
+    async def scenario() -> None:
+        async with chromium(trust) as browser:
+            (first, first_status), (second, second_status), (elsewhere, elsewhere_status) = await asyncio.gather(
+                open_connected(browser, f"{site.base}/chat/{room}/"),
+                open_connected(browser, f"{site.base}/chat/{room}/"),
+                open_connected(browser, f"{site.base}/chat/{elsewhere_room}/"),
+            )
+            tabs = (first, second, elsewhere)
+            # The page came over HTTP/2 (ALPN h2), and so did its WebSocket: the status line
+            # shows the welcome's http_version "2". Chromium opens a WebSocket by extended
+            # CONNECT (RFC 8441) on an existing HTTP/2 connection to the origin when the
+            # server's SETTINGS allow it and the connection is secure (real certificate
+            # validation, here trusted by SPKI hash); otherwise it would fall back to an
+            # HTTP/1.1 Upgrade and the status would lack " (HTTP/2)".
+            assert first_status == second_status == elsewhere_status == "connected over wss (HTTP/2)"
+            for tab in tabs:
+                assert await tab.evaluate(NAVIGATION) == {"protocol": "h2", "status": 200}
+                # chat.js ran (the status above) and both static files came with 200.
+                resources = {entry["path"]: entry for entry in await tab.evaluate(RESOURCES)}
+                for path in ("/static/rooms/chat.js", "/static/rooms/chat.css"):
+                    assert resources[path]["status"] == 200, resources
+                    assert resources[path]["protocol"] == "h2", resources
+                assert await tab.evaluate(LOG) == []
+
+            async with site.websocket(room) as listener:
+                await welcome(listener, room)
+
+                # 1. The page's own form in tab 1 reaches tab 2, tab 1 and a Python client.
+                cleared = await first.evaluate(SUBMIT % (json.dumps("ada"), json.dumps("hello from tab one")))
+                assert cleared == "", "chat.js's submit handler did not send the message"
+                for tab in (first, second):
+                    await tab.wait_for(log_contains("ada hello from tab one"))
+                expected = {"type": "message", "room": room, "author": "ada", "message": "hello from tab one"}
+                assert await receive_json(listener) == expected
+                # Sent over the WebSocket, not posted: the page was not reloaded.
+                assert await first.evaluate("window.stillTheSamePage === true")
+
+                # 2. A Python websockets client in the same room reaches both tabs.
+                await listener.send(json.dumps({"message": "hello from python", "name": "py"}))
+                assert (await receive_json(listener))["message"] == "hello from python"
+                for tab in (first, second):
+                    await tab.wait_for(log_contains("py hello from python"))
+                both = ["ada hello from tab one", "py hello from python"]
+                assert await first.evaluate(LOG) == await second.evaluate(LOG) == both
+
+                # 3. Closing tab 2 ends its WebSocket stream; the others, on the same HTTP/2
+                # connection, go on.
+                await browser.send("Target.closeTarget", {"targetId": second.target})
+                await first.evaluate(SUBMIT % (json.dumps("ada"), json.dumps("after closing tab two")))
+                assert (await receive_json(listener))["message"] == "after closing tab two"
+                await first.wait_for(log_contains("ada after closing tab two"))
+
+            # 4. The tab in the other room saw none of it, and is still connected.
+            await asyncio.sleep(0.3)
+            assert await elsewhere.evaluate(LOG) == []
+            assert await elsewhere.evaluate(STATUS) == "connected over wss (HTTP/2)"
+            assert exceptions(browser) == []
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT))
