@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from typing import Any
 
 import pytest
@@ -23,6 +24,9 @@ from tests.test_django_chat import ChatSite, chat_env, receive_json, site, welco
 pytestmark = pytest.mark.skipif(chromium_binary() is None, reason="no chromium binary")
 
 TEST_TIMEOUT = 40.0
+# Non-ASCII (a character outside the BMP too) and long enough for permessage-deflate, which
+# Chromium offers and asgigw accepts, to matter.
+FROM_TAB = "héllo from tab one ✓ 🚀 " + "and so on, " * 150 + "the end"
 STATUS = """(() => {
   const status = document.getElementById("status");
   return status && status.textContent.startsWith("connected over") ? status.textContent : null;
@@ -57,48 +61,59 @@ def exceptions(browser: Browser) -> list[Any]:
 async def open_connected(browser: Browser, url: str) -> tuple[Tab, str]:
     """A tab on ``url`` once chat.js says it is connected; the status line with it."""
     tab = await browser.open(url)
-    status = await tab.wait_for(STATUS)
+    try:
+        status = await tab.wait_for(STATUS)
+    except AssertionError as exc:
+        page = await tab.evaluate("[location.href, document.title]")
+        raise AssertionError(f"{exc} on {page}") from None
     return tab, status
 
 
-def test_two_tabs_chat_through_the_room_page(site: ChatSite, cert_files: CertFiles) -> None:  # noqa: F811
-    room = f"browser-{os.urandom(3).hex()}"
+# "h2": Chromium as it comes; "http1.1": with HTTP/2 turned off, ALPN offers http/1.1 only.
+@pytest.mark.parametrize("version", ["h2", "http1.1"])
+def test_two_tabs_chat_through_the_room_page(site: ChatSite, cert_files: CertFiles, version: str) -> None:  # noqa: F811
+    room = f"browser-{version.replace('.', '')}-{os.urandom(3).hex()}"
     elsewhere_room = f"{room}-elsewhere"
-    trust = f"--ignore-certificate-errors-spki-list={spki_sha256(cert_files.cert)}"
+    flags = [f"--ignore-certificate-errors-spki-list={spki_sha256(cert_files.cert)}"]
+    if version == "http1.1":
+        flags.append("--disable-http2")
+    protocol = "h2" if version == "h2" else "http/1.1"
+    connected = "connected over wss" + (" (HTTP/2)" if version == "h2" else "")
 
     async def scenario() -> None:
-        async with chromium(trust) as browser:
+        async with chromium(*flags) as browser:
             (first, first_status), (second, second_status), (elsewhere, elsewhere_status) = await asyncio.gather(
                 open_connected(browser, f"{site.base}/chat/{room}/"),
                 open_connected(browser, f"{site.base}/chat/{room}/"),
                 open_connected(browser, f"{site.base}/chat/{elsewhere_room}/"),
             )
             tabs = (first, second, elsewhere)
-            # The page came over HTTP/2 (ALPN h2), and so did its WebSocket: the status line
-            # shows the welcome's http_version "2". Chromium opens a WebSocket by extended
-            # CONNECT (RFC 8441) on an existing HTTP/2 connection to the origin when the
-            # server's SETTINGS allow it and the connection is secure (real certificate
-            # validation, here trusted by SPKI hash); otherwise it would fall back to an
-            # HTTP/1.1 Upgrade and the status would lack " (HTTP/2)".
-            assert first_status == second_status == elsewhere_status == "connected over wss (HTTP/2)"
+            # With h2, the page came over HTTP/2 (ALPN h2), and so did its WebSocket: the
+            # status line shows the welcome's http_version "2". Chromium opens a WebSocket by
+            # extended CONNECT (RFC 8441) on its existing HTTP/2 connection to the origin
+            # when the server's SETTINGS allow it (asgigw sends ENABLE_CONNECT_PROTOCOL) and
+            # the connection is secure (here the certificate is trusted by its SPKI hash);
+            # otherwise it would use an HTTP/1.1 Upgrade and the status would lack
+            # " (HTTP/2)", which is what the http1.1 run checks.
+            assert first_status == second_status == elsewhere_status == connected
             for tab in tabs:
-                assert await tab.evaluate(NAVIGATION) == {"protocol": "h2", "status": 200}
+                assert await tab.evaluate(NAVIGATION) == {"protocol": protocol, "status": 200}
                 # chat.js ran (the status above) and both static files came with 200.
                 resources = {entry["path"]: entry for entry in await tab.evaluate(RESOURCES)}
                 for path in ("/static/rooms/chat.js", "/static/rooms/chat.css"):
                     assert resources[path]["status"] == 200, resources
-                    assert resources[path]["protocol"] == "h2", resources
+                    assert resources[path]["protocol"] == protocol, resources
                 assert await tab.evaluate(LOG) == []
 
             async with site.websocket(room) as listener:
                 await welcome(listener, room)
 
                 # 1. The page's own form in tab 1 reaches tab 2, tab 1 and a Python client.
-                cleared = await first.evaluate(SUBMIT % (json.dumps("ada"), json.dumps("hello from tab one")))
+                cleared = await first.evaluate(SUBMIT % (json.dumps("ada"), json.dumps(FROM_TAB)))
                 assert cleared == "", "chat.js's submit handler did not send the message"
                 for tab in (first, second):
-                    await tab.wait_for(log_contains("ada hello from tab one"))
-                expected = {"type": "message", "room": room, "author": "ada", "message": "hello from tab one"}
+                    await tab.wait_for(log_contains(f"ada {FROM_TAB}"))
+                expected = {"type": "message", "room": room, "author": "ada", "message": FROM_TAB}
                 assert await receive_json(listener) == expected
                 # Sent over the WebSocket, not posted: the page was not reloaded.
                 assert await first.evaluate("window.stillTheSamePage === true")
@@ -108,11 +123,11 @@ def test_two_tabs_chat_through_the_room_page(site: ChatSite, cert_files: CertFil
                 assert (await receive_json(listener))["message"] == "hello from python"
                 for tab in (first, second):
                     await tab.wait_for(log_contains("py hello from python"))
-                both = ["ada hello from tab one", "py hello from python"]
+                both = [f"ada {FROM_TAB}", "py hello from python"]
                 assert await first.evaluate(LOG) == await second.evaluate(LOG) == both
 
-                # 3. Closing tab 2 ends its WebSocket stream; the others, on the same HTTP/2
-                # connection, go on.
+                # 3. Closing tab 2 ends its WebSocket (with h2, one stream of the connection
+                # the other tabs share); the others go on.
                 await browser.send("Target.closeTarget", {"targetId": second.target})
                 await first.evaluate(SUBMIT % (json.dumps("ada"), json.dumps("after closing tab two")))
                 assert (await receive_json(listener))["message"] == "after closing tab two"
@@ -121,7 +136,11 @@ def test_two_tabs_chat_through_the_room_page(site: ChatSite, cert_files: CertFil
             # 4. The tab in the other room saw none of it, and is still connected.
             await asyncio.sleep(0.3)
             assert await elsewhere.evaluate(LOG) == []
-            assert await elsewhere.evaluate(STATUS) == "connected over wss (HTTP/2)"
+            assert await elsewhere.evaluate(STATUS) == connected
             assert exceptions(browser) == []
 
+    logged = len(site.server.stderr)
     asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT))
+    time.sleep(0.3)  # anything the gateway logs about the killed browser's connections
+    during = site.server.stderr[logged:]
+    assert "Traceback" not in during and "[ERROR]" not in during and "[WARNING]" not in during, during
