@@ -122,12 +122,15 @@ class Browser:
         result: dict[str, Any] = reply.get("result", {})
         return result
 
-    async def open(self, url: str) -> Tab:
-        """A new tab on ``url`` (the navigation is started, not waited for)."""
+    async def open(self, url: str, scripts: bool = True) -> Tab:
+        """A new tab on ``url`` (the navigation is started, not waited for); ``scripts=False``
+        turns the page's JavaScript off (``Runtime.evaluate`` still works)."""
         target = await self.send("Target.createTarget", {"url": "about:blank"})
         attached = await self.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True})
         tab = Tab(self, target["targetId"], attached["sessionId"])
         await tab.send("Runtime.enable")  # exceptions and console calls land in self.events
+        if not scripts:
+            await tab.send("Emulation.setScriptExecutionDisabled", {"value": True})
         navigated = await tab.send("Page.navigate", {"url": url})
         if navigated.get("errorText"):
             raise CDPError(f"navigating to {url}: {navigated['errorText']}")

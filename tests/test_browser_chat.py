@@ -144,3 +144,30 @@ def test_two_tabs_chat_through_the_room_page(site: ChatSite, cert_files: CertFil
     time.sleep(0.3)  # anything the gateway logs about the killed browser's connections
     during = site.server.stderr[logged:]
     assert "Traceback" not in during and "[ERROR]" not in during and "[WARNING]" not in during, during
+
+
+def test_without_javascript_the_form_posts_to_the_room(site: ChatSite, cert_files: CertFiles) -> None:  # noqa: F811
+    """The room page's fallback: with JavaScript off, the form is a real POST (CSRF token,
+    cookie and Chromium's own Origin header, over HTTP/2) that redirects back to the room;
+    the view broadcasts the message to the room's WebSockets all the same."""
+    room = f"browser-nojs-{os.urandom(3).hex()}"
+    url = f"{site.base}/chat/{room}/"
+    trust = f"--ignore-certificate-errors-spki-list={spki_sha256(cert_files.cert)}"
+
+    async def scenario() -> None:
+        async with chromium(trust) as browser:
+            watcher, status = await open_connected(browser, url)
+            assert status == "connected over wss (HTTP/2)"
+            plain = await browser.open(url, scripts=False)
+            await plain.wait_for('document.readyState === "complete" && document.getElementById("chat-form") !== null')
+            assert await plain.evaluate('document.getElementById("status").textContent') == "connecting…"
+            await plain.evaluate(SUBMIT % (json.dumps("bo"), json.dumps("posted without javascript")))
+            # The redirect's page renders the stored message; the watcher gets it by WebSocket.
+            await plain.wait_for(log_contains("bo posted without javascript"))
+            assert await plain.evaluate("window.stillTheSamePage") is None  # a new page
+            assert await plain.evaluate("location.pathname") == f"/chat/{room}/"
+            assert await plain.evaluate(NAVIGATION) == {"protocol": "h2", "status": 200}
+            await watcher.wait_for(log_contains("bo posted without javascript"))
+            assert exceptions(browser) == []
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT))
