@@ -2,9 +2,9 @@
 DevTools Protocol (tests/browser.py), runs the page's own chat.js against a
 ``python -m gateway`` process over TLS, the same site as tests/test_django_chat.py.
 
-Chromium trusts the test certificate by its SPKI hash only, so the connection counts as
-secure: the page is fetched over HTTP/2 (ALPN), and the page's WebSocket goes over HTTP/2
-too when the server allows extended CONNECT (RFC 8441), which asgigw does.
+Chromium trusts the test certificate by its SPKI hash only (certificate validation stays
+on otherwise). The page is fetched over HTTP/2 (ALPN), and the page's WebSocket goes over
+HTTP/2 too, by extended CONNECT (RFC 8441), which asgigw allows in its SETTINGS.
 """
 
 from __future__ import annotations
@@ -91,10 +91,9 @@ def test_two_tabs_chat_through_the_room_page(site: ChatSite, cert_files: CertFil
             # With h2, the page came over HTTP/2 (ALPN h2), and so did its WebSocket: the
             # status line shows the welcome's http_version "2". Chromium opens a WebSocket by
             # extended CONNECT (RFC 8441) on its existing HTTP/2 connection to the origin
-            # when the server's SETTINGS allow it (asgigw sends ENABLE_CONNECT_PROTOCOL) and
-            # the connection is secure (here the certificate is trusted by its SPKI hash);
-            # otherwise it would use an HTTP/1.1 Upgrade and the status would lack
-            # " (HTTP/2)", which is what the http1.1 run checks.
+            # when the server's SETTINGS allow it (asgigw sends ENABLE_CONNECT_PROTOCOL);
+            # otherwise it would use an HTTP/1.1 Upgrade on a connection of its own and the
+            # status would lack " (HTTP/2)", which is what the http1.1 run checks.
             assert first_status == second_status == elsewhere_status == connected
             for tab in tabs:
                 assert await tab.evaluate(NAVIGATION) == {"protocol": protocol, "status": 200}
