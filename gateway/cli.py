@@ -115,6 +115,13 @@ SUBCOMMANDS: dict[str, click.Command] = {"certs": certs}
     show_default=True,
     help="ASGI lifespan events.",
 )
+@click.option(
+    "--interface",
+    type=click.Choice(["auto", "asgi3", "asgi2"]),
+    default="auto",
+    show_default=True,
+    help="How APP is called: asgi3 app(scope, receive, send), asgi2 app(scope)(receive, send), or auto-detect.",
+)
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True, help="Log level.")
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="One log line per response.")
 @click.option(
@@ -277,7 +284,7 @@ def main(app: str, factory: bool, app_dir: str, bind: tuple[str, ...], no_tls: b
             _fail(str(exc))
         sys.exit(run_workers(AppSpec(app, factory=factory, app_dir=app_dir), config))
     try:
-        application = load_app(app, factory=factory, app_dir=app_dir)
+        application = load_app(app, factory=factory, app_dir=app_dir, interface=config.interface)
     except AppLoadError as exc:
         _fail(str(exc))
     except Exception as exc:  # the app's own module raised while importing: show where

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 LifespanMode = Literal["auto", "on", "off"]
+InterfaceMode = Literal["auto", "asgi3", "asgi2"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 TLSVersionText = Literal["1.2", "1.3"]
 ClientCertMode = Literal["none", "optional", "required"]
@@ -102,6 +103,9 @@ class Config:
     cert_reload_interval: float = 5.0
     root_path: str = ""
     lifespan: LifespanMode = "auto"
+    # How the app is called: "asgi3" app(scope, receive, send), "asgi2" app(scope)(receive,
+    # send) (the spec's legacy form), or "auto" to tell them apart (gateway/interface.py).
+    interface: InterfaceMode = "auto"
     log_level: LogLevel = "info"
     access_log: bool = True
     keep_alive_timeout: float = 5.0
@@ -183,6 +187,8 @@ class Config:
             raise ConfigError(f"--root-path {self.root_path!r}: must start with '/' and not end with '/'")
         if self.lifespan not in ("auto", "on", "off"):
             raise ConfigError(f"--lifespan {self.lifespan!r}: choose auto, on or off")
+        if self.interface not in ("auto", "asgi3", "asgi2"):
+            raise ConfigError(f"--interface {self.interface!r}: choose auto, asgi3 or asgi2")
         if self.log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
             raise ConfigError(f"--log-level {self.log_level!r}: unknown level")
         for name in ("keep_alive_timeout", "header_timeout", "tls_handshake_timeout"):

@@ -7,6 +7,9 @@ import os
 import sys
 from typing import Any
 
+from gateway.config import InterfaceMode
+from gateway.interface import InterfaceError, choose_interface
+
 
 class AppLoadError(Exception):
     """The app cannot be imported; the message is one line for the user."""
@@ -23,11 +26,15 @@ def split_target(target: str) -> tuple[str, str]:
     return module_name, attribute
 
 
-def load_app(target: str, *, factory: bool = False, app_dir: str | None = ".") -> Any:
+def load_app(
+    target: str, *, factory: bool = False, app_dir: str | None = ".", interface: InterfaceMode = "auto"
+) -> Any:
     """Import ``module:attr`` (``attr`` may be dotted), calling it first if ``factory``.
 
     ``app_dir`` goes at the front of ``sys.path`` so ``proj.asgi`` is found from the project
-    folder, as Daphne and Uvicorn users expect.
+    folder, as Daphne and Uvicorn users expect. The app is checked against ``interface``
+    here, where the error can name ``target``; the Server wraps an ASGI 2 app later, since
+    apps also reach it without this function (gateway/interface.py).
     """
     module_name, attribute = split_target(target)
     if app_dir is not None:
@@ -54,4 +61,8 @@ def load_app(target: str, *, factory: bool = False, app_dir: str | None = ".") -
         app = app()
     if not callable(app):
         raise AppLoadError(f"{target!r} is not an ASGI application (not callable); did you mean --factory?")
+    try:
+        choose_interface(app, interface)
+    except InterfaceError as exc:
+        raise AppLoadError(f"{target!r}: {exc}") from None
     return app

@@ -15,6 +15,7 @@ from gateway import cert_reload, platform, tls
 from gateway.config import BindAddress, Config, ConfigError
 from gateway.connection import Connection
 from gateway.context import ServerContext
+from gateway.interface import as_asgi3
 from gateway.lifespan import Lifespan, LifespanFailure
 from gateway.loader import load_app
 
@@ -59,7 +60,8 @@ class Server:
         accept_in_thread: bool = False,
     ) -> None:
         self.config = config
-        self.context = ServerContext(config=config, app=app)
+        # Here, not in the loader: embedders and gateway.serve() hand over app objects too.
+        self.context = ServerContext(config=config, app=as_asgi3(app, config.interface))
         self.started = asyncio.Event()
         self.addresses: list[tuple[str, int]] = []
         self._sockets = list(sockets)
@@ -331,7 +333,7 @@ def run(
         return run_workers(AppSpec(app, factory=factory, app_dir=app_dir), config)
     configure_logging(config.log_level, config.access_log)
     if isinstance(app, str):
-        app = load_app(app, factory=factory, app_dir=app_dir)
+        app = load_app(app, factory=factory, app_dir=app_dir, interface=config.interface)
     loop = platform.new_event_loop()
     try:
         return loop.run_until_complete(serve(app, config))

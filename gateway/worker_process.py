@@ -148,7 +148,7 @@ def _load_and_serve(
     windows: bool,
 ) -> int:
     try:
-        app = load_app(spec.target, factory=spec.factory, app_dir=spec.app_dir)
+        app = load_app(spec.target, factory=spec.factory, app_dir=spec.app_dir, interface=config.interface)
     except AppLoadError as exc:
         _report(status, (FAILED, f"asgigw: error: {exc}\n"))
         return 2
