@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from gateway.certs_cli import certs
 from gateway.config import Config, ConfigError, KiB, MiB
 from gateway.loader import AppLoadError, load_app, split_target
 from gateway.server import run
@@ -33,17 +33,25 @@ class MainCommand(click.Command):
         arguments = list(sys.argv[1:] if args is None else args)
         if arguments and arguments[0] in SUBCOMMANDS:
             name = f"{prog_name or 'asgigw'} {arguments[0]}"
-            return SUBCOMMANDS[arguments[0]].main(arguments[1:], prog_name=name, **extra)
+            return SUBCOMMANDS[arguments[0]]().main(arguments[1:], prog_name=name, **extra)
         return super().main(arguments, prog_name=prog_name, **extra)
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """List the subcommands after the options."""
         super().format_epilog(ctx, formatter)
         with formatter.section("Commands (asgigw COMMAND --help)"):
-            formatter.write_dl([(name, command.get_short_help_str()) for name, command in SUBCOMMANDS.items()])
+            formatter.write_dl([(name, load().get_short_help_str()) for name, load in SUBCOMMANDS.items()])
 
 
-SUBCOMMANDS: dict[str, click.Command] = {"certs": certs}
+def _certs_command() -> click.Command:
+    # Imported when used: the certs commands load cryptography, which serving does not
+    # need until there is TLS (gateway.server.prepare_tls).
+    from gateway.certs_cli import certs
+
+    return certs
+
+
+SUBCOMMANDS: dict[str, Callable[[], click.Command]] = {"certs": _certs_command}
 
 
 @click.command(cls=MainCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

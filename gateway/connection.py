@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from gateway.events import ConnectionInfo, Request
@@ -17,7 +18,6 @@ from gateway.logs import address_label
 from gateway.protocols.common import FileShrank, ProtocolAdapter, read_file_chunks
 from gateway.protocols.http1 import HTTP1Protocol
 from gateway.protocols.http2 import PREFACE, HTTP2Protocol
-from gateway.tls import tls_extension
 
 if TYPE_CHECKING:
     from gateway.context import ServerContext
@@ -30,6 +30,14 @@ log = logging.getLogger("gateway.error")
 _SENDFILE_SEGMENT = 256 * 1024
 # Smaller files are read and written with the head: one write beats a write and a sendfile.
 _SENDFILE_MIN_SIZE = 16 * 1024
+
+
+def _tls_extension(ssl_object: ssl.SSLObject) -> dict[str, object]:
+    # Imported here, on a TLS connection, where gateway.tls is already loaded (it built the
+    # listener context): at the top it would load cryptography into plain-HTTP servers.
+    from gateway.tls import tls_extension
+
+    return tls_extension(ssl_object)
 
 
 def _address(value: Any) -> tuple[str, int] | None:
@@ -75,7 +83,7 @@ class Connection(asyncio.Protocol):
             server=_address(transport.get_extra_info("sockname")),
             tls=ssl_object is not None,
             # Once per connection: every stream (HTTP/2, WebSocket) shares the same dict.
-            tls_extension=tls_extension(ssl_object) if ssl_object is not None else None,
+            tls_extension=_tls_extension(ssl_object) if ssl_object is not None else None,
         )
         self._context.connections.add(self)
         self._sendfile = ssl_object is None

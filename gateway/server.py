@@ -9,15 +9,19 @@ import socket
 import ssl
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway import cert_reload, platform, tls
+from gateway import platform
 from gateway.config import BindAddress, Config, ConfigError
 from gateway.connection import Connection
 from gateway.context import ServerContext
 from gateway.interface import as_asgi3
 from gateway.lifespan import Lifespan, LifespanFailure
 from gateway.loader import load_app
+
+if TYPE_CHECKING:
+    from gateway.cert_reload import CertificateReloader
+    from gateway.devcerts import DevCertificate
 
 log = logging.getLogger("gateway.error")
 
@@ -72,7 +76,7 @@ class Server:
         self._forced = False
         self._stop_requests = 0
         self._lifespan: Lifespan | None = None
-        self._reloader: cert_reload.CertificateReloader | None = None
+        self._reloader: CertificateReloader | None = None
 
     @property
     def shutdown_requested(self) -> bool:
@@ -107,10 +111,9 @@ class Server:
         loop = asyncio.get_running_loop()
         restore_signals = platform.install_signal_handlers(loop, self.request_shutdown) if handle_signals else None
         # Certificates are checked before the app starts, so a bad --key fails fast.
-        self.config, dev_certificate = cert_reload.use_dev_certificate(self.config)
+        self.config, ssl_context, dev_certificate = prepare_tls(self.config)
         self.context.config = self.config
-        ssl_context = tls.create_server_context(self.config) if self.config.tls else None
-        reloader: cert_reload.CertificateReloader | None = None
+        reloader: CertificateReloader | None = None
         restore_reload = None
         lifespan = self._lifespan = Lifespan(self.context.app, self.config.lifespan)
         try:
@@ -130,8 +133,8 @@ class Server:
                 raise
             if self._announce:
                 log_serving(self.config, self.addresses)
-                cert_reload.log_tls_startup(self.config, dev_certificate)
-            reloader = self._reloader = cert_reload.start_reloader(ssl_context, self.config, dev_certificate)
+                log_tls_startup(self.config, dev_certificate)
+            reloader = self._reloader = _start_reloader(ssl_context, self.config, dev_certificate)
             if reloader is not None and handle_signals:
                 restore_reload = platform.install_reload_signal(loop, lambda: reloader.reload("SIGHUP"))
             self.started.set()
@@ -226,6 +229,43 @@ class Server:
                 await asyncio.wait_for(listener.wait_closed(), timeout=1)
             except (TimeoutError, OSError):
                 pass
+
+
+# The TLS modules are imported by the three functions below, only when there is TLS to
+# serve: gateway.tls, gateway.cert_reload and gateway.devcerts load cryptography, about
+# 10 MB of memory per process (each worker too), which a plain-HTTP server never uses.
+
+
+def prepare_tls(config: Config) -> tuple[Config, ssl.SSLContext | None, DevCertificate | None]:
+    """Issue the development certificate if ``config`` asks for it, then check and load the
+    certificates: ``(config pointing at them, listener context, dev certificate)``.
+
+    Plain HTTP returns ``(config, None, None)`` without importing anything.
+    """
+    if not config.tls:
+        return config, None, None
+    from gateway import cert_reload, tls
+
+    config, dev_certificate = cert_reload.use_dev_certificate(config)
+    return config, tls.create_server_context(config), dev_certificate
+
+
+def log_tls_startup(config: Config, dev_certificate: DevCertificate | None) -> None:
+    """The start-up lines about the certificate served (none for plain HTTP)."""
+    if config.tls:
+        from gateway import cert_reload
+
+        cert_reload.log_tls_startup(config, dev_certificate)
+
+
+def _start_reloader(
+    ssl_context: ssl.SSLContext | None, config: Config, dev_certificate: DevCertificate | None
+) -> CertificateReloader | None:
+    if ssl_context is None:
+        return None
+    from gateway import cert_reload
+
+    return cert_reload.start_reloader(ssl_context, config, dev_certificate)
 
 
 def listen_error(address: BindAddress, exc: OSError) -> StartupError:

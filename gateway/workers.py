@@ -41,11 +41,11 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from gateway import cert_reload, platform, tls
+from gateway import platform
 from gateway.config import Config, ConfigError
 from gateway.loader import AppLoadError, split_target
 from gateway.logs import configure_logging
-from gateway.server import StartupError, bind_sockets, log_serving
+from gateway.server import StartupError, bind_sockets, log_serving, log_tls_startup, prepare_tls
 from gateway.worker_process import FAILED, FORCE, READY, RELOAD, STOP, AppSpec, worker_main
 
 __all__ = ["AppSpec", "Supervisor", "run_workers"]
@@ -109,14 +109,12 @@ class Supervisor:
         """Serve until stopped; the exit code: 0 when every worker stopped cleanly."""
         loop = self._loop = asyncio.get_running_loop()
         # Checked here, once, before any worker exists: a bad --cert fails in one line.
-        config, dev_certificate = cert_reload.use_dev_certificate(self.config)
-        if config.tls:
-            tls.create_server_context(config)
+        config, _, dev_certificate = prepare_tls(self.config)
         self.sockets = bind_sockets(config)
         addresses = [(str(sock.getsockname()[0]), int(sock.getsockname()[1])) for sock in self.sockets]
 
         def announce() -> None:
-            cert_reload.log_tls_startup(config, dev_certificate)
+            log_tls_startup(config, dev_certificate)
             log_serving(config, addresses, workers=self.config.workers)
 
         self._announce = announce
