@@ -35,6 +35,7 @@ from gateway.events import (
 )
 from gateway.logs import address_label
 from gateway.protocols.common import Transport
+from gateway.protocols.http2_body_timeout import BodyTimeout
 from gateway.protocols.http2_headers import (
     BadRequest,
     MalformedRequest,
@@ -83,6 +84,7 @@ class HTTP2Protocol(HTTP2Sender):
         self._last_stream_id = 0
         self._paused_reply_bytes = 0
         self._abort_timer: asyncio.TimerHandle | None = None
+        self._body_timeout = BodyTimeout(config.body_timeout, self._body_stalled)
         self._h2 = h2.connection.H2Connection(
             h2.config.H2Configuration(
                 client_side=False,
@@ -241,6 +243,9 @@ class HTTP2Protocol(HTTP2Sender):
                 self._answer_error(stream_id, 413, "request body larger than --max-body-size")
                 return
         self._open_stream(request)
+        if event.stream_ended is None and request.protocol is None:
+            expect = any(name == b"expect" and value.lower() == b"100-continue" for name, value in request.headers)
+            self._body_timeout.watch(stream_id, expect_continue=expect)
 
     def _open_stream(self, request: Request) -> None:
         self._flood.request_opened()
@@ -287,12 +292,14 @@ class HTTP2Protocol(HTTP2Sender):
             return
         if data:
             state.unread += len(data)
+            self._body_timeout.restart(stream_id)  # empty DATA frames do not count
             state.stream.handle(Body(stream_id, data))
 
     def _end_of_request(self, stream_id: int) -> None:
         state = self._streams.get(stream_id)
         if state is not None:
             state.remote_done = True
+            self._body_timeout.forget(stream_id)
             # RFC 8441 §5: END_STREAM on an extended CONNECT is the TCP FIN of a WebSocket.
             state.stream.handle(EndData(stream_id) if type(state.stream) is WebSocketStream else EndBody(stream_id))
 
@@ -347,6 +354,23 @@ class HTTP2Protocol(HTTP2Sender):
         if backlog and sum(len(frame.data) for frame in backlog) > self._config.h2_max_header_list_size:
             self._h2.close_connection(error_code=ErrorCodes.ENHANCE_YOUR_CALM)
             self._fatal("header block larger than --h2-max-header-list-size")
+
+    def _body_stalled(self, stream_id: int) -> bool:
+        """``--body-timeout`` passed on a stream: reset it, unless we are holding it up."""
+        state = self._streams.get(stream_id)
+        if state is None or state.remote_done or self._closing:
+            return True
+        if state.unread or self._h2.remote_flow_control_window(stream_id) <= 0:
+            return False  # the app has not read what we hold, or the window is shut
+        self._log_client_problem(stream_id, f"request body stalled for {self._config.body_timeout:g}s; stream reset")
+        state.stream.handle(StreamClosed(stream_id))
+        # CANCEL, "the stream is no longer needed" (RFC 9113 §7), as a stream error (§5.4.2):
+        # a slow client breaks no protocol rule (not PROTOCOL_ERROR), the app has seen the
+        # request so a retry is not known to be safe (not REFUSED_STREAM, §8.7), and no
+        # complete response went out (NO_ERROR is for that, §8.1).
+        self._reset(stream_id, ErrorCodes.CANCEL)
+        self._flush()
+        return True
 
     def _forget(self, stream_id: int) -> None:
         if self._drop(stream_id) is not None:
@@ -403,6 +427,7 @@ class HTTP2Protocol(HTTP2Sender):
         self._close()
 
     def _close(self) -> None:
+        self._body_timeout.close()
         if not self._closing:
             self._flush()  # e.g. the END_STREAM of the last response before a GOAWAY close
             self._closing = True
@@ -451,6 +476,7 @@ class HTTP2Protocol(HTTP2Sender):
     def connection_lost(self) -> None:
         """The socket is gone: every open stream's app sees ``http.disconnect``."""
         self._closing = True
+        self._body_timeout.close()
         if self._abort_timer is not None:
             self._abort_timer.cancel()
         for stream_id, state in list(self._streams.items()):
