@@ -292,7 +292,6 @@ class HTTP2Protocol(HTTP2Sender):
             return
         if data:
             state.unread += len(data)
-            self._body_timeout.restart(stream_id)  # empty DATA frames do not count
             state.stream.handle(Body(stream_id, data))
 
     def _end_of_request(self, stream_id: int) -> None:

@@ -7,6 +7,10 @@ not read what is buffered, so no WINDOW_UPDATE went out, or the connection windo
 is not timed, nor one whose client waits for a ``100 Continue`` the app has not asked for
 (RFC 9110 §10.1.1).
 
+A stream's clock starts when its HEADERS come (or its 100 goes out) and again each time the
+app has taken the body received so far; a DATA frame the app has not read yet holds the
+clock (the stream is then held up by us), so DATA frames themselves cost nothing here.
+
 Cost: moving a deadline later stores a float; one ``TimerHandle`` per connection is armed
 for the earliest deadline, and only while some stream has one. A request whose HEADERS end
 the stream is never watched.
@@ -52,7 +56,7 @@ class BodyTimeout:
             self.restart(stream_id)
 
     def restart(self, stream_id: int) -> None:
-        """The stream made progress (DATA came, the app read, a 100 went out): time anew."""
+        """The app took the body so far, or a 100 went out: the client's clock starts anew."""
         deadlines = self._deadlines
         if stream_id in deadlines:
             loop = self._loop

@@ -252,7 +252,9 @@ class HTTP2Sender:
             connection_window_shut = self._h2.inbound_flow_control_window <= 0
             self._acknowledge(size, stream_id)
             self._flush()
-            # Time spent waiting for the app does not count against the client's body.
+            # The client's clock for --body-timeout starts when the app has taken what came,
+            # not at each DATA frame: until then a silent client is waiting for us, and this
+            # way DATA frames cost no clock read (an empty one never restarts it).
             body_timeout = self._body_timeout
             body_timeout.restart(stream_id)
             if connection_window_shut and self._h2.inbound_flow_control_window > 0:
