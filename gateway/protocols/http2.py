@@ -14,11 +14,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
-import h2.settings
 from h2.errors import ErrorCodes
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.exceptions import InvalidDataError
@@ -44,6 +42,7 @@ from gateway.protocols.http2_headers import (
 )
 from gateway.protocols.http2_limits import FloodGuard
 from gateway.protocols.http2_outbound import HTTP2Sender, StreamState
+from gateway.protocols.http2_settings import start_h2
 from gateway.streams.http import HTTPStream
 from gateway.streams.websocket import WebSocketStream
 from gateway.streams.websocket_handshake import is_websocket_connect
@@ -54,12 +53,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.error")
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-_SettingCodes = h2.settings.SettingCodes
-# h2 enforces SETTINGS_MAX_CONCURRENT_STREAMS as a connection error; RFC 9113 §5.1.2 lets
-# the server refuse just the extra stream, which we do ourselves (REFUSED_STREAM).
-_UNENFORCED_STREAM_LIMIT = 2**31 - 1
-# Our receive window for the whole connection (RFC 9113 §6.9.2 fixes its start at 65,535).
-_MIN_CONNECTION_WINDOW = 1024 * 1024
 
 
 class HTTP2Protocol(HTTP2Sender):
@@ -85,44 +78,11 @@ class HTTP2Protocol(HTTP2Sender):
         self._paused_reply_bytes = 0
         self._abort_timer: asyncio.TimerHandle | None = None
         self._body_timeout = BodyTimeout(config.body_timeout, self._body_stalled)
-        self._h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(
-                client_side=False,
-                header_encoding=None,
-                # Checked by http2_headers in one cheaper pass, as stream errors.
-                validate_inbound_headers=False,
-                normalize_inbound_headers=False,
-                validate_outbound_headers=False,
-                normalize_outbound_headers=False,
-            )
-        )
+        self._h2 = start_h2(config, None if upgrade is None else upgrade[1])
         self._start(upgrade)
 
     def _start(self, upgrade: tuple[Request, bytes] | None) -> None:
         config = self._config
-        h2_connection = self._h2
-        settings = {
-            _SettingCodes.MAX_CONCURRENT_STREAMS: config.h2_max_concurrent_streams,
-            _SettingCodes.MAX_HEADER_LIST_SIZE: config.h2_max_header_list_size,
-            _SettingCodes.INITIAL_WINDOW_SIZE: config.h2_initial_window_size,
-            _SettingCodes.MAX_FRAME_SIZE: config.h2_max_frame_size,
-            _SettingCodes.ENABLE_PUSH: 0,
-            # RFC 8441 §3: the extended CONNECT that carries WebSockets over a stream.
-            _SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,
-        }
-        h2_connection.local_settings = h2.settings.Settings(client=False, initial_values=settings)
-        if upgrade is None:
-            h2_connection.initiate_connection()
-        else:
-            h2_connection.initiate_upgrade_connection(upgrade[1])
-        # The SETTINGS frame above advertises our values; from here h2 works with them as
-        # current ones, except for the stream limit that we enforce per stream.
-        settings[_SettingCodes.MAX_CONCURRENT_STREAMS] = _UNENFORCED_STREAM_LIMIT
-        h2_connection.local_settings = h2.settings.Settings(client=False, initial_values=settings)
-        h2_connection.max_inbound_frame_size = config.h2_max_frame_size
-        h2_connection.decoder.max_header_list_size = config.h2_max_header_list_size
-        connection_window = max(config.h2_initial_window_size, _MIN_CONNECTION_WINDOW)
-        h2_connection.increment_flow_control_window(connection_window - 65535)
         self._flush()
         if upgrade is not None:
             # RFC 7540 §3.2: the upgrading request is stream 1, half-closed (remote).
