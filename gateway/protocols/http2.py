@@ -82,7 +82,6 @@ class HTTP2Protocol(HTTP2Sender):
         self._start(upgrade)
 
     def _start(self, upgrade: tuple[Request, bytes] | None) -> None:
-        config = self._config
         self._flush()
         if upgrade is not None:
             # RFC 7540 §3.2: the upgrading request is stream 1, half-closed (remote).
@@ -91,7 +90,7 @@ class HTTP2Protocol(HTTP2Sender):
             self._open_stream(request)
             self._end_of_request(1)
         else:
-            self._transport.set_timeout(config.keep_alive_timeout, "HTTP/2 connection idle")
+            self._transport.set_timeout(self._config.keep_alive_timeout, "HTTP/2 connection idle")
         if self._context.shutting_down:
             self.shutdown()
 
@@ -319,7 +318,11 @@ class HTTP2Protocol(HTTP2Sender):
         state = self._streams.get(stream_id)
         if state is None or state.remote_done or self._closing:
             return True
-        if state.unread or self._h2.remote_flow_control_window(stream_id) <= 0:
+        try:
+            window = self._h2.remote_flow_control_window(stream_id)
+        except h2.exceptions.ProtocolError:  # h2 has already closed it: nothing to time
+            return True
+        if state.unread or window <= 0:
             return False  # the app has not read what we hold, or the window is shut
         self._log_client_problem(stream_id, f"request body stalled for {self._config.body_timeout:g}s; stream reset")
         state.stream.handle(StreamClosed(stream_id))
