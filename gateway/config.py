@@ -116,7 +116,8 @@ class Config:
     # reading cannot hold a connection and an app task forever (nginx: send_timeout).
     send_timeout: float = 30.0
     # Seconds a client may pause while sending a request body (not counted while reading
-    # is paused for a slow app), so a half-sent upload cannot hold a connection forever.
+    # is paused for a slow app), so a half-sent upload cannot hold a connection (HTTP/1.1)
+    # or a stream and its app task (HTTP/2) forever.
     body_timeout: float = 30.0
     tls_handshake_timeout: float = 10.0
     max_header_size: int = 16 * KiB

@@ -14,11 +14,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
-import h2.settings
 from h2.errors import ErrorCodes
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.exceptions import InvalidDataError
@@ -35,6 +33,7 @@ from gateway.events import (
 )
 from gateway.logs import address_label
 from gateway.protocols.common import Transport
+from gateway.protocols.http2_body_timeout import BodyTimeout
 from gateway.protocols.http2_headers import (
     BadRequest,
     MalformedRequest,
@@ -43,6 +42,7 @@ from gateway.protocols.http2_headers import (
 )
 from gateway.protocols.http2_limits import FloodGuard
 from gateway.protocols.http2_outbound import HTTP2Sender, StreamState
+from gateway.protocols.http2_settings import start_h2
 from gateway.streams.http import HTTPStream
 from gateway.streams.websocket import WebSocketStream
 from gateway.streams.websocket_handshake import is_websocket_connect
@@ -53,12 +53,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.error")
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-_SettingCodes = h2.settings.SettingCodes
-# h2 enforces SETTINGS_MAX_CONCURRENT_STREAMS as a connection error; RFC 9113 §5.1.2 lets
-# the server refuse just the extra stream, which we do ourselves (REFUSED_STREAM).
-_UNENFORCED_STREAM_LIMIT = 2**31 - 1
-# Our receive window for the whole connection (RFC 9113 §6.9.2 fixes its start at 65,535).
-_MIN_CONNECTION_WINDOW = 1024 * 1024
 
 
 class HTTP2Protocol(HTTP2Sender):
@@ -83,44 +77,11 @@ class HTTP2Protocol(HTTP2Sender):
         self._last_stream_id = 0
         self._paused_reply_bytes = 0
         self._abort_timer: asyncio.TimerHandle | None = None
-        self._h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(
-                client_side=False,
-                header_encoding=None,
-                # Checked by http2_headers in one cheaper pass, as stream errors.
-                validate_inbound_headers=False,
-                normalize_inbound_headers=False,
-                validate_outbound_headers=False,
-                normalize_outbound_headers=False,
-            )
-        )
+        self._body_timeout = BodyTimeout(config.body_timeout, self._body_stalled)
+        self._h2 = start_h2(config, None if upgrade is None else upgrade[1])
         self._start(upgrade)
 
     def _start(self, upgrade: tuple[Request, bytes] | None) -> None:
-        config = self._config
-        h2_connection = self._h2
-        settings = {
-            _SettingCodes.MAX_CONCURRENT_STREAMS: config.h2_max_concurrent_streams,
-            _SettingCodes.MAX_HEADER_LIST_SIZE: config.h2_max_header_list_size,
-            _SettingCodes.INITIAL_WINDOW_SIZE: config.h2_initial_window_size,
-            _SettingCodes.MAX_FRAME_SIZE: config.h2_max_frame_size,
-            _SettingCodes.ENABLE_PUSH: 0,
-            # RFC 8441 §3: the extended CONNECT that carries WebSockets over a stream.
-            _SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,
-        }
-        h2_connection.local_settings = h2.settings.Settings(client=False, initial_values=settings)
-        if upgrade is None:
-            h2_connection.initiate_connection()
-        else:
-            h2_connection.initiate_upgrade_connection(upgrade[1])
-        # The SETTINGS frame above advertises our values; from here h2 works with them as
-        # current ones, except for the stream limit that we enforce per stream.
-        settings[_SettingCodes.MAX_CONCURRENT_STREAMS] = _UNENFORCED_STREAM_LIMIT
-        h2_connection.local_settings = h2.settings.Settings(client=False, initial_values=settings)
-        h2_connection.max_inbound_frame_size = config.h2_max_frame_size
-        h2_connection.decoder.max_header_list_size = config.h2_max_header_list_size
-        connection_window = max(config.h2_initial_window_size, _MIN_CONNECTION_WINDOW)
-        h2_connection.increment_flow_control_window(connection_window - 65535)
         self._flush()
         if upgrade is not None:
             # RFC 7540 §3.2: the upgrading request is stream 1, half-closed (remote).
@@ -129,7 +90,7 @@ class HTTP2Protocol(HTTP2Sender):
             self._open_stream(request)
             self._end_of_request(1)
         else:
-            self._transport.set_timeout(config.keep_alive_timeout, "HTTP/2 connection idle")
+            self._transport.set_timeout(self._config.keep_alive_timeout, "HTTP/2 connection idle")
         if self._context.shutting_down:
             self.shutdown()
 
@@ -241,6 +202,9 @@ class HTTP2Protocol(HTTP2Sender):
                 self._answer_error(stream_id, 413, "request body larger than --max-body-size")
                 return
         self._open_stream(request)
+        if event.stream_ended is None and request.protocol is None:
+            expect = any(name == b"expect" and value.lower() == b"100-continue" for name, value in request.headers)
+            self._body_timeout.watch(stream_id, expect_continue=expect)
 
     def _open_stream(self, request: Request) -> None:
         self._flood.request_opened()
@@ -293,6 +257,7 @@ class HTTP2Protocol(HTTP2Sender):
         state = self._streams.get(stream_id)
         if state is not None:
             state.remote_done = True
+            self._body_timeout.forget(stream_id)
             # RFC 8441 §5: END_STREAM on an extended CONNECT is the TCP FIN of a WebSocket.
             state.stream.handle(EndData(stream_id) if type(state.stream) is WebSocketStream else EndBody(stream_id))
 
@@ -347,6 +312,27 @@ class HTTP2Protocol(HTTP2Sender):
         if backlog and sum(len(frame.data) for frame in backlog) > self._config.h2_max_header_list_size:
             self._h2.close_connection(error_code=ErrorCodes.ENHANCE_YOUR_CALM)
             self._fatal("header block larger than --h2-max-header-list-size")
+
+    def _body_stalled(self, stream_id: int) -> bool:
+        """``--body-timeout`` passed on a stream: reset it, unless we are holding it up."""
+        state = self._streams.get(stream_id)
+        if state is None or state.remote_done or self._closing:
+            return True
+        try:
+            window = self._h2.remote_flow_control_window(stream_id)
+        except h2.exceptions.ProtocolError:  # h2 has already closed it: nothing to time
+            return True
+        if state.unread or window <= 0:
+            return False  # the app has not read what we hold, or the window is shut
+        self._log_client_problem(stream_id, f"request body stalled for {self._config.body_timeout:g}s; stream reset")
+        state.stream.handle(StreamClosed(stream_id))
+        # CANCEL, "the stream is no longer needed" (RFC 9113 §7), as a stream error (§5.4.2):
+        # a slow client breaks no protocol rule (not PROTOCOL_ERROR), the app has seen the
+        # request so a retry is not known to be safe (not REFUSED_STREAM, §8.7), and no
+        # complete response went out (NO_ERROR is for that, §8.1).
+        self._reset(stream_id, ErrorCodes.CANCEL)
+        self._flush()
+        return True
 
     def _forget(self, stream_id: int) -> None:
         if self._drop(stream_id) is not None:
@@ -403,6 +389,7 @@ class HTTP2Protocol(HTTP2Sender):
         self._close()
 
     def _close(self) -> None:
+        self._body_timeout.close()
         if not self._closing:
             self._flush()  # e.g. the END_STREAM of the last response before a GOAWAY close
             self._closing = True
@@ -451,6 +438,7 @@ class HTTP2Protocol(HTTP2Sender):
     def connection_lost(self) -> None:
         """The socket is gone: every open stream's app sees ``http.disconnect``."""
         self._closing = True
+        self._body_timeout.close()
         if self._abort_timer is not None:
             self._abort_timer.cancel()
         for stream_id, state in list(self._streams.items()):

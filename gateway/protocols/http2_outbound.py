@@ -34,6 +34,7 @@ from gateway.events import (
 from gateway.logs import address_label
 from gateway.protocols.common import Transport, http_date, read_file_chunks
 from gateway.protocols.http1_response import ResponseFramingError
+from gateway.protocols.http2_body_timeout import BodyTimeout
 from gateway.protocols.http2_headers import declared_length, response_headers, trailer_fields
 from gateway.protocols.http2_limits import FloodGuard
 
@@ -75,6 +76,7 @@ class HTTP2Sender:
     _h2: h2.connection.H2Connection
     _streams: dict[int, StreamState]
     _flood: FloodGuard
+    _body_timeout: BodyTimeout
     _closing: bool
     _info: ConnectionInfo
 
@@ -123,6 +125,8 @@ class HTTP2Sender:
             elif event_type is InformationalResponse:
                 block = response_headers(event.status, event.headers, None)  # type: ignore[union-attr]
                 h2_connection.send_headers(stream_id, block)
+                if event.status == 100:  # type: ignore[union-attr]
+                    self._body_timeout.restart(stream_id)  # the client may send its body now
             elif event_type is StreamAborted:
                 self._drop(stream_id)
                 h2_connection.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
@@ -245,13 +249,23 @@ class HTTP2Sender:
         state = self._streams.get(stream_id)
         if state is not None and not self._closing:
             state.unread -= size
+            connection_window_shut = self._h2.inbound_flow_control_window <= 0
             self._acknowledge(size, stream_id)
             self._flush()
+            # The client's clock for --body-timeout starts when the app has taken what came,
+            # not at each DATA frame: until then a silent client is waiting for us, and this
+            # way DATA frames cost no clock read (an empty one never restarts it).
+            body_timeout = self._body_timeout
+            body_timeout.restart(stream_id)
+            if connection_window_shut and self._h2.inbound_flow_control_window > 0:
+                body_timeout.restart_all()
 
     def _drop(self, stream_id: int) -> StreamState | None:
         """Forget a stream. Bytes its app never read go back to the connection window, or
         every reset upload would shrink it for good."""
         state = self._streams.pop(stream_id, None)
+        if state is not None and not state.remote_done:
+            self._body_timeout.forget(stream_id)  # gone mid-body
         if state is not None and state.unread > 0 and not self._closing:
             self._acknowledge(state.unread, stream_id)
             state.unread = 0
