@@ -32,8 +32,8 @@ from gateway.events import (
 )
 from gateway.logs import address_label
 from gateway.protocols.common import Transport, error_response
-from gateway.protocols.http1_response import Framing, ResponseWriter, interim_response, serialize_head
-from gateway.protocols.http2_headers import h2c_upgrade
+from gateway.protocols.http1_response import Framing, ResponseWriter, interim_response
+from gateway.protocols.http1_upgrade import STREAM_ID, HTTP1Upgrades
 from gateway.protocols.request_head import InvalidRequestHead, check_request_head, find_head_end
 from gateway.streams.http import HTTPStream
 from gateway.streams.websocket import WebSocketStream
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.error")
 
-STREAM_ID = 1
 _HTTP_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
 # Bytes of a request body that the app left unread and that we read and drop so the
 # connection can be kept alive; past this, closing is cheaper than reading on.
@@ -60,8 +59,8 @@ class Phase(enum.Enum):
     CLOSING = "closing"
 
 
-class HTTP1Protocol:
-    """Serves HTTP/1.1 (and 1.0) requests on one connection."""
+class HTTP1Protocol(HTTP1Upgrades):
+    """Serves HTTP/1.1 (and 1.0) requests on one connection; upgrades in http1_upgrade.py."""
 
     def __init__(self, context: ServerContext, transport: Transport, info: ConnectionInfo) -> None:
         self._context = context
@@ -269,38 +268,9 @@ class HTTP1Protocol:
             self._stream.handle(StreamClosed(STREAM_ID))
         self._close()
 
-    def _switch_to_http2(self, event: h11.Request, headers: Headers) -> bool:
-        """``Upgrade: h2c`` (RFC 7540 §3.2): answer 101 and hand the connection to HTTP/2."""
-        upgrade = h2c_upgrade(event.method, event.target, headers)
-        if upgrade is None:
-            return False
-        self._transport.write(b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n")
-        leftover = self._h11.trailing_data[0]
-        self._phase = Phase.CLOSING  # this adapter is done; the transport stays open
-        self._transport.upgrade_to_http2(upgrade[0], upgrade[1], leftover)
-        return True
-
-    def _feed_upgraded(self, data: bytes) -> None:
-        assert self._stream is not None
-        self._buffered += len(data)
-        # The stream usually hands the credit back at once (body_consumed): check after it.
-        self._stream.handle(Data(STREAM_ID, data))
-        if self._buffered > self._config.read_buffer_size and not self._paused_for_body:
-            self._paused_for_body = True
-            self._transport.pause_reading()
-
-    def _switch_protocols(self) -> None:
-        """The 101 is out: from now on the connection carries WebSocket frames."""
-        self._upgraded = True
-        self._writer.framing = Framing.NONE
-        leftover = self._h11.trailing_data[0]
-        if self._paused_for_pipeline:
-            # h11 paused at the upgrade request; reading resumes for the frames.
-            self._paused_for_pipeline = False
-            if not self._paused_for_body:
-                self._transport.resume_reading()
-        if leftover:
-            self._feed_upgraded(leftover)
+    def _detach(self) -> None:
+        """Upgraded to HTTP/2: this adapter is done, the transport stays open."""
+        self._phase = Phase.CLOSING
 
     def body_consumed(self, stream_id: int, size: int) -> None:
         """The app has read ``size`` bytes: read from the client again if we had paused."""
@@ -331,9 +301,7 @@ class HTTP1Protocol:
         elif event_type is FileBody:
             await self._send_file(event)  # type: ignore[arg-type]
         elif event_type is Response and event.status == 101:  # type: ignore[union-attr]
-            head = serialize_head(101, event.headers, body_allowed=False, http10=False, keep_alive=True)[0]  # type: ignore[union-attr]
-            transport.write(head)
-            self._switch_protocols()
+            self._switch_protocols(event.headers)  # type: ignore[union-attr]
         elif event_type is EndData:
             self._close()
         elif event_type is Response:
