@@ -3,6 +3,9 @@
 One request at a time is handed to an :class:`HTTPStream` (stream id 1). Pipelined requests
 wait in h11's buffer, and reading pauses until the current response is complete, so the
 order of answers is the order of requests (RFC 9112 §9.3.2) and memory stays bounded.
+The class is built in three layers: this module (heads, the request/response cycle,
+keep-alive, shutdown), ``http1_upgrade.py`` (h2c and WebSocket) and ``http1_body.py``
+(request bodies and read backpressure).
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from gateway.events import (
 )
 from gateway.logs import address_label
 from gateway.protocols.common import Transport, error_response
+from gateway.protocols.http1_body import STREAM_ID
 from gateway.protocols.http1_response import Framing, ResponseWriter, interim_response
-from gateway.protocols.http1_upgrade import STREAM_ID, HTTP1Upgrades
+from gateway.protocols.http1_upgrade import HTTP1Upgrades
 from gateway.protocols.request_head import InvalidRequestHead, check_request_head, find_head_end
 from gateway.streams.http import HTTPStream
 from gateway.streams.websocket import WebSocketStream
@@ -45,9 +49,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.error")
 
 _HTTP_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
-# Bytes of a request body that the app left unread and that we read and drop so the
-# connection can be kept alive; past this, closing is cheaper than reading on.
-_MAX_DISCARD = 1024 * 1024
 
 
 class Phase(enum.Enum):
@@ -60,7 +61,7 @@ class Phase(enum.Enum):
 
 
 class HTTP1Protocol(HTTP1Upgrades):
-    """Serves HTTP/1.1 (and 1.0) requests on one connection; upgrades in http1_upgrade.py."""
+    """Serves HTTP/1.1 (and 1.0) requests on one connection."""
 
     def __init__(self, context: ServerContext, transport: Transport, info: ConnectionInfo) -> None:
         self._context = context
@@ -224,45 +225,6 @@ class HTTP1Protocol(HTTP1Upgrades):
         if self._h11.their_state is h11.SEND_BODY and not self._expect_continue:
             self._wait_for_body()
 
-    def _wait_for_body(self) -> None:
-        # nginx's client_body_timeout: a client may not stall mid-body for ever. Not armed
-        # while reading is paused for a slow app, or while the client waits for a 100.
-        self._transport.set_timeout(self._config.body_timeout, "request body stalled")
-
-    def _on_data(self, data: bytes) -> None:
-        self._wait_for_body()
-        stream = self._stream
-        if stream is None or stream.response_complete:
-            self._discarding += len(data)
-            if self._discarding > _MAX_DISCARD:
-                self._close()
-            return
-        self._body_size += len(data)
-        max_body = self._config.max_body_size
-        if max_body and self._body_size > max_body:
-            # A chunked body outgrew the limit; the app already runs and gets a disconnect.
-            stream.handle(StreamClosed(STREAM_ID))
-            if stream.response_started:
-                self._close()
-            else:
-                self._reject(413, "request body larger than --max-body-size")
-            return
-        self._buffered += len(data)
-        stream.handle(Body(STREAM_ID, data))
-        if self._buffered > self._config.read_buffer_size and not self._paused_for_body:
-            self._paused_for_body = True
-            self._transport.pause_reading()
-            self._transport.clear_timeout()
-
-    def _on_end_of_request(self) -> None:
-        self._transport.clear_timeout()
-        stream = self._stream
-        if stream is not None and not stream.response_complete:
-            stream.handle(EndBody(STREAM_ID))
-        else:
-            # The response went out before the body was read to its end (discarded).
-            self._next_cycle()
-
     def _on_client_gone(self) -> None:
         if self._stream is not None:
             self._stream.handle(StreamClosed(STREAM_ID))
@@ -271,16 +233,6 @@ class HTTP1Protocol(HTTP1Upgrades):
     def _detach(self) -> None:
         """Upgraded to HTTP/2: this adapter is done, the transport stays open."""
         self._phase = Phase.CLOSING
-
-    def body_consumed(self, stream_id: int, size: int) -> None:
-        """The app has read ``size`` bytes: read from the client again if we had paused."""
-        self._buffered -= size
-        if self._paused_for_body and self._buffered <= self._config.read_buffer_size // 2:
-            self._paused_for_body = False
-            if not self._paused_for_pipeline:
-                self._transport.resume_reading()
-            if self._h11.their_state is h11.SEND_BODY:
-                self._wait_for_body()
 
     # -- events out -----------------------------------------------------------------
 

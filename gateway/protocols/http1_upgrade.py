@@ -4,7 +4,8 @@ Both start as an ordinary request with an ``Upgrade`` header (RFC 9110 §7.8). O
 connection ``Upgrade: h2c`` is answered here with 101 and the connection is handed to
 HTTP/2, the request becoming its stream 1 (RFC 7540 §3.2). A WebSocket handshake goes to a
 ``WebSocketStream``; once its app has accepted and the 101 is out, bytes bypass h11 in both
-directions as ``Data`` events, read no faster than the stream takes them.
+directions as ``Data`` events, read no faster than the stream takes them (the same
+backpressure as a request body's, from ``http1_body.py``).
 :class:`HTTP1Upgrades` is the half of ``HTTP1Protocol`` that does this.
 """
 
@@ -13,31 +14,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gateway.events import Data, Headers
+from gateway.protocols.http1_body import STREAM_ID, HTTP1RequestBody
 from gateway.protocols.http1_response import Framing, ResponseWriter, serialize_head
 from gateway.protocols.http2_headers import h2c_upgrade
 
 if TYPE_CHECKING:
     import h11
 
-    from gateway.config import Config
-    from gateway.protocols.common import Transport
-    from gateway.streams.http import HTTPStream
-    from gateway.streams.websocket import WebSocketStream
 
-STREAM_ID = 1
+class HTTP1Upgrades(HTTP1RequestBody):
+    """The upgrade half of :class:`HTTP1Protocol`, which creates the state declared here.
 
+    It builds on the request-body half: the tunnel uses the same read backpressure.
+    """
 
-class HTTP1Upgrades:
-    """The upgrade half of :class:`HTTP1Protocol`; the state it shares is declared there."""
-
-    _config: Config
-    _transport: Transport
-    _h11: h11.Connection
-    _stream: HTTPStream | WebSocketStream | None
     _upgraded: bool
-    _buffered: int
-    _paused_for_body: bool
-    _paused_for_pipeline: bool
     _writer: ResponseWriter
 
     def _detach(self) -> None:
