@@ -45,7 +45,7 @@ class Phase(enum.Enum):
 
 
 class WebSocketClosing:
-    """The closing half of :class:`WebSocketStream`; the state it shares is declared there."""
+    """The closing half of :class:`WebSocketStream`, which creates the state declared here."""
 
     # The slots this half assigns; WebSocketStream lists the rest.
     __slots__ = ("_close_timer", "_keepalive", "_phase")
