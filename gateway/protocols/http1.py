@@ -3,6 +3,9 @@
 One request at a time is handed to an :class:`HTTPStream` (stream id 1). Pipelined requests
 wait in h11's buffer, and reading pauses until the current response is complete, so the
 order of answers is the order of requests (RFC 9112 §9.3.2) and memory stays bounded.
+The class is built in three layers: this module (heads, the request/response cycle,
+keep-alive, shutdown), ``http1_upgrade.py`` (h2c and WebSocket) and ``http1_body.py``
+(request bodies and read backpressure).
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from gateway.events import (
 )
 from gateway.logs import address_label
 from gateway.protocols.common import Transport, error_response
-from gateway.protocols.http1_response import Framing, ResponseWriter, interim_response, serialize_head
-from gateway.protocols.http2_headers import h2c_upgrade
+from gateway.protocols.http1_body import STREAM_ID
+from gateway.protocols.http1_response import Framing, ResponseWriter, interim_response
+from gateway.protocols.http1_upgrade import HTTP1Upgrades
 from gateway.protocols.request_head import InvalidRequestHead, check_request_head, find_head_end
 from gateway.streams.http import HTTPStream
 from gateway.streams.websocket import WebSocketStream
@@ -44,11 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.error")
 
-STREAM_ID = 1
 _HTTP_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
-# Bytes of a request body that the app left unread and that we read and drop so the
-# connection can be kept alive; past this, closing is cheaper than reading on.
-_MAX_DISCARD = 1024 * 1024
 
 
 class Phase(enum.Enum):
@@ -60,7 +60,7 @@ class Phase(enum.Enum):
     CLOSING = "closing"
 
 
-class HTTP1Protocol:
+class HTTP1Protocol(HTTP1Upgrades):
     """Serves HTTP/1.1 (and 1.0) requests on one connection."""
 
     def __init__(self, context: ServerContext, transport: Transport, info: ConnectionInfo) -> None:
@@ -225,92 +225,14 @@ class HTTP1Protocol:
         if self._h11.their_state is h11.SEND_BODY and not self._expect_continue:
             self._wait_for_body()
 
-    def _wait_for_body(self) -> None:
-        # nginx's client_body_timeout: a client may not stall mid-body for ever. Not armed
-        # while reading is paused for a slow app, or while the client waits for a 100.
-        self._transport.set_timeout(self._config.body_timeout, "request body stalled")
-
-    def _on_data(self, data: bytes) -> None:
-        self._wait_for_body()
-        stream = self._stream
-        if stream is None or stream.response_complete:
-            self._discarding += len(data)
-            if self._discarding > _MAX_DISCARD:
-                self._close()
-            return
-        self._body_size += len(data)
-        max_body = self._config.max_body_size
-        if max_body and self._body_size > max_body:
-            # A chunked body outgrew the limit; the app already runs and gets a disconnect.
-            stream.handle(StreamClosed(STREAM_ID))
-            if stream.response_started:
-                self._close()
-            else:
-                self._reject(413, "request body larger than --max-body-size")
-            return
-        self._buffered += len(data)
-        stream.handle(Body(STREAM_ID, data))
-        if self._buffered > self._config.read_buffer_size and not self._paused_for_body:
-            self._paused_for_body = True
-            self._transport.pause_reading()
-            self._transport.clear_timeout()
-
-    def _on_end_of_request(self) -> None:
-        self._transport.clear_timeout()
-        stream = self._stream
-        if stream is not None and not stream.response_complete:
-            stream.handle(EndBody(STREAM_ID))
-        else:
-            # The response went out before the body was read to its end (discarded).
-            self._next_cycle()
-
     def _on_client_gone(self) -> None:
         if self._stream is not None:
             self._stream.handle(StreamClosed(STREAM_ID))
         self._close()
 
-    def _switch_to_http2(self, event: h11.Request, headers: Headers) -> bool:
-        """``Upgrade: h2c`` (RFC 7540 §3.2): answer 101 and hand the connection to HTTP/2."""
-        upgrade = h2c_upgrade(event.method, event.target, headers)
-        if upgrade is None:
-            return False
-        self._transport.write(b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n")
-        leftover = self._h11.trailing_data[0]
-        self._phase = Phase.CLOSING  # this adapter is done; the transport stays open
-        self._transport.upgrade_to_http2(upgrade[0], upgrade[1], leftover)
-        return True
-
-    def _feed_upgraded(self, data: bytes) -> None:
-        assert self._stream is not None
-        self._buffered += len(data)
-        # The stream usually hands the credit back at once (body_consumed): check after it.
-        self._stream.handle(Data(STREAM_ID, data))
-        if self._buffered > self._config.read_buffer_size and not self._paused_for_body:
-            self._paused_for_body = True
-            self._transport.pause_reading()
-
-    def _switch_protocols(self) -> None:
-        """The 101 is out: from now on the connection carries WebSocket frames."""
-        self._upgraded = True
-        self._writer.framing = Framing.NONE
-        leftover = self._h11.trailing_data[0]
-        if self._paused_for_pipeline:
-            # h11 paused at the upgrade request; reading resumes for the frames.
-            self._paused_for_pipeline = False
-            if not self._paused_for_body:
-                self._transport.resume_reading()
-        if leftover:
-            self._feed_upgraded(leftover)
-
-    def body_consumed(self, stream_id: int, size: int) -> None:
-        """The app has read ``size`` bytes: read from the client again if we had paused."""
-        self._buffered -= size
-        if self._paused_for_body and self._buffered <= self._config.read_buffer_size // 2:
-            self._paused_for_body = False
-            if not self._paused_for_pipeline:
-                self._transport.resume_reading()
-            if self._h11.their_state is h11.SEND_BODY:
-                self._wait_for_body()
+    def _detach(self) -> None:
+        """Upgraded to HTTP/2: this adapter is done, the transport stays open."""
+        self._phase = Phase.CLOSING
 
     # -- events out -----------------------------------------------------------------
 
@@ -331,9 +253,7 @@ class HTTP1Protocol:
         elif event_type is FileBody:
             await self._send_file(event)  # type: ignore[arg-type]
         elif event_type is Response and event.status == 101:  # type: ignore[union-attr]
-            head = serialize_head(101, event.headers, body_allowed=False, http10=False, keep_alive=True)[0]  # type: ignore[union-attr]
-            transport.write(head)
-            self._switch_protocols()
+            self._switch_protocols(event.headers)  # type: ignore[union-attr]
         elif event_type is EndData:
             self._close()
         elif event_type is Response:

@@ -4,13 +4,13 @@ The same :class:`WebSocketStream` serves an HTTP/1.1 Upgrade (RFC 6455) and an H
 extended CONNECT (RFC 8441): the handshake arrives as a ``Request`` event, the answer leaves
 as a ``Response`` (101 or 200), and from then on frames travel as ``Data`` events in both
 directions, parsed and written by wsproto's post-handshake connection. The framing code
-therefore exists once. Ping/pong keep-alive and the close handshake timer live here too.
+therefore exists once. How it ends (close handshake, failing, timers) is in
+``websocket_close.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -43,10 +43,17 @@ from gateway.events import (
     StreamAborted,
     StreamClosed,
 )
-from gateway.logs import address_label
 from gateway.streams import websocket_fastpath as fastpath
 from gateway.streams import websocket_handshake as handshake
 from gateway.streams import websocket_masking
+from gateway.streams.websocket_close import (
+    ABNORMAL_CLOSURE,
+    INTERNAL_ERROR,
+    MESSAGE_TOO_BIG,
+    NORMAL_CLOSURE,
+    Phase,
+    WebSocketClosing,
+)
 from gateway.streams.websocket_deflate import BoundedPerMessageDeflate, negotiate
 from gateway.streams.websocket_inbox import Inbox
 from gateway.streams.websocket_keepalive import KeepAlive
@@ -69,27 +76,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.error")
 
-# RFC 6455 §7.4.1 close codes used here.
-NORMAL_CLOSURE, GOING_AWAY, ABNORMAL_CLOSURE, MESSAGE_TOO_BIG, INTERNAL_ERROR = 1000, 1001, 1006, 1009, 1011
 
-
-class Phase(enum.Enum):
-    """Where the WebSocket is; the ASGI WebSocket spec fixes which messages fit where."""
-
-    HANDSHAKE = "waiting for websocket.accept"
-    HTTP_RESPONSE = "sending websocket.http.response.body"
-    OPEN = "open"
-    CLOSING = "close sent, waiting for the peer's close"
-    CLOSED = "closed"
-
-
-class WebSocketStream:
+class WebSocketStream(WebSocketClosing):
     """Runs the ASGI app for one WebSocket and carries frames both ways."""
 
-    # Slots: one of these lives as long as its WebSocket, often idle for hours.
+    # Slots: one of these lives as long as its WebSocket, often idle for hours. Those of
+    # the closing half are declared in WebSocketClosing.
     __slots__ = (
         "_assembler",
-        "_close_timer",
         "_config",
         "_context",
         "_deflate",
@@ -97,9 +91,7 @@ class WebSocketStream:
         "_frames",
         "_inbox",
         "_info",
-        "_keepalive",
         "_key",
-        "_phase",
         "_scope",
         "_sender",
         "_simple_frames",
@@ -233,50 +225,6 @@ class WebSocketStream:
         if message is not None:
             self._inbox.put(message)
 
-    def _on_close_frame(self, event: CloseConnection) -> None:
-        frames = self._frames
-        assert frames is not None
-        if frames.state is ConnectionState.OPEN:
-            # wsproto reports a frame it could not parse as a close event without changing
-            # state: fail the connection with that code (RFC 6455 §7.1.7).
-            self._log_client("WebSocket protocol error: %s (close %d)", event.reason, event.code)
-            self._fail(int(event.code), event.reason or "")
-            return
-        if frames.state is ConnectionState.REMOTE_CLOSING:
-            # RFC 6455 §5.5.1: answer with a close frame, then the server closes TCP (§7.1.1).
-            self._writer.write_soon(frames.send(CloseConnection(code=event.code)), end=True)
-        else:
-            self._end()  # the answer to our close: the handshake is complete
-        self._set_closed(int(event.code), event.reason or "")
-
-    def _peer_ended(self) -> None:
-        # TCP FIN (HTTP/1.1) or END_STREAM (HTTP/2): the peer sends nothing more. Without a
-        # close frame first that is an abnormal closure; end our side too.
-        if self._frames is not None:
-            self._end()
-        self._set_closed(ABNORMAL_CLOSURE, "")
-
-    def _transport_closed(self) -> None:
-        # RFC 6455 §7.1.5: closed without a close frame means code 1006.
-        self._writer.ended = True
-        self._set_closed(ABNORMAL_CLOSURE, "")
-
-    def _set_closed(self, code: int, reason: str) -> None:
-        # The first cause wins: a close handshake followed by the transport closing keeps
-        # the peer's code.
-        self._phase = Phase.CLOSED
-        self._stop_timers()
-        self._inbox.close(code, reason)
-
-    def _fail(self, code: int, reason: str) -> None:
-        """Send a close frame and drop the connection at once (RFC 6455 §7.1.7)."""
-        frames = self._frames
-        if frames is not None and frames.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
-            self._writer.write_soon(frames.send(CloseConnection(code=code, reason=reason[:120] or None)), end=True)
-        else:
-            self._end()
-        self._set_closed(code, reason)
-
     # -- the app side ---------------------------------------------------------------------
 
     async def _run(self, app: Any) -> None:
@@ -375,24 +323,6 @@ class WebSocketStream:
         if self._context.shutting_down:
             self.shutdown()
 
-    async def _close(self, code: int, reason: str) -> None:
-        """Start the close handshake (once: the app's close and a shutdown's may cross)."""
-        frames = self._frames
-        if self._phase is not Phase.OPEN or frames is None or frames.state is not ConnectionState.OPEN:
-            return
-        self._phase = Phase.CLOSING
-        data = frames.send(CloseConnection(code=code, reason=reason or None))
-        self._close_timer = asyncio.get_running_loop().call_later(self._config.ws_close_timeout, self._close_timeout)
-        if self._keepalive is not None:
-            self._keepalive.stop()
-        await self._writer.write(data)
-
-    def _close_timeout(self) -> None:
-        self._close_timer = None
-        self._log_client("no close frame from the WebSocket peer within %gs", self._config.ws_close_timeout)
-        self._end()
-        self._set_closed(ABNORMAL_CLOSURE, "")
-
     async def _send_response_body(self, message: Message) -> None:
         body = body_of(message)
         if body:
@@ -412,56 +342,8 @@ class WebSocketStream:
         await self._sender.stream_send(EndBody(self.stream_id))
         self._set_closed(ABNORMAL_CLOSURE, "")
 
-    def _end(self) -> None:
-        self._stop_timers()
-        self._writer.end()
-
-    # -- timers, shutdown ---------------------------------------------------------------
-
-    def send_ping(self, payload: bytes) -> None:
-        """Called by :class:`KeepAlive`: send a ping if the WebSocket is still open."""
-        frames = self._frames
-        if frames is not None and frames.state is ConnectionState.OPEN and not self._writer.ended:
-            self._writer.write_soon(frames.send(Ping(payload=payload)))
-
-    def peer_unresponsive(self) -> bool:
-        """Called by :class:`KeepAlive` when no pong came: True if the peer was given up.
-
-        A peer we stopped reading from (the app is behind) may have answered; it is kept.
-        """
-        if self._inbox.withheld:
-            return False
-        self._log_client("WebSocket peer sent no pong within %gs; closing", self._config.ws_ping_timeout)
-        # RFC 6455 §7.1.5: no close frame came from the peer, so for the app it is 1006.
-        self._inbox.close(ABNORMAL_CLOSURE, "")
-        self._fail(INTERNAL_ERROR, "keepalive ping timeout")
-        return True
-
-    def shutdown(self) -> None:
-        """Graceful shutdown: close with 1001 (going away) and wait for the peer's close."""
-        if self._phase is not Phase.OPEN or self._frames is None:
-            return
-        self._writer.spawn(self._close(GOING_AWAY, "server shutting down"))
-
-    def cancel(self) -> None:
-        """Stop the app task (graceful timeout passed, or the stream was reset)."""
-        self._transport_closed()
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-
-    def _stop_timers(self) -> None:
-        if self._keepalive is not None:
-            self._keepalive.stop()
-            self._keepalive = None
-        if self._close_timer is not None:
-            self._close_timer.cancel()
-            self._close_timer = None
-
     def _log_access(self, status: int) -> None:
         # One access-log line per handshake answer (101/200 accepted, else the HTTP status).
         if self._context.access_log and self._scope:
             duration = asyncio.get_running_loop().time() - self._started_at
             access_log.log_response(self._scope, status, 0, duration)
-
-    def _log_client(self, text: str, *args: object) -> None:
-        log.info("%s - " + text + " (stream %d)", address_label(self._info.client), *args, self.stream_id)
