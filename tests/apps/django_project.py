@@ -14,10 +14,10 @@ import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.apps.process import OutputLines
 
 STATIC_TEXT = "body { color: rebeccapurple; }\n"
 START_TIMEOUT = 20.0
@@ -139,8 +139,6 @@ class ManageProcess:
     """``python manage.py ARGS`` in its own session; stdout and stderr collected as lines."""
 
     def __init__(self, folder: Path, *args: str, **env: str) -> None:
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
         environ = {**os.environ, "PYTHONUNBUFFERED": "1", "DJANGO_RUNSERVER_HIDE_WARNING": "true", **env}
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", *args],
@@ -152,40 +150,22 @@ class ManageProcess:
             text=True,
             start_new_session=True,  # the reloader's child too: one group to signal or kill
         )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
+        self._output = OutputLines(self.process.stdout, "output")
+
+    @property
+    def lines(self) -> list[str]:
+        """The output lines so far (their count marks a point to wait from)."""
+        return self._output.lines
 
     @property
     def output(self) -> str:
         """Everything printed so far."""
-        with self._changed:
-            return "".join(self.lines)
+        return self._output.text
 
     def wait_for(self, pattern: str, timeout: float = START_TIMEOUT, after: int = 0) -> re.Match[str]:
         """Wait for an output line (from line number ``after`` on) matching ``pattern``."""
-        compiled = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        seen = after
-        with self._changed:
-            while True:
-                for line in self.lines[seen:]:
-                    match = compiled.search(line)
-                    if match:
-                        return match
-                seen = max(seen, len(self.lines))
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or (not self._reader.is_alive() and seen == len(self.lines)):
-                    raise AssertionError(f"no output line matching {pattern!r}; output:\n{''.join(self.lines)}")
-                self._changed.wait(min(remaining, 0.1))
+        return self._output.wait_for(pattern, timeout, after)
 
     def wait_serving(self, after: int = 0) -> str:
         """Wait for the start-up banner; return the URL it announces (``https://127.0.0.1:PORT``)."""
@@ -194,7 +174,7 @@ class ManageProcess:
     def wait(self, timeout: float = 15.0) -> int:
         """Wait for the process to exit; return its exit code."""
         code = self.process.wait(timeout)
-        self._reader.join(5)
+        self._output.join()
         return code
 
     def stop(self) -> None:
@@ -210,7 +190,7 @@ class ManageProcess:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(5)
-            self._reader.join(5)
+            self._output.join()
             if self.process.stdout is not None:
                 self.process.stdout.close()
 

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[2]
 # What the CLI needs to serve plain HTTP (without it, it serves HTTPS with a dev certificate).
@@ -69,12 +70,57 @@ def free_port() -> int:
         return port
 
 
+class OutputLines:
+    """Lines of a subprocess's pipe, collected by a thread as they arrive, waited on by pattern."""
+
+    def __init__(self, stream: IO[str], name: str) -> None:
+        self.lines: list[str] = []
+        self._name = name
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def text(self) -> str:
+        """Everything collected so far."""
+        with self._changed:
+            return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float, after: int = 0) -> re.Match[str]:
+        """Wait for a line (from line number ``after`` on) matching ``pattern``; fail on EOF or timeout."""
+        compiled = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = after
+        with self._changed:
+            while True:
+                for line in self.lines[seen:]:
+                    match = compiled.search(line)
+                    if match:
+                        return match
+                seen = max(seen, len(self.lines))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (not self._reader.is_alive() and seen == len(self.lines)):
+                    name = self._name
+                    raise AssertionError(f"no {name} line matching {pattern!r}; {name}:\n{''.join(self.lines)}")
+                self._changed.wait(min(remaining, 0.1))
+
+    def join(self, timeout: float = 5.0) -> None:
+        """Wait for the reader to reach the end of the pipe."""
+        self._reader.join(timeout)
+
+
 class ServerProcess:
     """A ``python -m gateway`` subprocess whose stderr lines are collected as they arrive."""
 
     def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
         self.process = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -84,40 +130,17 @@ class ServerProcess:
             stderr=subprocess.PIPE,
             text=True,
         )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
         assert self.process.stderr is not None
-        for line in self.process.stderr:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
+        self.output = OutputLines(self.process.stderr, "stderr")
 
     @property
     def stderr(self) -> str:
         """Everything the server wrote to stderr so far."""
-        with self._changed:
-            return "".join(self.lines)
+        return self.output.text
 
     def wait_for(self, pattern: str, timeout: float = START_TIMEOUT) -> re.Match[str]:
         """Wait for a stderr line matching ``pattern``; fail (with stderr) on exit or timeout."""
-        compiled = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        seen = 0
-        with self._changed:
-            while True:
-                for line in self.lines[seen:]:
-                    match = compiled.search(line)
-                    if match:
-                        return match
-                seen = len(self.lines)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or (not self._reader.is_alive() and seen == len(self.lines)):
-                    raise AssertionError(f"no stderr line matching {pattern!r}; stderr:\n{''.join(self.lines)}")
-                self._changed.wait(min(remaining, 0.1))
+        return self.output.wait_for(pattern, timeout)
 
     def urls(self) -> list[str]:
         """The URLs of the start-up line, e.g. ``['http://127.0.0.1:41234']``."""
@@ -136,7 +159,7 @@ class ServerProcess:
     def wait(self, timeout: float = 10.0) -> int:
         """Wait for the process to exit; return its exit code (raises on timeout)."""
         code = self.process.wait(timeout)
-        self._reader.join(5)
+        self.output.join()
         return code
 
     def stop(self) -> None:
@@ -150,7 +173,7 @@ class ServerProcess:
                     self.process.kill()
                     self.process.wait(5)
         finally:
-            self._reader.join(5)
+            self.output.join()
             if self.process.stderr is not None:
                 self.process.stderr.close()
 
