@@ -19,7 +19,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,14 +27,15 @@ from typing import Any
 import pytest
 import websockets
 
-from tests.apps.process import ROOT, ServerProcess, free_port, gateway_env, gateway_process
+from tests.apps.process import ServerProcess, free_port, gateway_process
 from tests.conftest import CertFiles
 
 pytest.importorskip("django")
 pytest.importorskip("channels")
 pytest.importorskip("channels_redis")
 
-CHAT_DIR = ROOT / "examples" / "chat"
+from tests.test_django_chat import CHAT_DIR, manage
+
 REDIS_START_TIMEOUT = 10.0
 MESSAGE_TIMEOUT = 5.0
 # Longer than redis-py 8's default socket timeout (5 s), which, unless the layer turns it
@@ -91,16 +91,7 @@ def chat_env(tmp_path: Path) -> dict[str, str]:
         "CHAT_DATABASE": str(tmp_path / "db.sqlite3"),
         "CHAT_REDIS_URL": "",
     }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=CHAT_DIR,
-        env=gateway_env(**env),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    manage(env, "migrate", "--noinput", "-v", "0")
     return env
 
 

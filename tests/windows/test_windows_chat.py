@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +19,8 @@ import pytest
 import websockets
 
 from tests.conftest import CertFiles
+from tests.test_django_chat import manage
 from tests.windows.test_windows_tier import (  # noqa: F401 - the fixture stops Wine afterwards
-    REPO,
     WINPY,
     _built,
     free_port,
@@ -32,7 +29,6 @@ from tests.windows.test_windows_tier import (  # noqa: F401 - the fixture stops 
     wine_stopped_afterwards,
 )
 
-CHAT_DIR = REPO / "examples" / "chat"
 MESSAGE_TIMEOUT = 15.0  # Wine is slower than a native process
 
 
@@ -63,15 +59,7 @@ def chat_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     }
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
-    result = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=CHAT_DIR,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    manage(settings, "migrate", "--noinput", "-v", "0")
 
 
 def test_chat_page_and_wss_round_trip(tmp_path: Path, cert_files: CertFiles, chat_settings: None) -> None:
