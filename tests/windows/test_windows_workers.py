@@ -13,7 +13,6 @@ import re
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import CertFiles
-from tests.windows.test_windows_tier import (
+from tests.windows.test_windows_tier import (  # noqa: F401 - the fixture stops Wine afterwards
     PYTHON_SH,
     READY_TIMEOUT,
     REPO,
@@ -29,8 +28,8 @@ from tests.windows.test_windows_tier import (
     _built,
     free_port,
     port_accepts,
-    stop_wine,
     windows_server,
+    wine_stopped_afterwards,
 )
 
 pytestmark = [
@@ -39,15 +38,6 @@ pytestmark = [
 ]
 
 WORKER_READY = re.compile(r"\[worker (\d+)\] worker ready, accepting connections \(accept thread\)")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def wine_stopped_afterwards() -> Iterator[None]:
-    """Leave no Wine process of the tier's prefix running after this module."""
-    if not PYTHON_SH.is_file():
-        pytest.fail(f"ASGIGW_WINPY is set but {PYTHON_SH} is missing")
-    yield
-    stop_wine()
 
 
 def wait_for_line(log_path: Path, pattern: str, timeout: float = READY_TIMEOUT) -> str:
