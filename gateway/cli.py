@@ -220,6 +220,38 @@ def _show_version(ctx: click.Context, parameter: click.Parameter, value: bool) -
     help="Seconds between checks for changed certificate files; 0 = off (SIGHUP still reloads).",
 )
 @click.option(
+    "--acme-domain",
+    "acme_domains",
+    multiple=True,
+    metavar="NAME[,NAME...]",
+    help="Get a certificate for NAME from an ACME CA (Let's Encrypt by default); commas make one SAN set; repeatable.",
+)
+@click.option("--acme-email", metavar="ADDRESS", help="Contact address for the ACME account (expiry notices).")
+@click.option(
+    "--acme-agree-tos", is_flag=True, help="Agree to the ACME CA's terms of service (required with --acme-domain)."
+)
+@click.option(
+    "--acme-directory",
+    metavar="URL",
+    help="ACME directory URL of another CA (default: Let's Encrypt production).",
+)
+@click.option(
+    "--acme-staging", is_flag=True, help="Use Let's Encrypt's staging CA (untrusted certificates; for trials)."
+)
+@click.option("--acme-ca-bundle", metavar="FILE", help="CA bundle to trust the ACME server itself (Pebble, step-ca).")
+@click.option(
+    "--acme-dir", metavar="DIR", help="Where the ACME account and certificates are kept (or $ASGIGW_ACME_DIR)."
+)
+@click.option(
+    "--acme-challenge",
+    type=click.Choice(["auto", "tls-alpn-01", "http-01"]),
+    default="auto",
+    show_default=True,
+    help="How the CA checks the name: tls-alpn-01 on the TLS port, http-01 on port 80; auto picks.",
+)
+@click.option("--acme-eab-kid", metavar="KID", help="External account binding key id (ZeroSSL-style CAs).")
+@click.option("--acme-eab-hmac", metavar="KEY", help="External account binding HMAC key, base64url.")
+@click.option(
     "--static",
     multiple=True,
     metavar="URL_PREFIX=DIR",
@@ -456,6 +488,10 @@ def main(
     try:
         if no_tls and options["certfile"]:
             raise ConfigError("--no-tls and --cert exclude each other")
+        if options["acme_domains"] and (options["certfile"] or no_tls):
+            # After start-up the Config points certfile at the ACME files; only here can
+            # a user's own --cert be told apart from them.
+            raise ConfigError("--acme-domain excludes --cert and --no-tls: the ACME CA provides the certificate")
         settings = Config(bind=bind, dev_tls=not no_tls, **options)
     except ConfigError as exc:
         _fail(_name_the_file(str(exc), ctx))

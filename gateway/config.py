@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,6 +19,13 @@ InterfaceMode = Literal["auto", "asgi3", "asgi2"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 TLSVersionText = Literal["1.2", "1.3"]
 ClientCertMode = Literal["none", "optional", "required"]
+AcmeChallenge = Literal["auto", "tls-alpn-01", "http-01"]
+
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+# A DNS name as a CA will issue for it: labels of letters, digits and hyphens (a "*." first
+# label is a wildcard, which needs dns-01, a challenge asgigw cannot answer).
+_DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -101,6 +109,18 @@ class Config:
     client_cert: ClientCertMode = "none"
     # Seconds between checks of the certificate files for changes; 0 turns it off.
     cert_reload_interval: float = 5.0
+    # Certificates from an ACME CA (gateway/acme/, docs/tls.md): each entry is one
+    # certificate, "name" or "name,name2,..." for a SAN set.
+    acme_domains: tuple[str, ...] = ()
+    acme_email: str | None = None
+    acme_agree_tos: bool = False
+    acme_directory: str | None = None
+    acme_staging: bool = False
+    acme_ca_bundle: str | None = None
+    acme_dir: str | None = None
+    acme_challenge: AcmeChallenge = "auto"
+    acme_eab_kid: str | None = None
+    acme_eab_hmac: str | None = None
     root_path: str = ""
     lifespan: LifespanMode = "auto"
     # How the app is called: "asgi3" app(scope, receive, send), "asgi2" app(scope)(receive,
@@ -221,6 +241,7 @@ class Config:
             raise ConfigError(f"--workers must be from 1 to {MAX_WORKERS}")
         self._validate_recycling()
         self._validate_tls()
+        self._validate_acme()
         self._validate_websocket()
         if self.read_buffer_size < 1 * KiB or self.write_buffer_size < 1 * KiB:
             raise ConfigError("buffer sizes must be at least 1024 bytes")
@@ -302,10 +323,56 @@ class Config:
         if not self.tls and (self.sni_certs or self.ca_certs or self.ciphers):
             raise ConfigError("--sni-cert, --ca-certs and --ciphers need TLS: give --cert/--key")
 
+    def _validate_acme(self) -> None:
+        acme_only = {
+            "--acme-email": self.acme_email,
+            "--acme-agree-tos": self.acme_agree_tos,
+            "--acme-directory": self.acme_directory,
+            "--acme-staging": self.acme_staging,
+            "--acme-ca-bundle": self.acme_ca_bundle,
+            "--acme-eab-kid": self.acme_eab_kid,
+        }
+        if not self.acme_domains:
+            given = [name for name, value in acme_only.items() if value]
+            if given or self.acme_challenge != "auto":
+                raise ConfigError(f"{', '.join(given) or '--acme-challenge'} needs --acme-domain NAME")
+            return
+        for entry in self.acme_domains:
+            for name in entry.split(","):
+                if not _DNS_NAME.match(name.strip().lower()):
+                    raise ConfigError(f"--acme-domain {entry!r}: {name.strip()!r} is not a DNS name a CA can validate")
+        if self.acme_staging and self.acme_directory:
+            raise ConfigError("--acme-staging and --acme-directory exclude each other")
+        if self.acme_directory and not self.acme_directory.startswith("https://"):
+            raise ConfigError(f"--acme-directory {self.acme_directory!r}: must be an https:// URL")
+        if bool(self.acme_eab_kid) != bool(self.acme_eab_hmac):
+            raise ConfigError("--acme-eab-kid and --acme-eab-hmac must be given together")
+        if self.acme_ca_bundle and not os.path.isfile(self.acme_ca_bundle):
+            raise ConfigError(f"--acme-ca-bundle {self.acme_ca_bundle!r}: no such file")
+        if self.acme_challenge not in ("auto", "tls-alpn-01", "http-01"):
+            raise ConfigError(f"--acme-challenge {self.acme_challenge!r}: choose auto, tls-alpn-01 or http-01")
+
+    @property
+    def acme_directory_url(self) -> str:
+        """The ACME directory asked: --acme-directory, staging, or Let's Encrypt production."""
+        return self.acme_directory or (LETS_ENCRYPT_STAGING if self.acme_staging else LETS_ENCRYPT)
+
+    @property
+    def acme_challenge_type(self) -> str:
+        """The challenge answered: as chosen, or tls-alpn-01 unless a plain port 80 serves here."""
+        if self.acme_challenge != "auto":
+            return self.acme_challenge
+        return "http-01" if any(address.port == 80 for address in self.plain_addresses) else "tls-alpn-01"
+
+    @property
+    def plain_addresses(self) -> tuple[BindAddress, ...]:
+        """Listeners that serve plain HTTP alongside TLS ones (none yet without --redirect-http)."""
+        return ()
+
     @property
     def tls(self) -> bool:
-        """True when the listeners speak TLS (a given certificate or the development one)."""
-        return self.certfile is not None or self.dev_tls
+        """True when the listeners speak TLS (a given certificate, the dev one or ACME's)."""
+        return self.certfile is not None or self.dev_tls or bool(self.acme_domains)
 
     def replace(self, **changes: object) -> Config:
         """A copy with ``changes`` applied, validated again."""

@@ -8,7 +8,8 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import platform
@@ -21,6 +22,7 @@ from gateway.loader import load_app
 from gateway.logs import report_startup_error
 
 if TYPE_CHECKING:
+    from gateway.acme.manager import CertificateManager
     from gateway.cert_reload import CertificateReloader
     from gateway.devcerts import DevCertificate
 
@@ -63,6 +65,7 @@ class Server:
         sockets: Sequence[socket.socket] = (),
         announce: bool = True,
         accept_in_thread: bool = False,
+        manage_certificates: bool = True,
     ) -> None:
         self.config = config
         # Here, not in the loader: embedders and gateway.serve() hand over app objects too.
@@ -78,6 +81,8 @@ class Server:
         self._stop_requests = 0
         self._lifespan: Lifespan | None = None
         self._reloader: CertificateReloader | None = None
+        # False in workers: their supervisor talks to the ACME CA for all of them.
+        self._manage_certificates = manage_certificates
 
     @property
     def shutdown_requested(self) -> bool:
@@ -115,6 +120,7 @@ class Server:
         self.config, ssl_context, dev_certificate = prepare_tls(self.config)
         self.context.config = self.config
         reloader: CertificateReloader | None = None
+        certificates: CertificateManager | None = None
         restore_reload = None
         lifespan = self._lifespan = Lifespan(self.context.app, self.config.lifespan)
         try:
@@ -138,6 +144,8 @@ class Server:
             reloader = self._reloader = _start_reloader(ssl_context, self.config, dev_certificate)
             if reloader is not None and handle_signals:
                 restore_reload = platform.install_reload_signal(loop, lambda: reloader.reload("SIGHUP"))
+            if self._manage_certificates:
+                certificates = start_certificate_manager(self.config, self.reload_certificates)
             self.started.set()
             await self._stop.wait()
             await self._shutdown()
@@ -145,6 +153,8 @@ class Server:
                 await lifespan.shutdown()
             return 0
         finally:
+            if certificates is not None:
+                await certificates.stop()
             if restore_signals is not None:
                 restore_signals()
             if restore_reload is not None:
@@ -247,8 +257,28 @@ def prepare_tls(config: Config) -> tuple[Config, ssl.SSLContext | None, DevCerti
         return config, None, None
     from gateway import cert_reload, tls
 
+    if config.acme_domains:
+        config = _acme_manager().prepare(config)
     config, dev_certificate = cert_reload.use_dev_certificate(config)
     return config, tls.create_server_context(config), dev_certificate
+
+
+def _acme_manager() -> ModuleType:
+    # The acme extra (acme, josepy, requests) is loaded only with --acme-domain.
+    try:
+        from gateway.acme import manager
+    except ImportError as exc:
+        raise ConfigError(f"--acme-domain needs the acme extra: pip install 'asgigw[acme]' ({exc})") from None
+    return manager
+
+
+def start_certificate_manager(config: Config, reload: Callable[[str], object]) -> CertificateManager | None:
+    """Obtain and renew --acme-domain certificates in the background (None without ACME)."""
+    if not config.acme_domains:
+        return None
+    manager: CertificateManager = _acme_manager().CertificateManager(config, reload)
+    manager.start()
+    return manager
 
 
 def log_tls_startup(config: Config, dev_certificate: DevCertificate | None) -> None:

@@ -51,7 +51,14 @@ from gateway import platform
 from gateway.config import Config, ConfigError
 from gateway.loader import AppLoadError, split_target
 from gateway.logs import configure_logging, report_startup_error
-from gateway.server import StartupError, bind_sockets, log_serving, log_tls_startup, prepare_tls
+from gateway.server import (
+    StartupError,
+    bind_sockets,
+    log_serving,
+    log_tls_startup,
+    prepare_tls,
+    start_certificate_manager,
+)
 from gateway.worker_process import FAILED, FORCE, READY, RECYCLE, RELOAD, STOP, AppSpec, worker_main
 from gateway.worker_restarts import Replacements
 
@@ -134,12 +141,17 @@ class Supervisor:
             platform.install_reload_signal(loop, self._on_reload_signal, windows=self.windows) if config.tls else None
         )
         restore_restart = platform.install_restart_signal(loop, self._on_restart_signal, windows=self.windows)
+        # The supervisor alone talks to the ACME CA; its new certificates reach the workers
+        # as a reload order (they read the same files).
+        certificates = start_certificate_manager(config, self._reload_workers)
         watcher = self.replacements.watch_files(self.spec, config) if config.reload else None
         try:
             for slot in range(self.config.workers):
                 self.start(slot)
             await self._done.wait()
         finally:
+            if certificates is not None:
+                await certificates.stop()
             if watcher is not None:
                 watcher.stop()
             restore_signals()
@@ -316,7 +328,10 @@ class Supervisor:
         self.replacements.restart_all("SIGUSR2")
 
     def _on_reload_signal(self) -> None:
-        log.info("SIGHUP: asking %d workers to reload the TLS certificates", len(self.workers))
+        self._reload_workers("SIGHUP")
+
+    def _reload_workers(self, reason: str) -> None:
+        log.info("%s: asking %d workers to reload the TLS certificates", reason, len(self.workers))
         for worker in self.workers.values():
             self.send(worker, RELOAD)
 
