@@ -117,3 +117,4 @@ def running_pebble(
                 process.kill()
                 process.wait(5)
         output.join()
+        pebble.stdout.close()

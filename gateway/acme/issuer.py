@@ -90,7 +90,11 @@ class Issuer:
 
     def terms_of_service(self) -> str | None:
         """The CA's terms URL from its directory (raises AcmeFailure when unreachable)."""
-        directory = self._acme_client(register=False).directory
+        try:
+            # Reading the directory needs no account key: none is created for this.
+            directory = client.ClientV2.get_directory(self.settings.directory_url, self._network(None))
+        except (errors.Error, requests.RequestException, ValueError) as exc:
+            raise AcmeFailure(f"cannot read the CA's directory {self.settings.directory_url}: {exc}") from None
         terms = directory.meta.terms_of_service if directory.meta else None
         return str(terms) if terms else None
 
@@ -176,15 +180,18 @@ class Issuer:
             raise AcmeFailure(f"cannot read the CA's directory {self.settings.directory_url}: {exc}") from None
 
     def _new_client(self) -> client.ClientV2:
-        key = JWKEC(key=self._account_key())
+        network = self._network(JWKEC(key=self._account_key()))
+        directory = client.ClientV2.get_directory(self.settings.directory_url, network)
+        return client.ClientV2(directory, network)
+
+    def _network(self, key: JWK | None) -> client.ClientNetwork:
         network = client.ClientNetwork(key, alg=ES256, user_agent=USER_AGENT)
         if self.settings.ca_bundle:
             # ClientNetwork passes verify_ssl to requests as ``verify``, which also takes a
             # CA bundle path (a private CA such as Pebble or step-ca).
             setattr(network, "verify_ssl", self.settings.ca_bundle)  # noqa: B010
         network.session.hooks["response"].append(self._note_retry_after)
-        directory = client.ClientV2.get_directory(self.settings.directory_url, network)
-        return client.ClientV2(directory, network)
+        return network
 
     def _account_key(self) -> ec.EllipticCurvePrivateKey:
         stored = self.storage.load_account_key()
