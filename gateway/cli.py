@@ -342,6 +342,16 @@ def _show_version(ctx: click.Context, parameter: click.Parameter, value: bool) -
     help="Worker processes sharing the listeners (about one per CPU core); 1 serves in this process.",
 )
 @click.option(
+    "--metrics-bind",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (its own listener; needs asgigw[metrics]).",
+)
+@click.option(
+    "--health-path",
+    metavar="PATH",
+    help="Answer PATH on the app's listeners without the app: 200 while serving, 503 while draining.",
+)
+@click.option(
     "--max-requests",
     type=int,
     default=0,

@@ -175,6 +175,10 @@ class Config:
     # Processes serving the same listening sockets; 1 serves in this process. More start
     # a supervisor and that many workers (gateway/workers.py, docs/workers.md).
     workers: int = 1
+    # Prometheus metrics on their own listener (HOST:PORT), never on the app's; needs the
+    # metrics extra. health_path is answered by the gateway on the app's listeners.
+    metrics_bind: str | None = None
+    health_path: str | None = None
     # Worker recycling: a worker that has served this many requests (plus a random 0 to
     # jitter of its own) is replaced: the supervisor starts the new one, then drains the
     # old. 0 = never. Like --reload, it needs the supervisor even with one worker.
@@ -240,6 +244,15 @@ class Config:
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ConfigError(f"--workers must be from 1 to {MAX_WORKERS}")
         self._validate_recycling()
+        if self.metrics_bind is not None:
+            try:
+                address = BindAddress.parse(self.metrics_bind)
+            except ConfigError as exc:
+                raise ConfigError(str(exc).replace("--bind", "--metrics-bind", 1)) from None
+            if address in self.addresses:
+                raise ConfigError(f"--metrics-bind {self.metrics_bind}: must not be one of the app's listeners")
+        if self.health_path is not None and not self.health_path.startswith("/"):
+            raise ConfigError(f"--health-path {self.health_path!r}: must start with '/'")
         self._validate_tls()
         self._validate_acme()
         self._validate_websocket()

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config
+from gateway.health import HealthCheck
+from gateway.metrics import Metrics
 from gateway.static import StaticFiles
 
 if TYPE_CHECKING:
@@ -38,6 +40,10 @@ class ServerContext:
     static: StaticFiles | None = None
     # Requests and WebSocket sessions started so far, and the count at which
     # ``on_request_limit`` is called once (--max-requests in a worker; 0 = never).
+    # --health-path, answered without the app; None without one.
+    health: HealthCheck | None = None
+    # Counters for --metrics-bind (gateway/metrics.py); None without metrics.
+    metrics: Metrics | None = None
     requests_started: int = 0
     request_limit: int = 0
     on_request_limit: Callable[[], None] | None = None
@@ -45,6 +51,8 @@ class ServerContext:
     def __post_init__(self) -> None:
         if self.config.static:
             self.static = StaticFiles(self.config.static, self.config.static_max_age)
+        if self.config.health_path:
+            self.health = HealthCheck(self.config.health_path, lambda: self.shutting_down)
         self.access_log = self.config.access_log and logging.getLogger("gateway.access").isEnabledFor(logging.INFO)
 
     def start_app_task(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from gateway.acme.manager import CertificateManager
     from gateway.cert_reload import CertificateReloader
     from gateway.devcerts import DevCertificate
+    from gateway.metrics_export import ServedMetrics
 
 log = logging.getLogger("gateway.error")
 
@@ -65,7 +66,7 @@ class Server:
         sockets: Sequence[socket.socket] = (),
         announce: bool = True,
         accept_in_thread: bool = False,
-        manage_certificates: bool = True,
+        supervised: bool = False,
     ) -> None:
         self.config = config
         # Here, not in the loader: embedders and gateway.serve() hand over app objects too.
@@ -81,8 +82,10 @@ class Server:
         self._stop_requests = 0
         self._lifespan: Lifespan | None = None
         self._reloader: CertificateReloader | None = None
-        # False in workers: their supervisor talks to the ACME CA for all of them.
-        self._manage_certificates = manage_certificates
+        self._metrics: ServedMetrics | None = None
+        # True in workers: their supervisor talks to the ACME CA and serves the metrics of
+        # all of them (gateway/workers.py).
+        self._supervised = supervised
 
     @property
     def shutdown_requested(self) -> bool:
@@ -121,6 +124,7 @@ class Server:
         self.context.config = self.config
         reloader: CertificateReloader | None = None
         certificates: CertificateManager | None = None
+        metrics: ServedMetrics | None = None
         restore_reload = None
         lifespan = self._lifespan = Lifespan(self.context.app, self.config.lifespan)
         try:
@@ -144,8 +148,9 @@ class Server:
             reloader = self._reloader = _start_reloader(ssl_context, self.config, dev_certificate)
             if reloader is not None and handle_signals:
                 restore_reload = platform.install_reload_signal(loop, lambda: reloader.reload("SIGHUP"))
-            if self._manage_certificates:
+            if not self._supervised:
                 certificates = start_certificate_manager(self.config, self.reload_certificates)
+            metrics = self._metrics = start_metrics(self.context, self.config, endpoint=not self._supervised)
             self.started.set()
             await self._stop.wait()
             await self._shutdown()
@@ -153,6 +158,8 @@ class Server:
                 await lifespan.shutdown()
             return 0
         finally:
+            if metrics is not None:
+                metrics.stop()
             if certificates is not None:
                 await certificates.stop()
             if restore_signals is not None:
@@ -261,6 +268,29 @@ def prepare_tls(config: Config) -> tuple[Config, ssl.SSLContext | None, DevCerti
         config = _acme_manager().prepare(config)
     config, dev_certificate = cert_reload.use_dev_certificate(config)
     return config, tls.create_server_context(config), dev_certificate
+
+
+def start_metrics(context: ServerContext, config: Config, *, endpoint: bool) -> ServedMetrics | None:
+    """Count into ``context.metrics`` and export them (None without --metrics-bind).
+
+    ``endpoint=False`` in a worker: its values go to the supervisor's multi-process folder
+    and the supervisor serves them.
+    """
+    if config.metrics_bind is None:
+        return None
+    from gateway import metrics_export
+    from gateway.metrics import Metrics
+    from gateway.protocols.http2 import HTTP2Protocol
+
+    def open_connections() -> dict[str, int]:
+        http2 = sum(isinstance(connection.protocol, HTTP2Protocol) for connection in context.connections)
+        return {"h2": http2, "http/1.1": len(context.connections) - http2}
+
+    metrics = context.metrics = Metrics()
+    try:
+        return metrics_export.ServedMetrics(metrics, config, open_connections, endpoint=endpoint)
+    except metrics_export.MetricsUnavailable as exc:
+        raise StartupError(str(exc)) from None
 
 
 def _acme_manager() -> ModuleType:

@@ -178,9 +178,7 @@ async def _serve(
 ) -> int:
     loop = asyncio.get_running_loop()
     accept_in_thread = platform.accept_shared_in_thread(windows)
-    server = Server(
-        app, config, sockets=sockets, announce=False, accept_in_thread=accept_in_thread, manage_certificates=False
-    )
+    server = Server(app, config, sockets=sockets, announce=False, accept_in_thread=accept_in_thread, supervised=True)
     stops.attach(server)
     if config.max_requests:
         _count_towards_recycling(server, config, status)

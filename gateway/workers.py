@@ -45,10 +45,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import platform
-from gateway.config import Config, ConfigError
+from gateway.config import BindAddress, Config, ConfigError
 from gateway.loader import AppLoadError, split_target
 from gateway.logs import configure_logging, report_startup_error
 from gateway.server import (
@@ -61,6 +61,9 @@ from gateway.server import (
 )
 from gateway.worker_process import FAILED, FORCE, READY, RECYCLE, RELOAD, STOP, AppSpec, worker_main
 from gateway.worker_restarts import Replacements
+
+if TYPE_CHECKING:
+    from gateway.metrics_export import SupervisorMetrics
 
 __all__ = ["AppSpec", "Supervisor", "run_workers"]
 
@@ -121,6 +124,7 @@ class Supervisor:
         self._kill_timer: asyncio.TimerHandle | None = None
         self._done = asyncio.Event()
         self.replacements = Replacements(self)
+        self.metrics: SupervisorMetrics | None = None
 
     async def run(self) -> int:
         """Serve until stopped; the exit code: 0 when every worker stopped cleanly."""
@@ -144,12 +148,16 @@ class Supervisor:
         # The supervisor alone talks to the ACME CA; its new certificates reach the workers
         # as a reload order (they read the same files).
         certificates = start_certificate_manager(config, self._reload_workers)
+        # Before the first worker starts: they inherit the shared metrics folder.
+        self.metrics = _supervisor_metrics(config)
         watcher = self.replacements.watch_files(self.spec, config) if config.reload else None
         try:
             for slot in range(self.config.workers):
                 self.start(slot)
             await self._done.wait()
         finally:
+            if self.metrics is not None:
+                self.metrics.close()
             if certificates is not None:
                 await certificates.stop()
             if watcher is not None:
@@ -241,6 +249,8 @@ class Supervisor:
         if self.workers.get(worker.slot) is worker:
             del self.workers[worker.slot]
         how = platform.describe_exit(code, windows=self.windows)
+        if self.metrics is not None:
+            self.metrics.worker_exited(worker.pid)
         if self.replacements.exited(worker, code, how):
             self._check_done()
         elif self.stopping:
@@ -301,6 +311,8 @@ class Supervisor:
         self._restarts.pop(slot, None)
         if self.stopping:
             return
+        if self.metrics is not None:
+            self.metrics.counts.worker_restarts += 1
         try:
             self.start(slot)
         except OSError as exc:  # out of processes or file descriptors: try again later
@@ -392,6 +404,17 @@ class Supervisor:
             if worker.process.is_alive():
                 worker.process.kill()
             worker.process.join(5)
+
+
+def _supervisor_metrics(config: Config) -> SupervisorMetrics | None:
+    if config.metrics_bind is None:
+        return None
+    from gateway import metrics_export
+
+    try:
+        return metrics_export.SupervisorMetrics(BindAddress.parse(config.metrics_bind))
+    except metrics_export.MetricsUnavailable as exc:
+        raise StartupError(str(exc)) from None
 
 
 def run_workers(spec: AppSpec, config: Config, *, windows: bool = platform.IS_WINDOWS) -> int:

@@ -31,7 +31,14 @@ REQUESTED = "ACME: requesting a certificate for"
 
 
 def acme_args(pebble: Pebble, acme_dir: Path, *names: str) -> list[str]:
-    args = ["--acme-directory", pebble.directory, "--acme-ca-bundle", str(pebble.ca_bundle), "--acme-dir", str(acme_dir)]
+    args = [
+        "--acme-directory",
+        pebble.directory,
+        "--acme-ca-bundle",
+        str(pebble.ca_bundle),
+        "--acme-dir",
+        str(acme_dir),
+    ]
     args += ["--acme-agree-tos", "--acme-email", "ops@a.test"]
     for name in names:
         args += ["--acme-domain", name]
@@ -131,7 +138,12 @@ def test_renewal_swaps_the_certificate_while_an_http2_connection_stays_open(tmp_
     tls_port = free_port()
     # 30-second certificates: renewal is due after about 20 s (two thirds, minus jitter).
     with running_pebble(tmp_path / "pebble", http_port=free_port(), tls_port=tls_port, validity=30) as pebble:
-        args = ["--bind", f"127.0.0.1:{tls_port}", *acme_args(pebble, tmp_path / "acme", "c.test"), "tests.apps.basic:app"]
+        args = [
+            "--bind",
+            f"127.0.0.1:{tls_port}",
+            *acme_args(pebble, tmp_path / "acme", "c.test"),
+            "tests.apps.basic:app",
+        ]
         with gateway_process(*args, plain=False) as server:
             wait_issued(server, "c.test")
             first = served_serial(tls_port, "c.test")
@@ -170,7 +182,12 @@ def test_nonce_rejections_are_retried(tmp_path: Path) -> None:
     tls_port = free_port()
     # Pebble rejects 30 % of nonces with badNonce; the client retries and still succeeds.
     with running_pebble(tmp_path / "pebble", http_port=free_port(), tls_port=tls_port, nonce_reject=30) as pebble:
-        args = ["--bind", f"127.0.0.1:{tls_port}", *acme_args(pebble, tmp_path / "acme", "e.test"), "tests.apps.basic:app"]
+        args = [
+            "--bind",
+            f"127.0.0.1:{tls_port}",
+            *acme_args(pebble, tmp_path / "acme", "e.test"),
+            "tests.apps.basic:app",
+        ]
         with gateway_process(*args, plain=False) as server:
             wait_issued(server, "e.test", timeout=120)
             assert verified_get(pebble, tls_port, "e.test").status_code == 200
@@ -181,9 +198,16 @@ def test_invalid_challenge_is_one_clear_line_then_retried_and_the_placeholder_st
     tls_port = free_port()
     # Pebble validates on a port nobody listens on: every validation fails.
     with running_pebble(tmp_path / "pebble", http_port=free_port(), tls_port=free_port()) as pebble:
-        args = ["--bind", f"127.0.0.1:{tls_port}", *acme_args(pebble, tmp_path / "acme", "f.test"), "tests.apps.basic:app"]
+        args = [
+            "--bind",
+            f"127.0.0.1:{tls_port}",
+            *acme_args(pebble, tmp_path / "acme", "f.test"),
+            "tests.apps.basic:app",
+        ]
         with gateway_process(*args, plain=False) as server:
-            line = server.wait_for(r"ACME: certificate for f\.test failed: validation failed: f\.test \(tls-alpn-01\): .*", 60)
+            line = server.wait_for(
+                r"ACME: certificate for f\.test failed: validation failed: f\.test \(tls-alpn-01\): .*", 60
+            )
             assert "next attempt in 5s" in line.group(0)
             server.wait_for(r"ACME: certificate for f\.test failed: .*next attempt in 30s", 30)
             assert "Traceback" not in server.stderr
@@ -204,6 +228,8 @@ def test_without_agree_tos_the_error_names_the_terms(pebble: Pebble, tmp_path: P
 
 
 def test_acme_domain_with_cert_is_one_line(tmp_path: Path) -> None:
-    result = run_gateway("--acme-domain", "a.test", "--acme-agree-tos", "--cert", "c.pem", "--key", "k.pem", "x:y", plain=False)
+    result = run_gateway(
+        "--acme-domain", "a.test", "--acme-agree-tos", "--cert", "c.pem", "--key", "k.pem", "x:y", plain=False
+    )
     assert result.returncode == 2
     assert "--acme-domain excludes --cert and --no-tls" in result.stderr

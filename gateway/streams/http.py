@@ -87,6 +87,7 @@ class HTTPStream:
         "_info",
         "_input_closed",
         "_method",
+        "_request_bytes",
         "_response_bytes",
         "_scope",
         "_send_body",
@@ -123,6 +124,7 @@ class HTTPStream:
         # bad pathsend) in between still gets a clean 500.
         self._held_head: Response | None = None
         self._response_bytes = 0
+        self._request_bytes = 0
         self._started_at = 0.0
         self.task: asyncio.Task[None] | None = None
 
@@ -140,6 +142,7 @@ class HTTPStream:
         """Take one inbound event from the protocol adapter."""
         if type(event) is Body:
             self._body.append(event.data)
+            self._request_bytes += len(event.data)
         elif type(event) is EndBody:
             self._body_complete = True
         elif type(event) is Request:
@@ -165,10 +168,16 @@ class HTTPStream:
         for name, value in request.headers:
             if name == b"expect" and value.lower() == b"100-continue":
                 self._expect_continue = True
-        if context.access_log:
+        if context.access_log or context.metrics is not None:
             self._started_at = asyncio.get_running_loop().time()
         static = context.static
-        work = self._run(context.app) if static is None else self._run_static(static, request)
+        health = context.health
+        if health is not None and self._scope["path"] == health.path:
+            work = self._run(health)
+        elif static is None:
+            work = self._run(context.app)
+        else:
+            work = self._run_static(static, request)
         self.task = context.start_app_task(work)
 
     async def _run(self, app: Any) -> None:
@@ -221,8 +230,7 @@ class HTTPStream:
                 answer.file.close()
         self._response_bytes = _body_size(answer, self._method)
         self._wake_receiver()
-        if self._context.access_log:
-            self._log_access()
+        self._record_response()
 
     async def _fail(self) -> None:
         """Answer 500 if nothing was sent yet; otherwise abort so no false success is seen."""
@@ -238,7 +246,7 @@ class HTTPStream:
             await self._sender.stream_send(Body(self.stream_id, body))
             await self._sender.stream_send(EndBody(self.stream_id))
             self._response_bytes = len(body)
-            self._log_access()
+            self._record_response()
         else:
             self._state = ResponseState.DONE
             await self._sender.stream_send(StreamAborted(self.stream_id))
@@ -346,8 +354,7 @@ class HTTPStream:
         self._state = ResponseState.DONE
         await self._sender.stream_send(EndBody(self.stream_id))
         self._wake_receiver()
-        if self._context.access_log:
-            self._log_access()
+        self._record_response()
 
     async def _send_trailers(self, message: Message) -> None:
         headers = validate_headers(message.get("headers", ()))
@@ -356,8 +363,7 @@ class HTTPStream:
         self._state = ResponseState.DONE
         await self._sender.stream_send(Trailers(self.stream_id, headers))
         self._wake_receiver()
-        if self._context.access_log:
-            self._log_access()
+        self._record_response()
 
     def _wake_receiver(self) -> None:
         # A receive() waiting for http.disconnect returns now that the response is complete.
@@ -365,12 +371,19 @@ class HTTPStream:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _log_access(self) -> None:
-        if not self._context.access_log:
+    def _record_response(self) -> None:
+        """The access-log line and the metrics of a finished response (each when enabled)."""
+        context = self._context
+        metrics = context.metrics
+        if not context.access_log and metrics is None:
             return
         scope = self._scope
         duration = asyncio.get_running_loop().time() - self._started_at
-        access_log.log_response(scope, self._status, self._response_bytes, duration)
+        if metrics is not None:
+            metrics.response(scope["method"], self._status, scope["http_version"], duration, self._response_bytes)
+            metrics.received_bytes += self._request_bytes
+        if context.access_log:
+            access_log.log_response(scope, self._status, self._response_bytes, duration)
 
     def cancel(self) -> None:
         """Stop the app task (graceful timeout passed, or the stream was reset)."""
