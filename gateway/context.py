@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config
+from gateway.proxy_headers import TrustedProxies
 from gateway.static import StaticFiles
 
 if TYPE_CHECKING:
@@ -35,8 +36,12 @@ class ServerContext:
     access_log: bool = False
     # The --static folders; None without any, so other requests pay one attribute test.
     static: StaticFiles | None = None
+    # --forwarded-allow-ips, parsed once; None without --proxy-headers.
+    proxies: TrustedProxies | None = None
 
     def __post_init__(self) -> None:
         if self.config.static:
             self.static = StaticFiles(self.config.static, self.config.static_max_age)
+        if self.config.proxy_headers:
+            self.proxies = TrustedProxies(self.config.forwarded_allow_ips, use_host=self.config.forwarded_host)
         self.access_log = self.config.access_log and logging.getLogger("gateway.access").isEnabledFor(logging.INFO)

@@ -168,7 +168,10 @@ class HTTPStream:
         if context.access_log:
             self._started_at = asyncio.get_running_loop().time()
         static = context.static
-        work = self._run(context.app) if static is None else self._run_static(static, request)
+        if self._info.listener_app is not None:  # --redirect-http, plain HTTP on a TLS port
+            work = self._run(self._info.listener_app)
+        else:
+            work = self._run(context.app) if static is None else self._run_static(static, request)
         task = asyncio.get_running_loop().create_task(work)
         context.tasks.add(task)
         task.add_done_callback(context.tasks.discard)

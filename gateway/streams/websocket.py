@@ -168,7 +168,7 @@ class WebSocketStream(WebSocketClosing):
                 offers = handshake.requested_extensions(request.headers)
                 self._deflate = negotiate(offers, self._config.ws_max_message_size) if offers else None
             self._inbox.put({"type": "websocket.connect"})
-            task = loop.create_task(self._run(context.app))
+            task = loop.create_task(self._run(self._info.listener_app or context.app))
         context.tasks.add(task)
         task.add_done_callback(context.tasks.discard)
         self.task = task
