@@ -16,6 +16,7 @@ of ``(peer, headers)`` that ``asgi.build_http_scope`` calls per request.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _SCHEMES = frozenset({"http", "https", "ws", "wss"})
 # RFC 7230 §3.2.6 tchar: what a token may hold (RFC 7239 §4 values are tokens or quoted strings).
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+# RFC 7239 §6.3: obfnode = "_" 1*( ALPHA / DIGIT / "." / "_" / "-")
+_OBFUSCATED = re.compile(r"_[A-Za-z0-9._-]+")
 # More hops than any real chain of proxies; a longer header is read only this far from the right.
 MAX_HOPS = 32
 
@@ -264,8 +267,12 @@ class TrustedProxies:
                 break
             address = split_node(hop.node)
             if address is None:
-                # RFC 7239 §6: "unknown" or an obfuscated "_identifier": the client is hidden.
-                client = None if hop.node.lower() == "unknown" else (hop.node, 0)
+                # RFC 7239 §6: "unknown" or an obfuscated "_identifier" hides the client;
+                # anything else is garbage, and the last trusted address stands.
+                if hop.node.lower() == "unknown":
+                    client = None
+                elif _OBFUSCATED.fullmatch(hop.node):
+                    client = (hop.node, 0)
                 break
             client = address
             if not self.trusts(address):
