@@ -88,6 +88,9 @@ class ProxyHeaderParser:
 
     def _v1(self) -> ProxyHeader | None:
         end = self._buffer.find(b"\r\n")
+        newline = self._buffer.find(b"\n")
+        if 0 <= newline < end or (end < 0 and newline >= 0):
+            raise ProxyProtocolError("PROXY v1 line ends without CRLF")
         if end < 0:
             if len(self._buffer) >= V1_MAX_LENGTH:
                 raise ProxyProtocolError(f"PROXY v1 line longer than {V1_MAX_LENGTH} bytes")
