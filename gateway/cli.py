@@ -472,6 +472,36 @@ def _show_version(ctx: click.Context, parameter: click.Parameter, value: bool) -
     show_default=True,
     help="PING/SETTINGS/WINDOW_UPDATE/PRIORITY/empty DATA frames per 10 s (plus 2 per DATA frame sent, 1 per request).",
 )
+@click.option(
+    "--proxy-headers",
+    is_flag=True,
+    help="Take client address, scheme (and host) from Forwarded / X-Forwarded-* sent by trusted proxies.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    multiple=True,
+    metavar="ADDRESSES",
+    help="Proxies trusted by --proxy-headers: IPs, networks (10.0.0.0/8) or *, comma-separated; repeatable."
+    "  [default: 127.0.0.1,::1]",
+)
+@click.option(
+    "--forwarded-host", is_flag=True, help="With --proxy-headers, let X-Forwarded-Host / host= replace the Host header."
+)
+@click.option(
+    "--proxy-protocol", is_flag=True, help="Every --bind listener expects a PROXY protocol v1/v2 header first."
+)
+@click.option(
+    "--proxy-protocol-bind",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Extra listener (same TLS) that expects a PROXY protocol header first; repeatable.",
+)
+@click.option(
+    "--redirect-http",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Plain-HTTP listener answering 308 to the https URL (ACME challenges reach the app); repeatable.",
+)
 def main(
     app: str | None,
     config: str | None,
@@ -502,6 +532,9 @@ def main(
             # After start-up the Config points certfile at the ACME files; only here can
             # a user's own --cert be told apart from them.
             raise ConfigError("--acme-domain excludes --cert and --no-tls: the ACME CA provides the certificate")
+        allow = options.pop("forwarded_allow_ips")
+        if allow:
+            options["forwarded_allow_ips"] = tuple(part.strip() for entry in allow for part in entry.split(","))
         settings = Config(bind=bind, dev_tls=not no_tls, **options)
     except ConfigError as exc:
         _fail(_name_the_file(str(exc), ctx))

@@ -45,26 +45,29 @@ class BindAddress:
     port: int
 
     @classmethod
-    def parse(cls, text: str) -> BindAddress:
-        """Parse ``127.0.0.1:8000``, ``localhost:8000``, ``[::1]:8443`` or ``:8000``."""
+    def parse(cls, text: str, option: str = "--bind") -> BindAddress:
+        """Parse ``127.0.0.1:8000``, ``localhost:8000``, ``[::1]:8443`` or ``:8000``.
+
+        ``option`` names the option the text came from in the error message.
+        """
         if text.startswith("["):
             end = text.find("]")
             if end < 0 or text[end + 1 : end + 2] != ":":
-                raise ConfigError(f"--bind {text!r}: expected [IPv6]:PORT, e.g. [::1]:8443")
+                raise ConfigError(f"{option} {text!r}: expected [IPv6]:PORT, e.g. [::1]:8443")
             host, port_text = text[1:end], text[end + 2 :]
             try:
                 ipaddress.IPv6Address(host)
             except ValueError:
-                raise ConfigError(f"--bind {text!r}: {host!r} is not an IPv6 address") from None
+                raise ConfigError(f"{option} {text!r}: {host!r} is not an IPv6 address") from None
         else:
             host, sep, port_text = text.rpartition(":")
             if not sep:
-                raise ConfigError(f"--bind {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8000")
+                raise ConfigError(f"{option} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8000")
             if ":" in host:
-                raise ConfigError(f"--bind {text!r}: write IPv6 addresses in brackets, [::1]:8443")
+                raise ConfigError(f"{option} {text!r}: write IPv6 addresses in brackets, [::1]:8443")
             host = host or "0.0.0.0"
         if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-            raise ConfigError(f"--bind {text!r}: port must be a number from 0 to 65535")
+            raise ConfigError(f"{option} {text!r}: port must be a number from 0 to 65535")
         return cls(host, int(port_text))
 
     def url_host(self) -> str:
@@ -79,6 +82,16 @@ class BindAddress:
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSpec:
+    """One listening address and what it serves: the app (HTTPS, or HTTP with --no-tls),
+    with or without a PROXY protocol header first, or the --redirect-http responder."""
+
+    address: BindAddress
+    proxy_protocol: bool = False
+    redirect: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +207,20 @@ class Config:
     static: tuple[str, ...] = ()
     # Cache-Control max-age of static responses in seconds; 0 sends "no-cache".
     static_max_age: int = 3600
+    # Client address behind proxies (gateway/proxy_headers.py, docs/proxies.md): trust
+    # Forwarded / X-Forwarded-* only from peers in forwarded_allow_ips ("*" = any peer).
+    proxy_headers: bool = False
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
+    # X-Forwarded-Host (and Forwarded host=) replace the Host header only when asked.
+    forwarded_host: bool = False
+    # PROXY protocol v1/v2 (gateway/proxy_protocol.py) on every --bind listener, and extra
+    # listeners that require it while the --bind ones do not.
+    proxy_protocol: bool = False
+    proxy_protocol_bind: tuple[str, ...] = ()
+    # Plain-HTTP listeners that redirect to the HTTPS listener (gateway/https_redirect.py).
+    redirect_http: tuple[str, ...] = ()
     addresses: tuple[BindAddress, ...] = field(init=False, default=())
+    listeners: tuple[ListenerSpec, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         if not self.bind and not 0 <= self.port <= 65535:
@@ -209,6 +235,19 @@ class Config:
                 raise ConfigError(f"--host {self.host!r}: not a host name or IP address") from None
         object.__setattr__(self, "addresses", addresses)
         self._validate()
+        object.__setattr__(self, "listeners", self._listener_specs())
+
+    def _listener_specs(self) -> tuple[ListenerSpec, ...]:
+        main = [ListenerSpec(address, proxy_protocol=self.proxy_protocol) for address in self.addresses]
+        proxied = [
+            ListenerSpec(BindAddress.parse(text, "--proxy-protocol-bind"), proxy_protocol=True)
+            for text in self.proxy_protocol_bind
+        ]
+        redirect = [
+            ListenerSpec(BindAddress.parse(text, "--redirect-http"), proxy_protocol=False, redirect=True)
+            for text in self.redirect_http
+        ]
+        return (*main, *proxied, *redirect)
 
     def _host_for_bind(self) -> str:
         # --host accepts an IPv6 address with or without brackets: ::1 or [::1].
@@ -260,6 +299,25 @@ class Config:
             raise ConfigError("buffer sizes must be at least 1024 bytes")
         self._validate_http2()
         self._validate_static()
+        self._validate_edge()
+
+    def _validate_edge(self) -> None:
+        for text in self.forwarded_allow_ips:
+            if text.strip() != "*":
+                try:
+                    ipaddress.ip_network(text.strip(), strict=False)
+                except ValueError:
+                    raise ConfigError(
+                        f"--forwarded-allow-ips {text!r}: not an IP address, a network (10.0.0.0/8) or *"
+                    ) from None
+        if self.forwarded_host and not self.proxy_headers:
+            raise ConfigError("--forwarded-host needs --proxy-headers")
+        for text in self.proxy_protocol_bind:
+            BindAddress.parse(text, "--proxy-protocol-bind")
+        for text in self.redirect_http:
+            BindAddress.parse(text, "--redirect-http")
+        if self.redirect_http and not self.tls:
+            raise ConfigError("--redirect-http redirects to the HTTPS listener: it needs TLS (drop --no-tls)")
 
     def _validate_recycling(self) -> None:
         if self.max_requests < 0 or self.max_requests_jitter < 0:
@@ -379,8 +437,8 @@ class Config:
 
     @property
     def plain_addresses(self) -> tuple[BindAddress, ...]:
-        """Listeners that serve plain HTTP alongside TLS ones (none yet without --redirect-http)."""
-        return ()
+        """Listeners that serve plain HTTP alongside the TLS ones: the --redirect-http ones."""
+        return tuple(spec.address for spec in self.listeners if spec.redirect)
 
     @property
     def tls(self) -> bool:

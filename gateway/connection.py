@@ -20,7 +20,9 @@ from gateway.protocols.http1 import HTTP1Protocol
 from gateway.protocols.http2 import PREFACE, HTTP2Protocol
 
 if TYPE_CHECKING:
+    from gateway.asgi import ASGIApp
     from gateway.context import ServerContext
+    from gateway.proxy_protocol import ProxyHeader
 
 log = logging.getLogger("gateway.error")
 
@@ -47,10 +49,23 @@ def _address(value: Any) -> tuple[str, int] | None:
 
 
 class Connection(asyncio.Protocol):
-    """One client connection: transport callbacks, write buffer, flow control, timer."""
+    """One client connection: transport callbacks, write buffer, flow control, timer.
 
-    def __init__(self, context: ServerContext) -> None:
+    ``proxy_header`` is the PROXY protocol header read before (``pre_tls.py``): its source
+    address stands for the peer's. ``listener_app`` serves the connection instead of the
+    application (``ConnectionInfo.listener_app``).
+    """
+
+    def __init__(
+        self,
+        context: ServerContext,
+        *,
+        proxy_header: ProxyHeader | None = None,
+        listener_app: ASGIApp | None = None,
+    ) -> None:
         self._context = context
+        self._proxy_header = proxy_header
+        self._listener_app = listener_app
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self.protocol: ProtocolAdapter | None = None
@@ -78,12 +93,21 @@ class Connection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
         self._transport = cast(asyncio.Transport, transport)
         ssl_object = transport.get_extra_info("ssl_object")
+        client = _address(transport.get_extra_info("peername"))
+        server = _address(transport.get_extra_info("sockname"))
+        proxy_header = self._proxy_header
+        if proxy_header is not None and proxy_header.source is not None:
+            client, server = proxy_header.source, proxy_header.destination
+        proxies = self._context.proxies
         self.info = ConnectionInfo(
-            client=_address(transport.get_extra_info("peername")),
-            server=_address(transport.get_extra_info("sockname")),
+            client=client,
+            server=server,
             tls=ssl_object is not None,
             # Once per connection: every stream (HTTP/2, WebSocket) shares the same dict.
             tls_extension=_tls_extension(ssl_object) if ssl_object is not None else None,
+            # Trust is a property of the peer, so it is decided once per connection.
+            proxies=proxies if proxies is not None and proxies.trusts(client) else None,
+            listener_app=self._listener_app,
         )
         self._context.connections.add(self)
         self._sendfile = ssl_object is None

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.config import Config
 from gateway.health import HealthCheck
 from gateway.metrics import Metrics
+from gateway.proxy_headers import TrustedProxies
 from gateway.static import StaticFiles
 
 if TYPE_CHECKING:
@@ -38,21 +39,25 @@ class ServerContext:
     access_log: bool = False
     # The --static folders; None without any, so other requests pay one attribute test.
     static: StaticFiles | None = None
-    # Requests and WebSocket sessions started so far, and the count at which
-    # ``on_request_limit`` is called once (--max-requests in a worker; 0 = never).
     # --health-path, answered without the app; None without one.
     health: HealthCheck | None = None
     # Counters for --metrics-bind (gateway/metrics.py); None without metrics.
     metrics: Metrics | None = None
+    # Requests and WebSocket sessions started so far, and the count at which
+    # ``on_request_limit`` is called once (--max-requests in a worker; 0 = never).
     requests_started: int = 0
     request_limit: int = 0
     on_request_limit: Callable[[], None] | None = None
+    # --forwarded-allow-ips, parsed once; None without --proxy-headers.
+    proxies: TrustedProxies | None = None
 
     def __post_init__(self) -> None:
         if self.config.static:
             self.static = StaticFiles(self.config.static, self.config.static_max_age)
         if self.config.health_path:
             self.health = HealthCheck(self.config.health_path, lambda: self.shutting_down)
+        if self.config.proxy_headers:
+            self.proxies = TrustedProxies(self.config.forwarded_allow_ips, use_host=self.config.forwarded_host)
         self.access_log = self.config.access_log and logging.getLogger("gateway.access").isEnabledFor(logging.INFO)
 
     def start_app_task(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:

@@ -10,14 +10,14 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from gateway import platform
-from gateway.config import BindAddress, Config, ConfigError
-from gateway.connection import Connection
+from gateway.config import BindAddress, Config, ConfigError, ListenerSpec
 from gateway.context import ServerContext
 from gateway.interface import as_asgi3
 from gateway.lifespan import Lifespan, LifespanFailure
+from gateway.listener_protocols import ListenerProtocols
 from gateway.loader import load_app
 from gateway.logs import report_startup_error
 
@@ -32,6 +32,13 @@ log = logging.getLogger("gateway.error")
 
 class StartupError(Exception):
     """The server cannot start (e.g. the port is taken); the message is one line."""
+
+
+class ListeningSocket(NamedTuple):
+    """A socket bound by :func:`bind_sockets` and the listener it serves."""
+
+    sock: socket.socket
+    listener: ListenerSpec
 
 
 class Listener(Protocol):
@@ -63,7 +70,7 @@ class Server:
         app: Any,
         config: Config,
         *,
-        sockets: Sequence[socket.socket] = (),
+        sockets: Sequence[ListeningSocket] = (),
         announce: bool = True,
         accept_in_thread: bool = False,
         supervised: bool = False,
@@ -73,6 +80,8 @@ class Server:
         self.context = ServerContext(config=config, app=as_asgi3(app, config.interface))
         self.started = asyncio.Event()
         self.addresses: list[tuple[str, int]] = []
+        # The --redirect-http listeners' bound addresses (not in ``addresses``).
+        self.redirect_addresses: list[tuple[str, int]] = []
         self._sockets = list(sockets)
         self._announce = announce
         self._accept_in_thread = accept_in_thread
@@ -143,7 +152,7 @@ class Server:
                 await lifespan.shutdown()
                 raise
             if self._announce:
-                log_serving(self.config, self.addresses)
+                log_serving(self.config, self.addresses, redirects=self.redirect_addresses)
                 log_tls_startup(self.config, dev_certificate)
             reloader = self._reloader = _start_reloader(ssl_context, self.config, dev_certificate)
             if reloader is not None and handle_signals:
@@ -170,23 +179,32 @@ class Server:
                 self._reloader = None
                 await reloader.stop()
 
+    def _bound(self, spec: ListenerSpec, sock: socket.socket, protocols: ListenerProtocols) -> None:
+        host, port = sock.getsockname()[:2]
+        if spec.redirect:
+            self.redirect_addresses.append((host, port))
+            return
+        self.addresses.append((host, port))
+        if not protocols.https_port:
+            protocols.set_https_port(port)
+
     async def _bind(self, ssl_context: ssl.SSLContext | None) -> None:
+        # TLS starts inside each connection (gateway/pre_tls.py), so no listener gets ssl=.
+        protocols = ListenerProtocols(self.context, ssl_context)
         if self._sockets:
-            await self._accept_on(self._sockets, ssl_context)
+            await self._accept_on(self._sockets, protocols)
             return
         loop = asyncio.get_running_loop()
         config = self.config
-        context = self.context
-        for address in config.addresses:
+        for spec in config.listeners:
+            address = spec.address
             try:
                 listener = await loop.create_server(
-                    lambda: Connection(context),
+                    protocols.factory(spec),
                     address.host,
                     address.port,
-                    ssl=ssl_context,
                     backlog=config.backlog,
                     reuse_address=platform.reuse_address(),
-                    ssl_handshake_timeout=config.tls_handshake_timeout if ssl_context else None,
                 )
             except OSError as exc:
                 for previous in self._listeners:
@@ -194,35 +212,21 @@ class Server:
                 raise listen_error(address, exc) from None
             self._listeners.append(listener)
             for sock in listener.sockets:
-                host, port = sock.getsockname()[:2]
-                self.addresses.append((host, port))
+                self._bound(spec, sock, protocols)
 
-    async def _accept_on(self, sockets: list[socket.socket], ssl_context: ssl.SSLContext | None) -> None:
+    async def _accept_on(self, sockets: list[ListeningSocket], protocols: ListenerProtocols) -> None:
         """Serve sockets that are already bound and listening (handed over by the supervisor)."""
         loop = asyncio.get_running_loop()
-        context = self.context
-        handshake_timeout = self.config.tls_handshake_timeout if ssl_context else None
-        for sock in sockets:
-            host, port = sock.getsockname()[:2]
+        for sock, spec in sockets:
             listener: Listener
             if self._accept_in_thread:
                 listener = platform.SharedSocketAcceptor(
-                    loop,
-                    sock,
-                    lambda: Connection(context),
-                    ssl_context=ssl_context,
-                    ssl_handshake_timeout=handshake_timeout,
+                    loop, sock, protocols.factory(spec), ssl_context=None, ssl_handshake_timeout=None
                 )
             else:
-                listener = await loop.create_server(
-                    lambda: Connection(context),
-                    sock=sock,
-                    ssl=ssl_context,
-                    backlog=self.config.backlog,
-                    ssl_handshake_timeout=handshake_timeout,
-                )
+                listener = await loop.create_server(protocols.factory(spec), sock=sock, backlog=self.config.backlog)
             self._listeners.append(listener)
-            self.addresses.append((host, port))
+            self._bound(spec, sock, protocols)
 
     async def _shutdown(self) -> None:
         context = self.context
@@ -335,7 +339,7 @@ def listen_error(address: BindAddress, exc: OSError) -> StartupError:
     return StartupError(f"cannot listen on {address.url_host()}:{address.port}: {reason}")
 
 
-def bind_sockets(config: Config) -> list[socket.socket]:
+def bind_sockets(config: Config) -> list[ListeningSocket]:
     """Bind and listen on every address of ``config`` once, as ``loop.create_server`` would.
 
     The workers' supervisor binds here and hands the sockets to its workers, so port 0,
@@ -343,12 +347,12 @@ def bind_sockets(config: Config) -> list[socket.socket]:
     starts. Like asyncio, a host name gets one socket per address it resolves to, and IPv6
     sockets are IPv6-only (an IPv4 bind of the same port is a separate socket).
     """
-    bound: list[socket.socket] = []
+    bound: list[ListeningSocket] = []
     try:
-        for address in config.addresses:
-            bound.extend(_bind_address(address, config.backlog))
+        for spec in config.listeners:
+            bound.extend(ListeningSocket(sock, spec) for sock in _bind_address(spec.address, config.backlog))
     except BaseException:
-        for sock in bound:
+        for sock, _ in bound:
             sock.close()
         raise
     return bound
@@ -379,16 +383,26 @@ def _bind_address(address: BindAddress, backlog: int) -> list[socket.socket]:
     return bound
 
 
-def log_serving(config: Config, addresses: Sequence[tuple[str, int]], workers: int = 1) -> None:
+def log_serving(
+    config: Config,
+    addresses: Sequence[tuple[str, int]],
+    workers: int = 1,
+    redirects: Sequence[tuple[str, int]] = (),
+) -> None:
     """The start-up line operators (and tests) look for: every URL and what it speaks."""
     scheme = "https" if config.tls else "http"
     urls = ", ".join(f"{scheme}://{f'[{h}]' if ':' in h else h}:{p}" for h, p in addresses)
     features = ["HTTP/1.1, HTTP/2" if config.http2 else "HTTP/1.1"]
     if config.tls:
         features.append("TLS")
+    if config.proxy_protocol or config.proxy_protocol_bind:
+        features.append("PROXY protocol" if config.proxy_protocol else "PROXY protocol on --proxy-protocol-bind")
     if workers > 1:
         features.append(f"{workers} worker processes")
     log.info("asgigw serving %s (%s); press Ctrl+C to stop", urls, ", ".join(features))
+    if redirects:
+        urls = ", ".join(f"http://{f'[{h}]' if ':' in h else h}:{p}" for h, p in redirects)
+        log.info("redirecting %s to https (308)", urls)
 
 
 def _single_process(config: Config) -> Config:

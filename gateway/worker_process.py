@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import socket
 import sys
 import threading
 import traceback
@@ -25,7 +24,7 @@ from gateway import platform
 from gateway.config import Config, ConfigError
 from gateway.loader import AppLoadError, load_app
 from gateway.logs import configure_logging
-from gateway.server import Server, StartupError
+from gateway.server import ListeningSocket, Server, StartupError
 
 log = logging.getLogger("gateway.error")
 
@@ -118,7 +117,7 @@ class StopRequests:
 def worker_main(
     spec: AppSpec,
     config: Config,
-    sockets: list[socket.socket],
+    sockets: list[ListeningSocket],
     control: Connection,
     status: Connection,
     windows: bool = platform.IS_WINDOWS,
@@ -145,7 +144,7 @@ def _load_and_serve(
     loop: asyncio.AbstractEventLoop,
     spec: AppSpec,
     config: Config,
-    sockets: list[socket.socket],
+    sockets: list[ListeningSocket],
     control: Connection,
     status: Connection,
     stops: StopRequests,
@@ -170,7 +169,7 @@ def _load_and_serve(
 async def _serve(
     app: Any,
     config: Config,
-    sockets: list[socket.socket],
+    sockets: list[ListeningSocket],
     control: Connection,
     status: Connection,
     stops: StopRequests,

@@ -37,7 +37,6 @@ import asyncio
 import logging
 import multiprocessing.connection
 import signal
-import socket
 import sys
 import threading
 import time
@@ -52,6 +51,7 @@ from gateway.config import BindAddress, Config, ConfigError
 from gateway.loader import AppLoadError, split_target
 from gateway.logs import configure_logging, report_startup_error
 from gateway.server import (
+    ListeningSocket,
     StartupError,
     bind_sockets,
     log_serving,
@@ -108,7 +108,7 @@ class Supervisor:
         self.spec = spec
         self.config = config
         self.windows = windows
-        self.sockets: list[socket.socket] = []
+        self.sockets: list[ListeningSocket] = []
         self.workers: dict[int, Worker] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._restarts: dict[int, asyncio.TimerHandle] = {}
@@ -132,11 +132,16 @@ class Supervisor:
         # Checked here, once, before any worker exists: a bad --cert fails in one line.
         config, _, dev_certificate = prepare_tls(self.config)
         self.sockets = bind_sockets(config)
-        addresses = [(str(sock.getsockname()[0]), int(sock.getsockname()[1])) for sock in self.sockets]
+        addresses = [
+            (str(sock.getsockname()[0]), int(sock.getsockname()[1])) for sock, spec in self.sockets if not spec.redirect
+        ]
+        redirects = [
+            (str(sock.getsockname()[0]), int(sock.getsockname()[1])) for sock, spec in self.sockets if spec.redirect
+        ]
 
         def announce() -> None:
             log_tls_startup(config, dev_certificate)
-            log_serving(config, addresses, workers=self.config.workers)
+            log_serving(config, addresses, workers=self.config.workers, redirects=redirects)
 
         self._announce = announce
         restore_signals = platform.install_signal_handlers(loop, self._on_signal, windows=self.windows)
@@ -395,7 +400,7 @@ class Supervisor:
             self._done.set()
 
     def _close_sockets(self) -> None:
-        for sock in self.sockets:
+        for sock, _ in self.sockets:
             sock.close()
 
     def _reap_all(self) -> None:

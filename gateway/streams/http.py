@@ -172,7 +172,9 @@ class HTTPStream:
             self._started_at = asyncio.get_running_loop().time()
         static = context.static
         health = context.health
-        if health is not None and self._scope["path"] == health.path:
+        if self._info.listener_app is not None:  # --redirect-http, plain HTTP on a TLS port
+            work = self._run(self._info.listener_app)
+        elif health is not None and self._scope["path"] == health.path:
             work = self._run(health)
         elif static is None:
             work = self._run(context.app)

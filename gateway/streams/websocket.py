@@ -168,7 +168,7 @@ class WebSocketStream(WebSocketClosing):
                 offers = handshake.requested_extensions(request.headers)
                 self._deflate = negotiate(offers, self._config.ws_max_message_size) if offers else None
             self._inbox.put({"type": "websocket.connect"})
-            work = self._run(context.app)
+            work = self._run(self._info.listener_app or context.app)
         self.task = context.start_app_task(work)
 
     def _receive_bytes(self, data: bytes) -> None:
