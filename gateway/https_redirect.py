@@ -6,9 +6,10 @@ the small ASGI responders here, which a connection serves instead of the applica
 answer has its access-log line, like any other response.
 
 Before redirecting, :class:`HTTPSRedirect` asks its ``first`` responders, in order, whether
-they answer the request themselves. Today one does: :class:`AppPassage` hands ACME http-01
-challenges (``/.well-known/acme-challenge/``, RFC 8555 §8.3), which must be reachable over
-plain HTTP, to the application. A built-in ACME client will put its own responder first.
+they answer the request themselves: ACME http-01 challenges (``/.well-known/acme-challenge/``,
+RFC 8555 §8.3), which must be reachable over plain HTTP, go to :class:`HTTP01Responder`
+with ``--acme-domain`` (the gateway's own ACME client), else through :class:`AppPassage`
+to the application, which may run an ACME client of its own.
 """
 
 from __future__ import annotations
@@ -46,6 +47,35 @@ class AppPassage:
             await self._app(scope, receive, send)
             return True
         return False
+
+
+class ChallengeAnswers(Protocol):
+    """Where http-01 answers come from (gateway/acme/challenges.py's ChallengeFiles)."""
+
+    def http01_answer(self, path: str) -> bytes | None:
+        """The body for ``GET path``, or None when no such challenge is being validated."""
+
+
+class HTTP01Responder:
+    """ACME http-01 (RFC 8555 §8.3), answered by the gateway: the key authorization, or 404.
+
+    With --acme-domain the gateway owns ``/.well-known/acme-challenge/``: a token it does not
+    know is a 404, never a redirect (a CA does not follow one to a certificate it lacks).
+    """
+
+    def __init__(self, answers: ChallengeAnswers) -> None:
+        self._answers = answers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer a challenge path; leave everything else to the redirect."""
+        if scope["type"] != "http" or not scope["path"].startswith(ACME_CHALLENGE_PREFIX):
+            return False
+        answer = self._answers.http01_answer(scope["path"])
+        if answer is None:
+            await _answer(send, 404, [], b"no such ACME challenge\n")
+        else:
+            await _answer(send, 200, [], answer)
+        return True
 
 
 def https_url(scope: Scope, https_port: int) -> str:

@@ -16,12 +16,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gateway.connection import Connection
-from gateway.https_redirect import AppPassage, HTTPSRedirect, PlainHTTPOnTLSPort
+from gateway.https_redirect import AppPassage, HTTP01Responder, HTTPSRedirect, PlainHTTPOnTLSPort, PlainHTTPResponder
 from gateway.pre_tls import ConnectionOpening
 
 if TYPE_CHECKING:
+    from gateway.acme.challenges import ChallengeFiles
     from gateway.asgi import ASGIApp
-    from gateway.config import ListenerSpec
+    from gateway.config import Config, ListenerSpec
     from gateway.context import ServerContext
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
@@ -37,8 +38,13 @@ class ListenerProtocols:
     def __init__(self, context: ServerContext, ssl_context: ssl.SSLContext | None) -> None:
         self._context = context
         self._ssl_context = ssl_context
-        # The seam for ACME http-01: a challenge responder goes first in this list.
-        self.redirect = HTTPSRedirect(0, [AppPassage(context.app)])
+        # ACME http-01 challenges go to the gateway's own responder with --acme-domain, to
+        # the application otherwise (it may run its own ACME client).
+        self._challenges = acme_challenge_files(context.config)
+        first: PlainHTTPResponder = (
+            AppPassage(context.app) if self._challenges is None else HTTP01Responder(self._challenges)
+        )
+        self.redirect = HTTPSRedirect(0, [first])
         self._plain_on_tls: ASGIApp = PlainHTTPOnTLSPort()
         self._plain_redirect: HTTPSRedirect | None = None
         if context.config.redirect_http:
@@ -67,6 +73,21 @@ class ListenerProtocols:
             return lambda: Connection(context)
         plain_on_tls = self._plain_on_tls
         proxy_protocol = listener.proxy_protocol
+        challenges = self._challenges
         return lambda: ConnectionOpening(
-            context, ssl_context=ssl_context, proxy_protocol=proxy_protocol, plain_http_app=plain_on_tls
+            context,
+            ssl_context=ssl_context,
+            proxy_protocol=proxy_protocol,
+            plain_http_app=plain_on_tls,
+            acme_challenges=challenges,
         )
+
+
+def acme_challenge_files(config: Config) -> ChallengeFiles | None:
+    """Where the ACME challenge answers are, with --acme-domain (imports ACME code only then)."""
+    if not config.acme_domains:
+        return None
+    from gateway.acme.challenges import ChallengeFiles
+    from gateway.acme.storage import acme_folder
+
+    return ChallengeFiles(acme_folder(config.acme_dir) / "challenges")

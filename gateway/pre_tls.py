@@ -24,17 +24,21 @@ import logging
 import ssl
 from typing import TYPE_CHECKING, cast
 
+from gateway.client_hello import NotClientHello, parse_client_hello
 from gateway.connection import Connection
 from gateway.logs import address_label
 from gateway.proxy_protocol import ProxyHeader, ProxyHeaderParser, ProxyProtocolError
 
 if TYPE_CHECKING:
+    from gateway.acme.challenges import ChallengeFiles
     from gateway.asgi import ASGIApp
     from gateway.context import ServerContext
 
 log = logging.getLogger("gateway.error")
 
 TLS_HANDSHAKE_RECORD = 0x16
+# RFC 8737 §3: the ALPN protocol an ACME CA's tls-alpn-01 validation offers, and only it.
+ACME_TLS_ALPN = ("acme-tls/1",)
 # Loop turns to wait for start_tls to install its SSL protocol (it does so in its first).
 _INSTALL_TURNS = 3
 
@@ -53,6 +57,7 @@ class ConnectionOpening(asyncio.Protocol):
         ssl_context: ssl.SSLContext | None,
         proxy_protocol: bool,
         plain_http_app: ASGIApp | None,
+        acme_challenges: ChallengeFiles | None = None,
     ) -> None:
         self._context = context
         self._loop = asyncio.get_running_loop()
@@ -65,6 +70,10 @@ class ConnectionOpening(asyncio.Protocol):
         self._peer = "-"
         self._handed_over = False
         self._upgrade: asyncio.Task[None] | None = None
+        # With --acme-domain: the ClientHello is read whole before TLS starts, so that an
+        # acme-tls/1 validation gets the challenge certificate (None: not reading one).
+        self._challenges = acme_challenges
+        self._client_hello: bytes | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Start the timer for the PROXY header and first byte."""
@@ -93,8 +102,33 @@ class ConnectionOpening(asyncio.Protocol):
             self._parser = None
             self._proxy_header = header
             data = parser.rest
-        if data or self._ssl_context is None:
+        if self._client_hello is not None:
+            self._read_client_hello(data)
+        elif (
+            data and self._challenges is not None and self._ssl_context is not None and data[0] == TLS_HANDSHAKE_RECORD
+        ):
+            self._client_hello = b""
+            self._read_client_hello(data)
+        elif data or self._ssl_context is None:
             self._hand_over(data)
+
+    def _read_client_hello(self, data: bytes) -> None:
+        """Wait for the whole ClientHello; pick the ACME challenge context if it asks for one."""
+        buffered = self._client_hello = (self._client_hello or b"") + data
+        try:
+            hello = parse_client_hello(buffered)
+        except NotClientHello:  # OpenSSL will say what is wrong with it
+            self._hand_over(buffered)
+            return
+        if hello is None:  # more to come, within the handshake timeout
+            return
+        challenge = None
+        assert self._challenges is not None
+        if hello.alpn_protocols == ACME_TLS_ALPN and hello.server_name:
+            challenge = self._challenges.tlsalpn01_context(hello.server_name)
+            if challenge is not None:
+                log.info("%s - ACME tls-alpn-01 validation of %s", self._peer, hello.server_name)
+        self._hand_over(buffered, challenge)
 
     def eof_received(self) -> bool:
         """The client gave up before sending anything useful."""
@@ -125,13 +159,14 @@ class ConnectionOpening(asyncio.Protocol):
 
     # -- hand-over --------------------------------------------------------------------
 
-    def _hand_over(self, data: bytes) -> None:
+    def _hand_over(self, data: bytes, challenge: ssl.SSLContext | None = None) -> None:
         self._cancel_timer()
         self._handed_over = True
+        self._client_hello = None
         transport = self._transport
         assert transport is not None
         if self._ssl_context is not None and data[0] == TLS_HANDSHAKE_RECORD:
-            self._start_tls(transport, self._ssl_context, data)
+            self._start_tls(transport, challenge or self._ssl_context, data, challenge is not None)
             return
         listener_app = None
         if self._ssl_context is not None:
@@ -143,11 +178,13 @@ class ConnectionOpening(asyncio.Protocol):
         if data:
             connection.data_received(data)
 
-    def _start_tls(self, transport: asyncio.Transport, ssl_context: ssl.SSLContext, data: bytes) -> None:
+    def _start_tls(
+        self, transport: asyncio.Transport, ssl_context: ssl.SSLContext, data: bytes, challenge: bool
+    ) -> None:
         # Reading stops now, so no later segment can reach the SSL protocol before ``data``.
         transport.pause_reading()
         waiting = TLSWaitingRoom()
-        task = self._upgrade = self._loop.create_task(self._handshake(transport, ssl_context, waiting))
+        task = self._upgrade = self._loop.create_task(self._handshake(transport, ssl_context, waiting, challenge))
         # Shutdown cancels handshakes still in progress with the app tasks.
         self._context.tasks.add(task)
         task.add_done_callback(self._context.tasks.discard)
@@ -164,8 +201,9 @@ class ConnectionOpening(asyncio.Protocol):
         self._loop.call_soon(feed_protocol, protocol, data)
 
     async def _handshake(
-        self, transport: asyncio.Transport, ssl_context: ssl.SSLContext, waiting: TLSWaitingRoom
+        self, transport: asyncio.Transport, ssl_context: ssl.SSLContext, waiting: TLSWaitingRoom, challenge: bool
     ) -> None:
+        metrics = self._context.metrics
         try:
             tls_transport = await self._loop.start_tls(
                 transport,
@@ -177,9 +215,17 @@ class ConnectionOpening(asyncio.Protocol):
         except Exception as exc:  # SSLError, TimeoutError, ConnectionResetError, ...
             # As asyncio's own TLS servers do: a failed handshake is the client's business.
             log.debug("%s - TLS handshake failed: %s", self._peer, exc)
+            if metrics is not None:
+                metrics.tls_handshake_failures += 1
             transport.abort()
             return
+        if metrics is not None:
+            metrics.tls_handshakes += 1
         if tls_transport is None or waiting.lost:
+            return
+        if challenge:
+            # RFC 8737 §3: the validation is the handshake itself; nothing follows it.
+            tls_transport.close()
             return
         connection = Connection(self._context, proxy_header=self._proxy_header)
         tls_transport.set_protocol(connection)
@@ -208,9 +254,13 @@ class TLSWaitingRoom(asyncio.Protocol):
         self.early.append(data)
 
     def eof_received(self) -> bool:
-        """Remember a half-close for the Connection."""
+        """Remember a half-close for the Connection.
+
+        False: on an SSL transport asyncio closes after EOF whatever this returns, and
+        warns when it is True (it cannot keep a TLS connection half-open).
+        """
         self.eof = True
-        return True
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The client left during the hand-over: no Connection will start."""

@@ -46,6 +46,9 @@ class ManagedCertificate:
     paths: CertificatePaths
     failures: int = 0
     due: datetime.datetime | None = None
+    # The certificate file as it was when ``due`` was computed: if it differs under the
+    # lock, another server sharing --acme-dir has renewed it meanwhile.
+    seen: bytes | None = None
 
 
 def certificate_name_sets(config: Config) -> list[list[str]]:
@@ -161,22 +164,24 @@ class CertificateManager:
         self.on_new_certificate(f"ACME certificate for {names}")
 
     def _obtain_locked(self, certificate: ManagedCertificate) -> tuple[bytes, bytes]:
+        paths = certificate.paths
         with platform.exclusive_file_lock(str(self.storage.lock_path)):
-            # Another server sharing --acme-dir may have renewed it while we waited.
-            due = self._renewal_time(certificate)
-            if due > _now() and not certificate.paths.is_placeholder():
-                return certificate.paths.cert.read_bytes(), certificate.paths.key.read_bytes()
+            current = paths.cert.read_bytes() if paths.exists() else None
+            if current is not None and current != certificate.seen and not paths.is_placeholder():
+                log.info("ACME: %s was renewed by another server sharing the folder", ", ".join(certificate.names))
+                return current, paths.key.read_bytes()
             return self.issuer.obtain(certificate.names, self.config.acme_challenge_type)
 
     def _renewal_time(self, certificate: ManagedCertificate) -> datetime.datetime:
         paths = certificate.paths
-        if paths.is_placeholder() or not paths.exists():
+        certificate.seen = paths.cert.read_bytes() if paths.exists() else None
+        if paths.is_placeholder() or certificate.seen is None:
             return _now()
         from cryptography import x509
 
-        cert = x509.load_pem_x509_certificate(paths.cert.read_bytes())
+        cert = x509.load_pem_x509_certificate(certificate.seen)
         start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-        suggested = self.issuer.suggested_renewal(paths.cert.read_bytes())
+        suggested = self.issuer.suggested_renewal(certificate.seen)
         if suggested is not None:
             return suggested
         lifetime = end - start
@@ -185,9 +190,13 @@ class CertificateManager:
         return start + lifetime * RENEW_AT - jitter
 
     def _warn_if_expiring(self) -> None:
+        # Only after a failed renewal: a certificate that renews on time (even one that
+        # lives six days) is never worth a warning.
         for certificate in self.certificates:
             not_after = certificate.paths.not_after()
-            if not_after is not None and not certificate.paths.is_placeholder() and not_after - _now() < EXPIRY_WARNING:
+            if certificate.failures == 0 or not_after is None or certificate.paths.is_placeholder():
+                continue
+            if not_after - _now() < EXPIRY_WARNING:
                 log.warning(
                     "ACME: the certificate for %s expires %s and has not been renewed yet",
                     ", ".join(certificate.names),
