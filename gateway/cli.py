@@ -131,7 +131,26 @@ SUBCOMMANDS: dict[str, Callable[[], click.Command]] = {"certs": _certs_command}
     help="How APP is called: asgi3 app(scope, receive, send), asgi2 app(scope)(receive, send), or auto-detect.",
 )
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True, help="Log level.")
-@click.option("--access-log/--no-access-log", default=True, show_default=True, help="One log line per response.")
+@click.option("--no-access-log", is_flag=True, help="No access log (one line per response is on by default).")
+@click.option(
+    "--access-log",
+    "access_log_file",
+    metavar="FILE",
+    help="Append access-log lines to FILE instead of stderr; reopened on SIGUSR1 (POSIX) for logrotate.",
+)
+@click.option(
+    "--access-log-format",
+    default="default",
+    show_default=True,
+    metavar="FORMAT",
+    help="Access-log line: default, common, combined, json, or a template such as "
+    "'{client} {method} {path} {status}' (fields: docs/logging.md).",
+)
+@click.option(
+    "--log-config",
+    metavar="FILE",
+    help="logging.config.dictConfig file (.json, .toml, or .yaml with PyYAML) for gateway.error and gateway.access.",
+)
 @click.option(
     "--keep-alive-timeout",
     type=float,
@@ -273,12 +292,16 @@ SUBCOMMANDS: dict[str, Callable[[], click.Command]] = {"certs": _certs_command}
     show_default=True,
     help="PING/SETTINGS/WINDOW_UPDATE/PRIORITY/empty DATA frames per 10 s (plus 2 per DATA frame sent, 1 per request).",
 )
-def main(app: str, factory: bool, app_dir: str, bind: tuple[str, ...], no_tls: bool, **options: Any) -> None:
+def main(
+    app: str, factory: bool, app_dir: str, bind: tuple[str, ...], no_tls: bool, no_access_log: bool, **options: Any
+) -> None:
     """Serve the ASGI application APP (module:attribute, e.g. proj.asgi:application)."""
     try:
         if no_tls and options["certfile"]:
             raise ConfigError("--no-tls and --cert exclude each other")
-        config = Config(bind=bind, dev_tls=not no_tls, **options)
+        if no_access_log and options["access_log_file"]:
+            raise ConfigError("--no-access-log and --access-log FILE exclude each other")
+        config = Config(bind=bind, dev_tls=not no_tls, access_log=not no_access_log, **options)
     except ConfigError as exc:
         _fail(str(exc))
     if config.workers > 1:
