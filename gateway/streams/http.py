@@ -199,6 +199,12 @@ class HTTPStream:
             # An app that stops once the client has gone (closed, reset its stream) did
             # nothing wrong: an access line at INFO, not an application error.
             self._log_unfinished()
+        elif self._state is ResponseState.WAITING and self._input_closed:
+            # HTTP/1.1 EOF: the app was told http.disconnect and stopped, as it should.
+            self._client_gone = True
+            self._log_unfinished()
+            self._state = ResponseState.DONE
+            await self._sender.stream_send(StreamAborted(self.stream_id))
         elif self._state is ResponseState.WAITING:
             log_app_problem(scope, "the app returned without sending a response")
             await self._fail()
