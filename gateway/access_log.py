@@ -254,12 +254,13 @@ class AccessLogFormatter:
 
 def _default_line(scope: Scope, status: int, size: int, duration: float, outcome: Outcome) -> str:
     # The default format written out by hand: it runs for every request of most servers.
-    path = escape(scope["path"])
+    # Escaping is per character, so method, path and query are escaped in one call.
     query = scope.get("query_string")
+    request = f"{scope.get('method', 'WEBSOCKET')} {scope['path']}"
     if query:
-        path = f"{path}?{escape_bytes(query)}"
+        request = f"{request}?{query.decode('utf-8', 'surrogateescape')}"
     line = (
-        f'{address_label(scope.get("client"))} - "{escape(scope.get("method", "WEBSOCKET"))} {path} '
+        f'{address_label(scope.get("client"))} - "{escape(request)} '
         f'HTTP/{scope["http_version"]}" {status} {size} {duration * 1000.0:.1f}ms'
     )
     return line if outcome is Outcome.COMPLETE else f"{line} ({outcome.value})"

@@ -36,7 +36,7 @@ _NAMED_ESCAPES = {"\\": "\\\\", '"': "\\x22", "\n": "\\n", "\r": "\\r", "\t": "\
 
 
 class LoggingSetupError(ValueError):
-    """A --log-config or --access-log file cannot be used; the message says why, in one line."""
+    """A --log-config or --access-log-file file cannot be used; the message says why, in one line."""
 
 
 def escape(text: str) -> str:
@@ -119,7 +119,7 @@ def _open_access_handler(path: str | None) -> logging.Handler:
     try:
         return logging.FileHandler(path, mode="a", encoding="utf-8")
     except OSError as exc:
-        raise LoggingSetupError(f"--access-log {path!r}: {exc.strerror or exc}") from None
+        raise LoggingSetupError(f"--access-log-file {path!r}: {exc.strerror or exc}") from None
 
 
 def apply_log_config(path: str) -> None:
@@ -185,6 +185,15 @@ def reopen_log_files() -> int:
         if old is not None:
             old.close()
     return len(handlers)
+
+
+def report_startup_error(message: str) -> None:
+    """The one form of every start-up error (docs/options.md): ``asgigw: error: ...`` on stderr.
+
+    The CLI's own checks, bad certificates, unbindable addresses and app-import errors all
+    end this way with exit code 2, whether they are found by the CLI or by the server.
+    """
+    print(f"asgigw: error: {message}", file=sys.stderr, flush=True)
 
 
 def address_label(address: Sequence[Any] | None) -> str:

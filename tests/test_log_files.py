@@ -1,4 +1,4 @@
-"""--access-log FILE, SIGUSR1 reopening (logrotate), --log-config, through the command line."""
+"""--access-log-file FILE, SIGUSR1 reopening (logrotate), --log-config, through the command line."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def get(url: str, path: str) -> None:
 @posix_only
 def test_sigusr1_reopens_the_access_log_after_a_rename(tmp_path: Path) -> None:
     log_file = tmp_path / "access.log"
-    arguments = ("--port", "0", "--access-log", str(log_file), "--access-log-format", "common")
+    arguments = ("--port", "0", "--access-log-file", str(log_file), "--access-log-format", "common")
     with gateway_process(*arguments, "tests.apps.basic:app") as server:
         get(server.url, "/before")
         wait_for_lines(log_file, 1)
@@ -64,7 +64,7 @@ def test_sigusr1_reopens_the_access_log_after_a_rename(tmp_path: Path) -> None:
 def test_workers_reopen_when_the_supervisor_gets_sigusr1(tmp_path: Path) -> None:
     log_file = tmp_path / "access.log"
     template = "{pid} {path}"
-    arguments = ("--port", "0", "--workers", "2", "--access-log", str(log_file), "--access-log-format", template)
+    arguments = ("--port", "0", "--workers", "2", "--access-log-file", str(log_file), "--access-log-format", template)
     with gateway_process(*arguments, "tests.apps.basic:app") as server:
         get(server.url, "/before")
         wait_for_lines(log_file, 1)
@@ -160,7 +160,7 @@ def test_bad_log_config_stops_start_up_with_one_line(tmp_path: Path, name: str, 
 @pytest.mark.parametrize(
     ("options", "problem"),
     [
-        ({"access_log_file": "/no/such/dir/access.log"}, "--access-log '/no/such/dir/access.log'"),
+        ({"access_log_file": "/no/such/dir/access.log"}, "--access-log-file '/no/such/dir/access.log'"),
         ({"log_config": "logging.ini"}, "expected a .json, .toml, .yaml or .yml file"),
         ({"log_config": "/no/such/logging.json"}, "no such file"),
     ],
@@ -171,9 +171,19 @@ def test_logging_options_are_validated(options: dict[str, str], problem: str) ->
 
 
 def test_no_access_log_and_a_file_exclude_each_other(tmp_path: Path) -> None:
-    result = run_gateway("--no-access-log", "--access-log", str(tmp_path / "a.log"), "tests.apps.basic:app")
+    result = run_gateway("--no-access-log", "--access-log-file", str(tmp_path / "a.log"), "tests.apps.basic:app")
     assert result.returncode == 2
-    assert "--no-access-log and --access-log FILE exclude each other" in result.stderr
+    assert "--access-log-file has no effect with --no-access-log" in result.stderr
+
+
+def test_config_file_and_environment_set_the_logging_options(tmp_path: Path) -> None:
+    log_file = tmp_path / "from-env.log"
+    config_file = tmp_path / "asgigw.toml"
+    config_file.write_text('access-log-format = "{method} {path} {status}"\n')
+    arguments = ("--port", "0", "--config", str(config_file), "tests.apps.basic:app")
+    with gateway_process(*arguments, ASGIGW_ACCESS_LOG_FILE=str(log_file)) as server:
+        get(server.url, "/sources")
+        assert wait_for_lines(log_file, 1) == ["GET /sources 200"]
 
 
 def test_reopen_signal_is_not_installed_on_windows() -> None:

@@ -196,7 +196,7 @@ def test_http2_raw_bytes_in_path_query_and_headers(gateway_messages: list[loggin
 
 def test_log_file_has_one_line_per_request(tmp_path: Path) -> None:
     log_file = tmp_path / "access.log"
-    with gateway_process("--port", "0", "--access-log", str(log_file), "tests.apps.basic:app") as server:
+    with gateway_process("--port", "0", "--access-log-file", str(log_file), "tests.apps.basic:app") as server:
         port = int(server.url.rsplit(":", 1)[1])
         for target in (FORGED_PATH, "/plain", FORGED_PATH + "?a=%0D%0A"):
             request = f"GET {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\nUser-Agent: ".encode()
