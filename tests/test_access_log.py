@@ -210,6 +210,28 @@ def test_http2_reset_mid_response_is_an_info_access_line(
     assert errors == []
 
 
+def test_http2_reset_before_the_response_head_logs_499(
+    access_lines: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def thinks(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        try:
+            await asyncio.sleep(30)  # still working on the response when the reset comes
+        except asyncio.CancelledError:
+            return
+
+    with running_server(thinks, access_log=True, access_log_format="{status} {outcome} {http_version}") as server:
+        with FramePeer(server) as peer:
+            peer.request(1, b"/slow")
+            time.sleep(0.2)
+            peer.send(RstStreamFrame(1, error_code=8))
+            line = wait_for_lines(access_lines, 1)[0]
+            time.sleep(0.2)
+    assert line == "499 client closed 2"
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+
+
 def test_http1_close_before_the_response_logs_499(access_lines: list[str], caplog: pytest.LogCaptureFixture) -> None:
     async def waits_for_disconnect(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
