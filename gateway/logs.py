@@ -203,5 +203,7 @@ def address_label(address: Sequence[Any] | None) -> str:
     """
     if not address:
         return "-"
-    host, port = escape(str(address[0])), address[1]
+    host, port = address[0], address[1]
+    if type(host) is not str or not host.isprintable() or "\\" in host or '"' in host:
+        host = escape(str(host))
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

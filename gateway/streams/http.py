@@ -12,7 +12,7 @@ import enum
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway.access_log import Outcome
+from gateway.access_log import CLIENT_CLOSED, COMPLETE
 from gateway.asgi import (
     ASGIMessageError,
     ClientDisconnected,
@@ -391,7 +391,7 @@ class HTTPStream:
         if formatter is None:
             return
         duration = asyncio.get_running_loop().time() - self._started_at
-        outcome = Outcome.CLIENT_CLOSED if self._client_gone else Outcome.COMPLETE
+        outcome = CLIENT_CLOSED if self._client_gone else COMPLETE
         formatter.log(self._scope, self._status, self._response_bytes, duration, outcome)
 
     def _log_unfinished(self) -> None:
