@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from gateway.config import Config, ConfigError, KiB, MiB
+from gateway.config import DEFAULT_COMPRESS_TYPES, Config, ConfigError, KiB, MiB
 from gateway.loader import AppLoadError, load_app, split_target
 from gateway.server import run
 
@@ -114,6 +114,45 @@ SUBCOMMANDS: dict[str, Callable[[], click.Command]] = {"certs": _certs_command}
     default=3600,
     show_default=True,
     help="Cache-Control max-age of --static files in seconds; 0 = no-cache.",
+)
+@click.option(
+    "--hsts",
+    type=int,
+    metavar="SECONDS",
+    help="Send Strict-Transport-Security: max-age=SECONDS on responses over TLS (not on plain HTTP).",
+)
+@click.option("--hsts-include-subdomains", is_flag=True, help="Add includeSubDomains to --hsts.")
+@click.option(
+    "--hsts-preload",
+    is_flag=True,
+    help="Add preload to --hsts (needs --hsts-include-subdomains and --hsts 31536000 or more).",
+)
+@click.option(
+    "--header",
+    "response_headers",
+    multiple=True,
+    metavar='"NAME: VALUE"',
+    help="Add this field to every response that has none of that name; repeatable.",
+)
+@click.option(
+    "--compress/--no-compress",
+    default=False,
+    show_default=True,
+    help="Compress responses on the fly (gzip; br, zstd with asgigw[compress]). Mind BREACH: docs/compression.md.",
+)
+@click.option(
+    "--compress-types",
+    default=",".join(DEFAULT_COMPRESS_TYPES),
+    show_default=True,
+    metavar="TYPE,...",
+    help="Media types --compress applies to: type/subtype, type/* or type/*+suffix, comma-separated.",
+)
+@click.option(
+    "--compress-min-size",
+    type=int,
+    default=1024,
+    show_default=True,
+    help="Content-Length below which --compress leaves a response as it is (bytes).",
 )
 @click.option("--root-path", default="", help="Path prefix the app is mounted at behind a proxy (ASGI root_path).")
 @click.option(
@@ -278,6 +317,7 @@ def main(app: str, factory: bool, app_dir: str, bind: tuple[str, ...], no_tls: b
     try:
         if no_tls and options["certfile"]:
             raise ConfigError("--no-tls and --cert exclude each other")
+        options["compress_types"] = tuple(part.strip() for part in options["compress_types"].split(",") if part.strip())
         config = Config(bind=bind, dev_tls=not no_tls, **options)
     except ConfigError as exc:
         _fail(str(exc))

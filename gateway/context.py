@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config
+from gateway.response_headers import ResponseHeaders
 from gateway.static import StaticFiles
 
 if TYPE_CHECKING:
     from gateway.asgi import ASGIApp
+    from gateway.compression import Compression
     from gateway.connection import Connection
 
 
@@ -35,8 +37,17 @@ class ServerContext:
     access_log: bool = False
     # The --static folders; None without any, so other requests pay one attribute test.
     static: StaticFiles | None = None
+    # --hsts/--header and --compress; None when off (streams/response_filter.py).
+    response_headers: ResponseHeaders | None = None
+    compression: Compression | None = None
 
     def __post_init__(self) -> None:
         if self.config.static:
             self.static = StaticFiles(self.config.static, self.config.static_max_age)
+        self.response_headers = ResponseHeaders.from_config(self.config)
+        if self.config.compress:
+            # Imported only with --compress: it looks for brotli and zstandard.
+            from gateway.compression import Compression
+
+            self.compression = Compression(self.config)
         self.access_log = self.config.access_log and logging.getLogger("gateway.access").isEnabledFor(logging.INFO)
