@@ -23,6 +23,7 @@ from gateway import compression
 from tests.apps.edge_responses import ETAG, PAGE, EdgeApp
 from tests.conftest import CertFiles, RunningServer, running_server
 from tests.raw import RawClient
+from tests.test_http2_peer import FramePeer, h2_context
 
 try:
     import brotli
@@ -276,6 +277,17 @@ def test_trailers_follow_the_compressed_body_over_http1(
         body, rest = body + rest[:size], rest[size + 2 :]
     assert gzip.decompress(body) == PAGE
     assert rest == b"x-checksum: abc123\r\n\r\n"
+
+
+def test_trailers_follow_the_compressed_body_over_http2(
+    servers: dict[str, RunningServer], cert_files: CertFiles
+) -> None:
+    with FramePeer(servers["tls"], tls=h2_context(cert_files)) as peer:
+        peer.request(1, b"/trailers", extra=[(b"accept-encoding", b"gzip"), (b"te", b"trailers")])
+        response = peer.response(1)
+    assert (b"content-encoding", b"gzip") in response["headers"]
+    assert gzip.decompress(response["body"]) == PAGE
+    assert response["trailers"] == [(b"x-checksum", b"abc123")]
 
 
 def test_websocket_is_not_compressed(servers: dict[str, RunningServer]) -> None:
