@@ -28,15 +28,17 @@ from gateway.compression_rules import (
 from gateway.config import Config
 from gateway.events import Headers
 
-# Levels for compressing on every request, where speed matters as much as size. gzip 3:
-# on the benchmark's 20 KB page it costs a quarter of zlib's default 6 for 6 % more bytes
-# (levels 4+ switch to lazy matching; docs/compression.md). brotli 4 (11 is for
-# precompressing files, ~100x slower); zstd 3 (its default).
+# Levels for compressing on every request, where CPU time counts as much as bytes; chosen
+# on the benchmark's 20 KB HTML page (docs/compression.md). Each is the last level before
+# a step that costs about twice the CPU for at most 6 % fewer bytes: gzip 3 (levels 4+
+# switch to lazy matching; zlib's default 6 costs 3.5x as much), brotli 3 (4 costs 2x;
+# 11 is for precompressing files), zstd 2 (its default 3 was slower and larger here: its
+# tables are sized for large inputs).
 GZIP_LEVEL = 3
-BROTLI_QUALITY = 4
+BROTLI_QUALITY = 3
 # A 256 KiB window: far larger than most pages, and a quarter of brotli's default memory.
 BROTLI_WINDOW_BITS = 18
-ZSTD_LEVEL = 3
+ZSTD_LEVEL = 2
 
 
 class Encoder(Protocol):

@@ -163,20 +163,10 @@ class HTTPStream:
         }
         self._scope = build_http_scope(request, self._info, context.config.root_path, context.state, extensions)
         self._method = request.method
-        accept_encoding = None
         for name, value in request.headers:
             if name == b"expect" and value.lower() == b"100-continue":
                 self._expect_continue = True
-            elif name == b"accept-encoding":
-                accept_encoding = value if accept_encoding is None else accept_encoding + b", " + value
-        secure = self._scope["scheme"] == "https"
-        self._sender = filtered_sender(
-            context,
-            self._sender,
-            secure=secure,
-            accept_encoding=accept_encoding,
-            head_request=request.method == b"HEAD",
-        )
+        self._sender = filtered_sender(context, self._sender, secure=self._scope["scheme"] == "https", request=request)
         if context.access_log:
             self._started_at = asyncio.get_running_loop().time()
         static = context.static

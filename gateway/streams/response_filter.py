@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.events import Body, EndBody, FileBody, OutboundEvent, Response, StreamAborted, Trailers
+from gateway.events import Body, EndBody, FileBody, OutboundEvent, Request, Response, StreamAborted, Trailers
 
 if TYPE_CHECKING:
     from gateway.compression import Compression, Encoder
@@ -26,22 +26,22 @@ COMPRESS_STEP = 64 * 1024
 
 
 def filtered_sender(
-    context: ServerContext,
-    sender: StreamSender,
-    *,
-    secure: bool,
-    accept_encoding: bytes | None = None,
-    head_request: bool = False,
-    compress: bool = True,
+    context: ServerContext, sender: StreamSender, *, secure: bool, request: Request | None
 ) -> StreamSender:
     """``sender`` itself when nothing is configured, else a :class:`ResponseFilter` over it.
 
-    ``secure``: the request came over TLS (HSTS goes out). ``compress`` False keeps the
-    body as it is (WebSocket handshakes: their messages have permessage-deflate).
+    ``secure``: the request came over TLS (HSTS goes out). ``request`` None keeps bodies
+    as they are (WebSocket handshakes: their messages have permessage-deflate).
     """
-    compression = context.compression if compress else None
+    compression = context.compression if request is not None else None
     if context.response_headers is None and compression is None:
         return sender
+    accept_encoding = None
+    if compression is not None and request is not None:
+        for name, value in request.headers:
+            if name == b"accept-encoding":  # repeated fields form one list (RFC 9110 §5.3)
+                accept_encoding = value if accept_encoding is None else accept_encoding + b", " + value
+    head_request = request is not None and request.method == b"HEAD"
     return ResponseFilter(sender, context.response_headers, compression, secure, accept_encoding, head_request)
 
 

@@ -172,7 +172,7 @@ class WebSocketStream(WebSocketClosing):
             task = loop.create_task(self._run(context.app))
         # Handshake answers get --hsts/--header fields; frames go by the writer, unfiltered.
         secure = self._scope.get("scheme", "wss" if self._info.tls else "ws") == "wss"
-        self._sender = filtered_sender(context, self._sender, secure=secure, compress=False)
+        self._sender = filtered_sender(context, self._sender, secure=secure, request=None)
         context.tasks.add(task)
         task.add_done_callback(context.tasks.discard)
         self.task = task
