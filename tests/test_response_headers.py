@@ -90,7 +90,7 @@ def test_websocket_handshake_carries_them_over_tls(servers: dict[str, RunningSer
             b"GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
             b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
         )
-        data, _ = client.read_until_closed(5)
+        data = client.read_until(b"\r\n\r\n")
     head = data.partition(b"\r\n\r\n")[0].lower()
     assert head.startswith(b"http/1.1 101 ")
     assert b"\r\nstrict-transport-security: " + HSTS.lower().encode() + b"\r\n" in head
@@ -154,3 +154,23 @@ def test_cli_errors_are_one_line() -> None:
     assert "--header 'Bad Name: x'" in result.stderr
     result = run_gateway("--compress-types", "text/html,nonsense", "tests.apps.basic:app")
     assert result.returncode == 2 and "--compress-types 'nonsense'" in result.stderr
+
+
+def test_config_file_keys(tmp_path: Path) -> None:
+    """The options work from a --config file too; a bad value names the file."""
+    config = tmp_path / "asgigw.toml"
+    config.write_text(
+        'hsts = 300\nheader = {"X-Frame-Options" = "DENY", "Server" = "asgigw"}\n'
+        'compress = true\ncompress-types = "text/*,application/json"\n'
+    )
+    result = run_gateway("--config", str(config), "--print-config", "tests.apps.basic:app")
+    assert result.returncode == 0, result.stderr
+    assert 'header = ["X-Frame-Options: DENY", "Server: asgigw"]' in result.stdout
+    assert "hsts = 300" in result.stdout and "compress = true" in result.stdout
+    config.write_text("hsts = 300\nhsts-preload = true\n")
+    result = run_gateway("--config", str(config), "tests.apps.basic:app")
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == f"asgigw: error: {config}: --hsts-preload needs --hsts-include-subdomains and --hsts 31536000 (a year) or more"
+    )
