@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import click
 
-from gateway.config import DEFAULT_COMPRESS_TYPES, Config, ConfigError, KiB, MiB
+from gateway.config import Config, ConfigError, KiB, MiB
 from gateway.config_sources import (
     ENV_PREFIX,
     ConfigFile,
@@ -23,6 +23,7 @@ from gateway.config_sources import (
 )
 from gateway.effective_config import render_effective_config
 from gateway.loader import AppLoadError, load_app, split_target
+from gateway.response_options import DEFAULT_COMPRESS_TYPES
 from gateway.server import run
 from gateway.version_info import version_text
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from gateway.config import media_type_pattern
 from gateway.events import Headers
+from gateway.response_options import media_type_pattern
 
 # Statuses whose response has no content (§15.3.5, §15.4.5) or a partial one (§15.3.7:
 # the range is of the uncompressed representation).

@@ -13,37 +13,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gateway.response_options import DEFAULT_COMPRESS_TYPES, check_response_options
+
 LifespanMode = Literal["auto", "on", "off"]
 InterfaceMode = Literal["auto", "asgi3", "asgi2"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 TLSVersionText = Literal["1.2", "1.3"]
 ClientCertMode = Literal["none", "optional", "required"]
-
-# The default --compress-types: text formats and others that shrink well. Images, audio,
-# video, WOFF/WOFF2 fonts and archives are compressed already and are left out.
-DEFAULT_COMPRESS_TYPES = (
-    "text/*",
-    "application/json",
-    "application/*+json",
-    "application/javascript",
-    "application/x-javascript",
-    "application/xml",
-    "application/*+xml",
-    "image/svg+xml",
-    "application/wasm",
-    "font/ttf",
-    "font/otf",
-    "image/vnd.microsoft.icon",
-    "image/x-icon",
-)
-# Fields asgigw computes itself or that describe the connection, never set by --header.
-_COMPUTED_FIELDS = frozenset(
-    "connection content-encoding content-length content-range date keep-alive proxy-connection"
-    " te trailer transfer-encoding upgrade".split()
-)
-_TOKEN_CHARACTERS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-# One year: the least max-age the HSTS preload list accepts.
-HSTS_PRELOAD_MIN_AGE = 31536000
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -53,40 +29,6 @@ MAX_WORKERS = 512
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the option and the problem."""
-
-
-def split_header_option(text: str) -> tuple[str, str]:
-    """``(name, value)`` of a ``--header "Name: value"``; ConfigError when it is not a legal field.
-
-    RFC 9110 §5.1: the name is a token; §5.5: the value (without the whitespace around it)
-    has no control characters. Printable ASCII only: other bytes are obsolete in values.
-    """
-    name, colon, value = text.partition(":")
-    value = value.strip(" \t")
-    if not colon or not name or not all(character in _TOKEN_CHARACTERS for character in name):
-        raise ConfigError(f"--header {text!r}: expected 'Name: value' with a field name such as X-Frame-Options")
-    if not all(" " <= character <= "~" or character == "\t" for character in value):
-        raise ConfigError(f"--header {text!r}: the value must be printable ASCII (no control characters)")
-    lowered = name.lower()
-    if lowered in _COMPUTED_FIELDS:
-        raise ConfigError(f"--header {text!r}: asgigw sets {name} itself")
-    if lowered == "strict-transport-security":
-        raise ConfigError(f"--header {text!r}: use --hsts, which sends it over TLS only (RFC 6797 §7.2)")
-    return name, value
-
-
-def media_type_pattern(pattern: str) -> str:
-    """A --compress-types entry lowercased: ``type/subtype``, ``type/*`` or ``type/*+suffix``."""
-    text = pattern.strip().lower()
-    top, slash, subtype = text.partition("/")
-    suffix = subtype[2:] if subtype.startswith("*+") else subtype
-    if not (slash and _is_token(top) and (subtype == "*" or _is_token(suffix))):
-        raise ConfigError(f"--compress-types {pattern!r}: expected type/subtype, type/* or type/*+suffix")
-    return text
-
-
-def _is_token(text: str) -> bool:
-    return bool(text) and "*" not in text and all(character in _TOKEN_CHARACTERS for character in text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,22 +243,17 @@ class Config:
         self._validate_response()
 
     def _validate_response(self) -> None:
-        if self.hsts is not None and self.hsts < 0:
-            raise ConfigError("--hsts must be 0 (browsers forget the host) or more seconds")
-        if self.hsts is None and (self.hsts_include_subdomains or self.hsts_preload):
-            raise ConfigError("--hsts-include-subdomains and --hsts-preload need --hsts SECONDS")
-        if self.hsts_preload and (not self.hsts_include_subdomains or (self.hsts or 0) < HSTS_PRELOAD_MIN_AGE):
-            raise ConfigError(
-                f"--hsts-preload needs --hsts-include-subdomains and --hsts {HSTS_PRELOAD_MIN_AGE} (a year) or more"
+        try:
+            check_response_options(
+                self.hsts,
+                self.hsts_include_subdomains,
+                self.hsts_preload,
+                self.response_headers,
+                self.compress_types,
+                self.compress_min_size,
             )
-        for entry in self.response_headers:
-            split_header_option(entry)
-        if not self.compress_types:
-            raise ConfigError("--compress-types needs at least one media type, e.g. text/*")
-        for pattern in self.compress_types:
-            media_type_pattern(pattern)
-        if self.compress_min_size < 0:
-            raise ConfigError("--compress-min-size must be 0 or more bytes")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def _validate_recycling(self) -> None:
         if self.max_requests < 0 or self.max_requests_jitter < 0:

@@ -8,8 +8,9 @@ that sets its own HSTS or X-Frame-Options keeps it.
 
 from __future__ import annotations
 
-from gateway.config import Config, split_header_option
+from gateway.config import Config
 from gateway.events import Headers
+from gateway.response_options import split_header_option
 
 
 def hsts_value(max_age: int, *, include_subdomains: bool, preload: bool) -> bytes:

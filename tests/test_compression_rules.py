@@ -18,8 +18,9 @@ from gateway.compression_rules import (
     parse_accept_encoding,
     vary_accept_encoding,
 )
-from gateway.config import DEFAULT_COMPRESS_TYPES, Config, ConfigError
+from gateway.config import Config, ConfigError
 from gateway.events import Body, EndBody, FileBody, OutboundEvent, Response, StreamAborted, Trailers
+from gateway.response_options import DEFAULT_COMPRESS_TYPES
 from gateway.streams.response_filter import COMPRESS_STEP, ResponseFilter
 
 SERVER_ORDER = ("zstd", "br", "gzip")
