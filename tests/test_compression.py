@@ -85,7 +85,9 @@ def servers(app: EdgeApp, site: Path, cert_files: CertFiles) -> Iterator[dict[st
 
 
 def client_for(transport: str, cert_files: CertFiles) -> httpx.Client:
-    verify: Any = cert_files.client_context if transport.endswith("tls") else False
+    # A context of its own: httpx sets ALPN on the one it is given, and the shared
+    # cert_files.client_context must stay as other tests (websockets clients) expect it.
+    verify: Any = ssl.create_default_context(cafile=str(cert_files.ca)) if transport.endswith("tls") else False
     return httpx.Client(http2=transport.startswith("h2"), verify=verify, timeout=5.0)
 
 

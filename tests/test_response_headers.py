@@ -43,7 +43,8 @@ def servers(cert_files: CertFiles, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def get(server: RunningServer, transport: str, path: str, cert_files: CertFiles) -> httpx.Response:
     tls = server.server.config.tls
-    verify: Any = cert_files.client_context if tls else False
+    # Not the shared cert_files.client_context: httpx would set ALPN h2 on it for later tests.
+    verify: Any = ssl.create_default_context(cafile=str(cert_files.ca)) if tls else False
     with httpx.Client(http2=transport == "h2", verify=verify, timeout=5.0) as client:
         response = client.get(server.url + path)
     assert response.http_version == ("HTTP/2" if transport == "h2" and tls else "HTTP/1.1")
