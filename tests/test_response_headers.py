@@ -16,6 +16,7 @@ from tests.apps.edge_responses import PAGE, EdgeApp
 from tests.apps.process import run_gateway
 from tests.conftest import CertFiles, RunningServer, running_server
 from tests.raw import RawClient
+from tests.test_websocket_http2 import H2WebSocketClient, _connect
 
 HSTS = "max-age=63072000; includeSubDomains; preload"
 OPTIONS: dict[str, Any] = {
@@ -101,6 +102,17 @@ def test_websocket_handshake_carries_them_over_tls(servers: dict[str, RunningSer
         client.send(b"GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\n")
         data, _ = client.read_until_closed(5)
     assert data.startswith(b"HTTP/1.1 426 ") and b"strict-transport-security" in data.lower()
+
+
+def test_http2_websocket_handshake_carries_them(servers: dict[str, RunningServer], cert_files: CertFiles) -> None:
+    """RFC 8441: the 200 answering an extended CONNECT is a response like any other."""
+    with _connect(servers["tls"], True, cert_files) as sock:
+        client = H2WebSocketClient(sock, "https")
+        stream_id, status = client.connect("/ws")
+    assert status == 200
+    fields = client.responses[stream_id]
+    assert fields[b"strict-transport-security"] == HSTS.encode()
+    assert fields[b"x-frame-options"] == b"DENY"
 
 
 def test_nothing_added_by_default(tmp_path: Path) -> None:
