@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.access_log import AccessLogFormatter, formatter_for
 from gateway.config import Config
+from gateway.response_headers import ResponseHeaders
 from gateway.static import StaticFiles
 
 if TYPE_CHECKING:
     from gateway.asgi import ASGIApp
+    from gateway.compression import Compression
     from gateway.connection import Connection
 
 
@@ -42,10 +44,19 @@ class ServerContext:
     requests_started: int = 0
     request_limit: int = 0
     on_request_limit: Callable[[], None] | None = None
+    # --hsts/--header and --compress; None when off (streams/response_filter.py).
+    response_headers: ResponseHeaders | None = None
+    compression: Compression | None = None
 
     def __post_init__(self) -> None:
         if self.config.static:
             self.static = StaticFiles(self.config.static, self.config.static_max_age)
+        self.response_headers = ResponseHeaders.from_config(self.config)
+        if self.config.compress:
+            # Imported only with --compress: it looks for brotli and zstandard.
+            from gateway.compression import Compression
+
+            self.compression = Compression(self.config)
         self.access_log = formatter_for(self.config)
 
     def start_app_task(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
