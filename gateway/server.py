@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from gateway import platform
+from gateway.access_log import reopen_logs, setup_logging
 from gateway.config import BindAddress, Config, ConfigError, ListenerSpec
 from gateway.context import ServerContext
 from gateway.interface import as_asgi3
@@ -134,7 +135,7 @@ class Server:
         reloader: CertificateReloader | None = None
         certificates: CertificateManager | None = None
         metrics: ServedMetrics | None = None
-        restore_reload = None
+        restore_reload = restore_reopen = None
         lifespan = self._lifespan = Lifespan(self.context.app, self.config.lifespan)
         try:
             try:
@@ -160,6 +161,8 @@ class Server:
             if not self._supervised:
                 certificates = start_certificate_manager(self.config, self.reload_certificates)
             metrics = self._metrics = start_metrics(self.context, self.config, endpoint=not self._supervised)
+            if handle_signals:
+                restore_reopen = platform.install_reopen_signal(loop, lambda: reopen_logs("SIGUSR1"))
             self.started.set()
             await self._stop.wait()
             await self._shutdown()
@@ -175,6 +178,8 @@ class Server:
                 restore_signals()
             if restore_reload is not None:
                 restore_reload()
+            if restore_reopen is not None:
+                restore_reopen()
             if reloader is not None:
                 self._reloader = None
                 await reloader.stop()
@@ -435,8 +440,6 @@ def run(
     must be a string: a supervisor binds the addresses and starts that many worker
     processes, each importing the app itself (see gateway/workers.py).
     """
-    from gateway.logs import configure_logging
-
     if config is None:
         config = Config(**options)
     elif options:
@@ -446,7 +449,11 @@ def run(
         from gateway.workers import AppSpec, run_workers
 
         return run_workers(AppSpec(app, factory=factory, app_dir=app_dir), config)
-    configure_logging(config.log_level, config.access_log)
+    try:
+        setup_logging(config)
+    except ConfigError as exc:
+        report_startup_error(str(exc))
+        return 2
     if isinstance(app, str):
         app = load_app(app, factory=factory, app_dir=app_dir, interface=config.interface)
     loop = platform.new_event_loop()
