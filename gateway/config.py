@@ -8,8 +8,10 @@ is created and raises :class:`ConfigError` with a message that names the bad opt
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import ipaddress
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,11 +20,22 @@ InterfaceMode = Literal["auto", "asgi3", "asgi2"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 TLSVersionText = Literal["1.2", "1.3"]
 ClientCertMode = Literal["none", "optional", "required"]
+LoopChoice = Literal["auto", "asyncio", "uvloop"]
+HTTP1ParserChoice = Literal["auto", "h11", "httptools"]
 
 KiB = 1024
 MiB = 1024 * KiB
 # Far beyond any core count asgigw runs on; a typo like --workers 4000 should not fork-bomb.
 MAX_WORKERS = 512
+
+
+# The libuv loop: uvloop on POSIX, its Windows port winloop on Windows (same API).
+UVLOOP_MODULE = "winloop" if sys.platform == "win32" else "uvloop"
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (start-up stays cheap)."""
+    return importlib.util.find_spec(module) is not None
 
 
 class ConfigError(ValueError):
@@ -160,6 +173,10 @@ class Config:
     static: tuple[str, ...] = ()
     # Cache-Control max-age of static responses in seconds; 0 sends "no-cache".
     static_max_age: int = 3600
+    # The event loop and the HTTP/1.1 parser (the ``fast`` extra, docs/options.md): "auto"
+    # takes uvloop (winloop on Windows) and httptools when they are installed.
+    loop: LoopChoice = "auto"
+    http1_parser: HTTP1ParserChoice = "auto"
     addresses: tuple[BindAddress, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
@@ -215,6 +232,18 @@ class Config:
             raise ConfigError("buffer sizes must be at least 1024 bytes")
         self._validate_http2()
         self._validate_static()
+        self._validate_accelerators()
+
+    def _validate_accelerators(self) -> None:
+        if self.loop not in ("auto", "asyncio", "uvloop"):
+            raise ConfigError(f"--loop {self.loop!r}: choose auto, asyncio or uvloop")
+        if self.http1_parser not in ("auto", "h11", "httptools"):
+            raise ConfigError(f"--http1-parser {self.http1_parser!r}: choose auto, h11 or httptools")
+        # Asked for by name, the module must be there; "auto" falls back instead.
+        if self.loop == "uvloop" and not installed(UVLOOP_MODULE):
+            raise ConfigError(f"--loop uvloop: {UVLOOP_MODULE} is not installed (pip install 'asgigw[fast]')")
+        if self.http1_parser == "httptools" and not installed("httptools"):
+            raise ConfigError("--http1-parser httptools: httptools is not installed (pip install 'asgigw[fast]')")
 
     def _validate_static(self) -> None:
         for entry in self.static:

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gateway.accelerators import HTTP1ParserName, http1_parser_in_use
 from gateway.config import Config
 from gateway.static import StaticFiles
 
@@ -35,8 +36,11 @@ class ServerContext:
     access_log: bool = False
     # The --static folders; None without any, so other requests pay one attribute test.
     static: StaticFiles | None = None
+    # The HTTP/1.1 parser every connection uses (--http1-parser, resolved once).
+    http1_parser: HTTP1ParserName = "h11"
 
     def __post_init__(self) -> None:
+        self.http1_parser = http1_parser_in_use(self.config.http1_parser)
         if self.config.static:
             self.static = StaticFiles(self.config.static, self.config.static_max_age)
         self.access_log = self.config.access_log and logging.getLogger("gateway.access").isEnabledFor(logging.INFO)

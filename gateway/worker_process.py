@@ -124,7 +124,8 @@ def worker_main(
     ``windows`` is the supervisor's choice of platform behaviour (tests force it on Linux).
     """
     configure_logging(config.log_level, config.access_log, role="worker")
-    loop = platform.new_event_loop()
+    # Each worker builds its own loop (--loop); the supervisor's choice already started once.
+    loop = platform.new_event_loop(config.loop)
     stops = StopRequests()
     # Installed before the app is imported: a Ctrl+C meanwhile is kept for later, not a
     # KeyboardInterrupt in the middle of the import.

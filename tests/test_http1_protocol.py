@@ -15,6 +15,9 @@ import pytest
 from tests.apps.http1 import FAILURES
 from tests.fake_transport import CLIENT, SERVER, HTTP1Harness, Peer, response_parts
 
+# Every test here runs with each HTTP/1.1 parser (h11, httptools): results must be identical.
+pytestmark = pytest.mark.usefixtures("http1_parser")
+
 Message = dict[str, Any]
 
 

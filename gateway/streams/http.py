@@ -375,6 +375,14 @@ class HTTPStream:
         duration = asyncio.get_running_loop().time() - self._started_at
         access_log.log_response(scope, self._status, self._response_bytes, duration)
 
+    def input_ended(self) -> bool:
+        """The client half-closed: the app hears ``http.disconnect`` but may still answer."""
+        self.handle(InputClosed(self.stream_id))
+        return True
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: nothing to do, the response in flight is finished normally."""
+
     def cancel(self) -> None:
         """Stop the app task (graceful timeout passed, or the stream was reset)."""
         self._disconnected = True
