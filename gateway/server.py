@@ -19,6 +19,7 @@ from gateway.context import ServerContext
 from gateway.interface import as_asgi3
 from gateway.lifespan import Lifespan, LifespanFailure
 from gateway.loader import load_app
+from gateway.logs import report_startup_error
 
 if TYPE_CHECKING:
     from gateway.cert_reload import CertificateReloader
@@ -386,7 +387,7 @@ def run(
     try:
         return loop.run_until_complete(serve(app, config))
     except (ConfigError, StartupError) as exc:
-        log.error("%s", exc)
+        report_startup_error(str(exc))
         return 2
     finally:
         loop.close()
