@@ -163,12 +163,28 @@ def tls_files() -> Iterator[TLSFiles]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads) so far, from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        # Field 2 (comm) may contain spaces; the fields after its closing parenthesis do not.
-        fields = stat.read().rpartition(")")[2].split()
-    # utime and stime are fields 14 and 15 of the whole line (proc(5)), in clock ticks.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time so far of process ``pid`` and its live descendants (/proc).
+
+    Descendants count because some servers (granian) serve from a child process.
+    """
+    total = 0.0
+    pending = [pid]
+    for _ in range(256):  # a server has a handful of processes; bound the walk anyway
+        if not pending:
+            break
+        current = pending.pop()
+        try:
+            with open(f"/proc/{current}/stat", encoding="ascii") as stat:
+                # Field 2 (comm) may contain spaces; the fields after its closing parenthesis do not.
+                fields = stat.read().rpartition(")")[2].split()
+            # utime and stime are fields 14 and 15 of the whole line (proc(5)), in clock ticks.
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as children:
+                    pending.extend(int(child) for child in children.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the process (or a thread) ended meanwhile
+    return total
 
 
 class ServerProcess:

@@ -35,7 +35,10 @@ UVLOOP_MODULE = "winloop" if sys.platform == "win32" else "uvloop"
 
 def installed(module: str) -> bool:
     """Whether ``module`` can be imported, without importing it (start-up stays cheap)."""
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # already imported without a spec (made at run time)
+        return module in sys.modules
 
 
 class ConfigError(ValueError):

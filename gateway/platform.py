@@ -120,9 +120,10 @@ def new_event_loop(choice: LoopChoice = "asyncio", *, windows: bool = IS_WINDOWS
 
     ``asyncio`` is the platform's default (Proactor on Windows, selector elsewhere).
     ``uvloop`` is the libuv loop: uvloop on POSIX, its port winloop on Windows. ``auto``
-    takes it when it is installed and can start, and otherwise falls back to asyncio with
-    an INFO line (winloop may be installed yet fail, e.g. under Wine). Asked for by name, a
-    libuv loop that cannot start is a ConfigError.
+    takes it when it is installed and can start, and otherwise falls back to asyncio, with
+    an INFO line when it is installed but fails (winloop under Wine, say) or when the rest
+    of the fast extra is there without it. Asked for by name, a libuv loop that cannot
+    start is a ConfigError.
     """
     if choice == "asyncio":
         return asyncio.new_event_loop()
@@ -135,6 +136,9 @@ def new_event_loop(choice: LoopChoice = "asyncio", *, windows: bool = IS_WINDOWS
             raise ConfigError(f"--loop uvloop: {module_name} cannot start: {type(exc).__name__}: {exc}") from None
         if installed(module_name):
             log.info("%s is installed but cannot start (%s); using the asyncio loop", module_name, exc)
+        elif installed("httptools"):
+            # The fast extra is there but its loop is not (a platform without a wheel).
+            log.info("%s is not installed; using the asyncio loop", module_name)
         return asyncio.new_event_loop()
     return loop
 

@@ -145,3 +145,17 @@ def test_each_worker_builds_a_uvloop() -> None:
         for _ in range(20):
             answered.add(httpx.get(server.url, timeout=10).json()["pid"])
         assert answered
+
+
+@needs_httptools
+def test_the_fast_extra_without_its_loop_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A platform where httptools installs but the libuv loop has no wheel.
+    _pretend_missing(monkeypatch, "uvloop", "winloop")
+    monkeypatch.setattr(importlib, "import_module", _no_module)
+    monkeypatch.setattr(logging.getLogger("gateway"), "propagate", True)
+    caplog.set_level(logging.INFO, logger="gateway")
+    loop = platform.new_event_loop("auto", windows=True)
+    loop.close()
+    assert "winloop is not installed; using the asyncio loop" in caplog.text
