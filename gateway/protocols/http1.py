@@ -30,10 +30,11 @@ from gateway.events import (
     Trailers,
 )
 from gateway.logs import address_label
-from gateway.protocols.common import Stream, Transport, error_response
+from gateway.protocols.common import Transport, error_response
 from gateway.protocols.http1_body import MAX_DISCARD, STREAM_ID, ReadFlow
-from gateway.protocols.http1_parser import H11Parser, HTTP1Parser, ParseError, RequestHead
-from gateway.protocols.http1_response import Framing, ResponseWriter, interim_response, serialize_head
+from gateway.protocols.http1_cycle import RequestCycle
+from gateway.protocols.http1_parser import ParseError, RequestHead, parser_backend
+from gateway.protocols.http1_response import Framing, interim_response, serialize_head
 from gateway.protocols.http1_upgrade import Tunnel, switch_to_http2
 from gateway.protocols.http_rules import expects_continue
 from gateway.protocols.request_head import InvalidRequestHead, check_request_head, find_head_end
@@ -42,54 +43,9 @@ from gateway.streams.websocket import WebSocketStream
 from gateway.streams.websocket_handshake import is_websocket_upgrade
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from gateway.context import ServerContext
-    from gateway.protocols.http1_parser import ParserSink
 
 log = logging.getLogger("gateway.error")
-
-
-def parser_backend(name: str) -> Callable[[ParserSink, int], HTTP1Parser]:
-    """The parser class for ``--http1-parser`` (resolved to ``h11`` or ``httptools``)."""
-    if name == "httptools":
-        from gateway.protocols.http1_httptools import HttptoolsParser  # only with the fast extra
-
-        return HttptoolsParser
-    return H11Parser
-
-
-class RequestCycle:
-    """One request and its response: created when a head arrives, dropped when both are done."""
-
-    __slots__ = (
-        "body_allowed",
-        "body_size",
-        "discarded",
-        "expect_continue",
-        "http10",
-        "keep_alive",
-        "message_done",
-        "method",
-        "parser",
-        "stream",
-        "writer",
-    )
-
-    def __init__(self, parser: HTTP1Parser) -> None:
-        self.parser = parser
-        self.stream: Stream | None = None
-        self.method = b""
-        self.http10 = False
-        self.keep_alive = True
-        self.body_allowed = True
-        self.expect_continue = False
-        # The parser reported the end of the request message.
-        self.message_done = False
-        self.body_size = 0
-        # Body bytes read and dropped after the response (the app did not read them).
-        self.discarded = 0
-        self.writer = ResponseWriter()
 
 
 class HTTP1Protocol:

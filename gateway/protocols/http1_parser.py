@@ -13,6 +13,7 @@ h11 is pure Python and always present; httptools (llhttp, the ``fast`` extra) is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -102,10 +103,10 @@ class H11Parser:
                 return None
 
 
-def new_parser(name: HTTP1ParserName, sink: ParserSink, max_head_size: int) -> HTTP1Parser:
-    """A parser for one message, from the backend ``name``."""
+def parser_backend(name: HTTP1ParserName) -> Callable[[ParserSink, int], HTTP1Parser]:
+    """The parser class for ``--http1-parser`` (resolved to ``h11`` or ``httptools``)."""
     if name == "httptools":
-        from gateway.protocols.http1_httptools import HttptoolsParser
+        from gateway.protocols.http1_httptools import HttptoolsParser  # only with the fast extra
 
-        return HttptoolsParser(sink, max_head_size)
-    return H11Parser(sink, max_head_size)
+        return HttptoolsParser
+    return H11Parser
