@@ -33,7 +33,7 @@ from gateway.logs import address_label
 from gateway.protocols.common import Transport, error_response
 from gateway.protocols.http1_body import MAX_DISCARD, STREAM_ID, ReadFlow
 from gateway.protocols.http1_cycle import RequestCycle
-from gateway.protocols.http1_parser import ParseError, RequestHead, parser_backend
+from gateway.protocols.http1_parser import HTTP1Parser, ParseError, RequestHead, parser_backend
 from gateway.protocols.http1_response import Framing, interim_response, serialize_head
 from gateway.protocols.http1_upgrade import Tunnel, switch_to_http2
 from gateway.protocols.http_rules import expects_continue
@@ -57,6 +57,8 @@ class HTTP1Protocol:
         self._transport = transport
         self._info = info
         self._new_parser = parser_backend(context.http1_parser)
+        # The last request's parser, when it can take the next message (httptools can).
+        self._spare_parser: HTTP1Parser | None = None
         self._flow = ReadFlow(transport, config.read_buffer_size, config.body_timeout)
         self._cycle: RequestCycle | None = None
         # Bytes received that no parser has taken yet: a head still arriving, or a
@@ -135,7 +137,10 @@ class HTTP1Protocol:
         self._pending = b""
         self._reading_head = False
         self._head_buffer, self._head_end = buffered, end
-        cycle = self._cycle = RequestCycle(self._new_parser(self, config.max_header_size))
+        parser, self._spare_parser = self._spare_parser, None
+        if parser is None:
+            parser = self._new_parser(self, config.max_header_size)
+        cycle = self._cycle = RequestCycle(parser)
         self._parse(cycle, buffered)
 
     def _parse(self, cycle: RequestCycle, data: bytes) -> None:
@@ -260,7 +265,10 @@ class HTTP1Protocol:
             return
         transport = self._transport
         if isinstance(event, Body):
-            transport.write(cycle.writer.body(event.data))
+            writer = cycle.writer
+            # A body that completes its Content-Length goes out now: the end of the
+            # response adds nothing, so waiting for the loop turn only costs a callback.
+            transport.write(writer.body(event.data), flush=writer.length_reached)
             if transport.write_paused:
                 await transport.drain()
         elif isinstance(event, Data):
@@ -336,6 +344,9 @@ class HTTP1Protocol:
             self._flow.wait_for_body()
 
     def _next_cycle(self) -> None:
+        cycle = self._cycle
+        if cycle is not None and cycle.parser.reuse():
+            self._spare_parser = cycle.parser
         self._cycle = None
         self._transport.set_timeout(self._config.keep_alive_timeout, "keep-alive idle")
         self._flow.reset()

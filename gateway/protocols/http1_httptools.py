@@ -34,6 +34,7 @@ class HttptoolsParser:
         "_head_reported",
         "_max_head_size",
         "_parser",
+        "_reusable",
         "_sink",
         "_tail",
         "_url",
@@ -47,6 +48,8 @@ class HttptoolsParser:
         self._fields: Headers = []
         self._head_reported = False
         self._done = False
+        # False once llhttp stopped at an upgrade or h11 took over: start afresh next time.
+        self._reusable = True
         self._feeding_head = False
         self._chunked = False
         # Content-Length bytes still to come (-1: chunked or not yet known).
@@ -55,6 +58,23 @@ class HttptoolsParser:
         self._tail = b""
         # h11, when it gives the verdict on a head llhttp refused.
         self._delegate: HTTP1Parser | None = None
+
+    def reuse(self) -> bool:
+        """llhttp starts the next message by itself after a complete keep-alive one.
+
+        Not after an upgrade (llhttp stopped there), a head h11 judged, or a message
+        llhttp would end the connection after; those get a fresh parser.
+        """
+        if not (self._done and self._reusable) or self._parser.should_upgrade():
+            return False
+        if not self._parser.should_keep_alive():
+            return False
+        self._url = b""
+        self._fields = []
+        self._head_reported = self._done = self._chunked = False
+        self._body_remaining = -1
+        self._tail = b""
+        return True
 
     # -- llhttp callbacks (called by name) ----------------------------------------------
 
@@ -106,13 +126,14 @@ class HttptoolsParser:
         try:
             self._parser.feed_data(data[:end])
         except httptools.HttpParserUpgrade:
-            self._feeding_head = False
+            self._feeding_head = self._reusable = False
             return self._after_upgrade(data[end:])
         except httptools.HttpParserError:
             self._feeding_head = False
             if self._head_reported:
                 raise ParseError(400, "invalid request head") from None
             # llhttp refused the head: h11 decides, exactly as with --http1-parser h11.
+            self._reusable = False
             self._delegate = H11Parser(self._sink, self._max_head_size)
             return self._delegate.feed(data)
         self._feeding_head = False

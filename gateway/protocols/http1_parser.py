@@ -66,6 +66,12 @@ class HTTP1Parser(Protocol):
         Raises :class:`ParseError` when the message is malformed.
         """
 
+    def reuse(self) -> bool:
+        """After a complete message: get ready for the next one on the same connection.
+
+        False when a fresh parser is needed instead.
+        """
+
 
 class H11Parser:
     """The pure-Python backend: h11 in server mode, one ``h11.Connection`` per message.
@@ -101,6 +107,10 @@ class H11Parser:
                 return connection.trailing_data[0]
             else:  # NEED_DATA (the adapter handles end of input itself)
                 return None
+
+    def reuse(self) -> bool:
+        # h11 would need its own (unused) response side to finish first: start afresh.
+        return False
 
 
 def parser_backend(name: HTTP1ParserName) -> Callable[[ParserSink, int], HTTP1Parser]:

@@ -154,6 +154,11 @@ class ResponseWriter:
         return head
 
     @property
+    def length_reached(self) -> bool:
+        """True once a Content-Length body has all its bytes (nothing more may follow)."""
+        return self.framing is Framing.LENGTH and self._remaining == 0
+
+    @property
     def missing(self) -> int:
         """Bytes still owed to the declared Content-Length."""
         return self._remaining
