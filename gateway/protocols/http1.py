@@ -29,7 +29,7 @@ from gateway.events import (
     StreamClosed,
     Trailers,
 )
-from gateway.logs import address_label
+from gateway.logs import address_label, escape
 from gateway.protocols.common import Transport, error_response
 from gateway.protocols.http1_body import MAX_DISCARD, STREAM_ID, ReadFlow
 from gateway.protocols.http1_cycle import RequestCycle
@@ -359,7 +359,7 @@ class HTTP1Protocol:
 
     def reject(self, status: int, reason: str) -> None:
         """Answer a client error with ``status`` and close (client misbehaviour: no traceback)."""
-        log.info("%s - rejected request: %d %s", address_label(self._info.client), status, reason)
+        log.info("%s - rejected request: %d %s", address_label(self._info.client), status, escape(reason))
         stream = self._cycle.stream if self._cycle is not None else None
         if stream is not None:
             stream.handle(StreamClosed(STREAM_ID))
