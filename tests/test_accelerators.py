@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import ssl
 
 import httpx
 import pytest
@@ -129,9 +130,11 @@ def test_auto_takes_the_fast_backends_over_tls(cert_files: CertFiles) -> None:
     args = ("--port", "0", "--cert", str(cert_files.cert), "--key", str(cert_files.key), "tests.apps.pid:app")
     with gateway_process(*args, plain=False) as server:
         assert "uvloop loop, httptools parser" in server.stderr
-        with httpx.Client(verify=cert_files.client_context, http2=True) as client:
+        # Own contexts: httpx sets ALPN on the one it is given, and the session's shared
+        # client_context must keep offering HTTP/1.1 only (WebSocket tests use it).
+        with httpx.Client(verify=ssl.create_default_context(cafile=cert_files.ca), http2=True) as client:
             assert client.get(server.url, timeout=10).http_version == "HTTP/2"
-        with httpx.Client(verify=cert_files.client_context) as client:
+        with httpx.Client(verify=ssl.create_default_context(cafile=cert_files.ca)) as client:
             for _ in range(3):
                 assert client.get(server.url, timeout=10).status_code == 200
 
