@@ -268,14 +268,19 @@ class TLSWaitingRoom(asyncio.Protocol):
 
 
 def feed_protocol(protocol: asyncio.BaseProtocol, data: bytes) -> None:
-    """Give ``data`` to ``protocol`` as its transport would (buffered or plain protocol)."""
-    if isinstance(protocol, asyncio.BufferedProtocol):
+    """Give ``data`` to ``protocol`` as its transport would (buffered or plain protocol).
+
+    Told apart by their methods, not their classes: uvloop's SSL protocol is a buffered
+    protocol written in Cython that subclasses neither asyncio class.
+    """
+    if isinstance(protocol, asyncio.BufferedProtocol) or hasattr(protocol, "buffer_updated"):
+        buffered = cast(asyncio.BufferedProtocol, protocol)
         view = memoryview(data)
         while view:
-            buffer = memoryview(protocol.get_buffer(len(view)))
+            buffer = memoryview(buffered.get_buffer(len(view)))
             size = min(len(buffer), len(view))
             buffer[:size] = view[:size]
-            protocol.buffer_updated(size)
+            buffered.buffer_updated(size)
             view = view[size:]
-    elif isinstance(protocol, asyncio.Protocol):
-        protocol.data_received(data)
+    else:
+        cast(asyncio.Protocol, protocol).data_received(data)
