@@ -11,6 +11,7 @@ peer's windows and frame size, and ``stream_send(Body)`` waits for window, at mo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,6 @@ import h2.events
 import h2.exceptions
 from h2.errors import ErrorCodes
 from hpack.exceptions import HPACKError, OversizedHeaderListError
-from hyperframe.exceptions import InvalidDataError
 from hyperframe.frame import GoAwayFrame
 
 from gateway.events import (
@@ -34,6 +34,7 @@ from gateway.events import (
 from gateway.logs import address_label
 from gateway.protocols.common import Transport
 from gateway.protocols.http2_body_timeout import BodyTimeout
+from gateway.protocols.http2_frame_scanner import ClientGoAway, FrameRejected, FrameScanner
 from gateway.protocols.http2_headers import (
     BadRequest,
     MalformedRequest,
@@ -73,7 +74,10 @@ class HTTP2Protocol(HTTP2Sender):
         self._streams: dict[int, StreamState] = {}
         self._flood = FloodGuard(config.h2_max_resets, config.h2_max_control_frames)
         self._closing = False
-        self._goaway_sent = False
+        # No new streams: graceful shutdown, or the client sent GOAWAY (RFC 9113 §6.8).
+        self._draining = False
+        self._shutting_down = False
+        self._scanner = FrameScanner(config.h2_max_header_list_size, config.h2_max_frame_size)
         self._last_stream_id = 0
         self._paused_reply_bytes = 0
         self._abort_timer: asyncio.TimerHandle | None = None
@@ -106,34 +110,17 @@ class HTTP2Protocol(HTTP2Sender):
         if self._closing:
             return
         try:
-            events = self._h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            # h2 has queued a GOAWAY with the matching error code (RFC 9113 §5.4.1), except
-            # for a bad preface, which it rejects before any state changes (§3.4).
-            if self._h2.state_machine.state is not h2.connection.ConnectionState.CLOSED:
-                self._h2.close_connection(error_code=ErrorCodes.PROTOCOL_ERROR)
-            cause = exc.__cause__
-            code = None
-            if isinstance(cause, HPACKError) and not isinstance(cause, OversizedHeaderListError):
-                code = ErrorCodes.COMPRESSION_ERROR  # §4.3: an undecodable header block
-            elif isinstance(cause, InvalidDataError) and str(cause).startswith("SETTINGS ack"):
-                code = ErrorCodes.FRAME_SIZE_ERROR  # §6.5: a SETTINGS ACK with a payload
-            if code is not None:
-                # h2 says PROTOCOL_ERROR for both; replace its GOAWAY with the RFC's code.
-                self._h2.data_to_send()
-                self._write_goaway(code, self._h2.highest_inbound_stream_id)
-            self._fatal(f"protocol error: {exc}")
+            parts = self._scanner.scan(data)
+        except FrameRejected as exc:
+            self._connection_error(ErrorCodes(exc.error_code), str(exc))
             return
-        for event in events:
-            try:
-                self._dispatch(event)
-            except (h2.exceptions.StreamClosedError, h2.exceptions.StreamIDTooLowError):
-                # The peer reset this stream later in the same batch, and h2 may already have
-                # forgotten it: whatever we meant to send on it is moot.
-                pass
+        for part in parts:
+            if type(part) is bytes:
+                self._receive(part)
+            else:
+                self._on_client_goaway(part)  # type: ignore[arg-type]
             if self._closing:
                 return
-        self._check_header_backlog()
         output = self._h2.data_to_send()
         if output:
             transport = self._transport
@@ -148,6 +135,29 @@ class HTTP2Protocol(HTTP2Sender):
             else:
                 self._paused_reply_bytes = 0
             transport.write(output)
+
+    def _receive(self, data: bytes) -> None:
+        try:
+            events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            # RFC 9113 §5.4.1: GOAWAY with the error's code. h2 names the code of each of its
+            # errors, except an undecodable header block, which §4.3 makes a COMPRESSION_ERROR
+            # (an oversized one is h2's DenialOfServiceError, ENHANCE_YOUR_CALM).
+            cause = exc.__cause__
+            code = exc.error_code
+            if isinstance(cause, HPACKError) and not isinstance(cause, OversizedHeaderListError):
+                code = ErrorCodes.COMPRESSION_ERROR
+            self._connection_error(code, f"protocol error: {exc}")
+            return
+        for event in events:
+            try:
+                self._dispatch(event)
+            except (h2.exceptions.StreamClosedError, h2.exceptions.StreamIDTooLowError):
+                # The peer reset this stream later in the same batch, and h2 may already have
+                # forgotten it: whatever we meant to send on it is moot.
+                pass
+            if self._closing:
+                return
 
     def _dispatch(self, event: h2.events.Event) -> None:
         event_type = type(event)
@@ -170,8 +180,6 @@ class HTTP2Protocol(HTTP2Sender):
             # A new SETTINGS_INITIAL_WINDOW_SIZE changes every stream's window (§6.9.2).
             for state in self._streams.values():
                 state.wake()
-        elif event_type is h2.events.ConnectionTerminated:
-            self._on_goaway()
 
     def _count_control_frame(self) -> None:
         if self._flood.control_frame():
@@ -181,7 +189,7 @@ class HTTP2Protocol(HTTP2Sender):
         stream_id = event.stream_id
         assert stream_id is not None
         self._last_stream_id = stream_id
-        if self._goaway_sent or len(self._streams) >= self._config.h2_max_concurrent_streams:
+        if self._draining or len(self._streams) >= self._config.h2_max_concurrent_streams:
             self._reset(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         try:
@@ -297,22 +305,6 @@ class HTTP2Protocol(HTTP2Sender):
         if self._flood.reset():
             self._calm_down("too many stream resets")
 
-    def _on_goaway(self) -> None:
-        # h2 accepts nothing more on this connection once the peer has sent GOAWAY.
-        for stream_id, state in list(self._streams.items()):
-            state.stream.handle(StreamClosed(stream_id))
-            state.wake()
-        self._streams.clear()
-        self._close()
-
-    def _check_header_backlog(self) -> None:
-        # A header block spread over CONTINUATION frames is buffered by h2 until its end
-        # (RFC 9113 §6.10); cap its compressed size, not only h2's frame count.
-        backlog = getattr(self._h2.incoming_buffer, "_headers_buffer", None)
-        if backlog and sum(len(frame.data) for frame in backlog) > self._config.h2_max_header_list_size:
-            self._h2.close_connection(error_code=ErrorCodes.ENHANCE_YOUR_CALM)
-            self._fatal("header block larger than --h2-max-header-list-size")
-
     def _body_stalled(self, stream_id: int) -> bool:
         """``--body-timeout`` passed on a stream: reset it, unless we are holding it up."""
         state = self._streams.get(stream_id)
@@ -341,8 +333,8 @@ class HTTP2Protocol(HTTP2Sender):
     def _stream_done(self) -> None:
         if self._streams or self._closing:
             return
-        if self._goaway_sent:
-            self._close()
+        if self._draining:
+            self._close_gracefully()
         else:
             self._transport.set_timeout(self._config.keep_alive_timeout, "HTTP/2 connection idle")
 
@@ -362,19 +354,19 @@ class HTTP2Protocol(HTTP2Sender):
 
     def _calm_down(self, reason: str) -> None:
         """GOAWAY ENHANCE_YOUR_CALM (RFC 9113 §5.4.1) and close: the peer is abusive."""
-        if self._closing:
-            return
-        self._h2.close_connection(error_code=ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self._last_stream_id)
-        self._fatal(reason)
+        self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, reason)
 
-    def _fatal(self, reason: str) -> None:
-        """A connection error: send what h2 queued (the GOAWAY), end every stream, close."""
+    def _connection_error(self, error_code: ErrorCodes, reason: str) -> None:
+        """A connection error (RFC 9113 §5.4.1): GOAWAY with ``error_code``, end every stream, close.
+
+        The GOAWAY is ours, not h2's: h2 has none to send for errors found outside it (the
+        frame scanner's), and what it queued for its own (ACKs, its GOAWAY) is moot now.
+        """
         if self._closing:
             return
         log.info("%s - HTTP/2 connection closed: %s", address_label(self._info.client), reason)
-        output = self._h2.data_to_send()
-        if output:
-            self._transport.write(output)
+        self._h2.data_to_send()
+        self._write_goaway(error_code)
         self._fatal_quiet()
 
     def _fatal_quiet(self, *, abort: bool = False) -> None:
@@ -399,41 +391,66 @@ class HTTP2Protocol(HTTP2Sender):
             loop = asyncio.get_running_loop()
             self._abort_timer = loop.call_later(self._config.h2_send_timeout, self._transport.abort)
 
-    def _send_goaway(self, error_code: ErrorCodes) -> None:
-        # Written by hand: once h2 itself sends GOAWAY it refuses to send anything else,
-        # and streams below the last id must still be answered (RFC 9113 §6.8).
+    def _close_gracefully(self) -> None:
+        """No stream is open: GOAWAY NO_ERROR with the last stream id, then close (§6.8)."""
+        if self._closing:
+            return
         self._flush()
-        self._write_goaway(error_code, self._last_stream_id)
-        self._goaway_sent = True
+        self._write_goaway(ErrorCodes.NO_ERROR)
+        self._close()
 
-    def _write_goaway(self, error_code: ErrorCodes, last_stream_id: int) -> None:
+    def _write_goaway(self, error_code: ErrorCodes) -> None:
+        # Written by hand: once h2 itself sends GOAWAY it refuses to send anything else.
         frame = GoAwayFrame(0)
-        frame.last_stream_id = last_stream_id
+        frame.last_stream_id = self._last_stream_id
         frame.error_code = error_code
         self._transport.write(frame.serialize())
+
+    def _on_client_goaway(self, goaway: ClientGoAway) -> None:
+        """The client is done with this connection (RFC 9113 §6.8).
+
+        Its GOAWAY stops new streams; the ones it has opened are still answered, with PINGs
+        and WINDOW_UPDATEs served meanwhile, and the connection closes after the last one.
+        A GOAWAY with an error code says the client saw a connection error; the same holds.
+        """
+        if goaway.error_code:
+            log.info(
+                "%s - HTTP/2 client sent GOAWAY with error code %d",
+                address_label(self._info.client),
+                goaway.error_code,
+            )
+        self._draining = True
+        if not self._streams:
+            self._close_gracefully()
 
     def timeout(self, reason: str) -> None:
         """The connection's timer fired while idle: GOAWAY NO_ERROR and close."""
         if self._closing:
             return
         log.debug("%s - closing connection: %s", address_label(self._info.client), reason)
-        self._send_goaway(ErrorCodes.NO_ERROR)
-        self._close()
+        self._close_gracefully()
 
     def feed_eof(self) -> bool:
         """The client half-closed; HTTP/2 has no use for a half-open connection."""
         return False
 
     def shutdown(self) -> None:
-        """Graceful shutdown: GOAWAY with the last stream id; close once streams finish."""
-        if self._closing or self._goaway_sent:
+        """Graceful shutdown: finish the open streams, refuse new ones, then GOAWAY and close.
+
+        No GOAWAY goes out while streams are open: clients built on the python h2 library
+        (httpx/httpcore among them) fail every open stream on any GOAWAY, even those at or
+        below its last stream id. Instead a new stream gets RST_STREAM REFUSED_STREAM, which
+        RFC 9113 §8.7 guarantees was not processed (safe to retry), and GOAWAY NO_ERROR with
+        the last stream id goes out when the last stream ends. See docs/http2.md.
+        """
+        if self._closing or self._shutting_down:
             return
-        self._send_goaway(ErrorCodes.NO_ERROR)
+        self._shutting_down = self._draining = True
         for state in self._streams.values():
             if type(state.stream) is WebSocketStream:
                 state.stream.shutdown()  # close 1001, then the close handshake ends the stream
         if not self._streams:
-            self._close()
+            self._close_gracefully()
 
     def connection_lost(self) -> None:
         """The socket is gone: every open stream's app sees ``http.disconnect``."""
@@ -447,7 +464,18 @@ class HTTP2Protocol(HTTP2Sender):
         self._streams.clear()
 
     def cancel_streams(self) -> None:
-        """Cancel app tasks still running (graceful timeout passed)."""
-        for state in list(self._streams.values()):
+        """The graceful timeout passed: cancel the app tasks still running and tell the client.
+
+        Each stream cut off gets RST_STREAM CANCEL, then GOAWAY NO_ERROR, so the client knows
+        which requests did not complete; the connection drops them right after.
+        """
+        if self._closing:
+            return
+        for stream_id, state in list(self._streams.items()):
             state.stream.cancel()
             state.wake()
+            with contextlib.suppress(h2.exceptions.StreamClosedError):
+                self._h2.reset_stream(stream_id, ErrorCodes.CANCEL)
+        self._flush()
+        self._write_goaway(ErrorCodes.NO_ERROR)
+        self._transport.write(b"", flush=True)
