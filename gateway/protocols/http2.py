@@ -1,4 +1,4 @@
-"""HTTP/2 adapter: bytes <-> h2 <-> stream events (RFC 9113).
+"""HTTP/2 adapter: bytes <-> our HTTP/2 state machine <-> stream events (RFC 9113).
 
 Each HTTP/2 stream gets its own :class:`HTTPStream`, the same one HTTP/1.1 uses, and its
 app runs in its own task. Inbound flow control follows the app: WINDOW_UPDATEs are sent only
@@ -11,16 +11,8 @@ peer's windows and frame size, and ``stream_send(Body)`` waits for window, at mo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
-
-import h2.connection
-import h2.events
-import h2.exceptions
-from h2.errors import ErrorCodes
-from hpack.exceptions import HPACKError, OversizedHeaderListError
-from hyperframe.frame import GoAwayFrame
 
 from gateway.events import (
     Body,
@@ -34,7 +26,18 @@ from gateway.events import (
 from gateway.logs import address_label
 from gateway.protocols.common import Transport
 from gateway.protocols.http2_body_timeout import BodyTimeout
-from gateway.protocols.http2_frame_scanner import ClientGoAway, FrameRejected, FrameScanner
+from gateway.protocols.http2_events import (
+    ClientGoAway,
+    ControlFrame,
+    DataReceived,
+    Event,
+    RequestReceived,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+    WindowUpdated,
+)
+from gateway.protocols.http2_frames import ConnectionFault, ErrorCode, goaway_frame
 from gateway.protocols.http2_headers import (
     BadRequest,
     MalformedRequest,
@@ -43,7 +46,8 @@ from gateway.protocols.http2_headers import (
 )
 from gateway.protocols.http2_limits import FloodGuard
 from gateway.protocols.http2_outbound import HTTP2Sender, StreamState
-from gateway.protocols.http2_settings import start_h2
+from gateway.protocols.http2_settings import start_connection
+from gateway.protocols.http2_stream_record import StreamGone
 from gateway.streams.http import HTTPStream
 from gateway.streams.websocket import WebSocketStream
 from gateway.streams.websocket_handshake import is_websocket_connect
@@ -77,12 +81,11 @@ class HTTP2Protocol(HTTP2Sender):
         # No new streams: graceful shutdown, or the client sent GOAWAY (RFC 9113 §6.8).
         self._draining = False
         self._shutting_down = False
-        self._scanner = FrameScanner(config.h2_max_header_list_size, config.h2_max_frame_size)
         self._last_stream_id = 0
         self._paused_reply_bytes = 0
         self._abort_timer: asyncio.TimerHandle | None = None
         self._body_timeout = BodyTimeout(config.body_timeout, self._body_stalled)
-        self._h2 = start_h2(config, None if upgrade is None else upgrade[1])
+        self._connection = start_connection(config, None if upgrade is None else upgrade[1])
         self._start(upgrade)
 
     def _start(self, upgrade: tuple[Request, bytes] | None) -> None:
@@ -110,18 +113,20 @@ class HTTP2Protocol(HTTP2Sender):
         if self._closing:
             return
         try:
-            parts = self._scanner.scan(data)
-        except FrameRejected as exc:
-            self._connection_error(ErrorCodes(exc.error_code), str(exc))
+            events = self._connection.receive_data(data)
+        except ConnectionFault as exc:
+            self._connection_error(exc.code, f"protocol error: {exc}")
             return
-        for part in parts:
-            if type(part) is bytes:
-                self._receive(part)
-            else:
-                self._on_client_goaway(part)  # type: ignore[arg-type]
+        for event in events:
+            try:
+                self._dispatch(event)
+            except StreamGone:
+                # The peer reset this stream later in the same batch: whatever we meant to
+                # send on it is moot.
+                pass
             if self._closing:
                 return
-        output = self._h2.data_to_send()
+        output = self._connection.data_to_send()
         if output:
             transport = self._transport
             if transport.write_paused:
@@ -136,67 +141,45 @@ class HTTP2Protocol(HTTP2Sender):
                 self._paused_reply_bytes = 0
             transport.write(output)
 
-    def _receive(self, data: bytes) -> None:
-        try:
-            events = self._h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            # RFC 9113 §5.4.1: GOAWAY with the error's code. h2 names the code of each of its
-            # errors, except an undecodable header block, which §4.3 makes a COMPRESSION_ERROR
-            # (an oversized one is h2's DenialOfServiceError, ENHANCE_YOUR_CALM).
-            cause = exc.__cause__
-            code = exc.error_code
-            if isinstance(cause, HPACKError) and not isinstance(cause, OversizedHeaderListError):
-                code = ErrorCodes.COMPRESSION_ERROR
-            self._connection_error(code, f"protocol error: {exc}")
-            return
-        for event in events:
-            try:
-                self._dispatch(event)
-            except (h2.exceptions.StreamClosedError, h2.exceptions.StreamIDTooLowError):
-                # The peer reset this stream later in the same batch, and h2 may already have
-                # forgotten it: whatever we meant to send on it is moot.
-                pass
-            if self._closing:
-                return
-
-    def _dispatch(self, event: h2.events.Event) -> None:
+    def _dispatch(self, event: Event) -> None:
         event_type = type(event)
-        if event_type is h2.events.DataReceived:
+        if event_type is DataReceived:
             self._on_data(event)  # type: ignore[arg-type]
-        elif event_type is h2.events.RequestReceived:
+        elif event_type is RequestReceived:
             self._on_request(event)  # type: ignore[arg-type]
-        elif event_type is h2.events.StreamEnded:
-            self._end_of_request(event.stream_id)  # type: ignore[attr-defined]
-        elif event_type is h2.events.WindowUpdated:
-            self._on_window_update(event.stream_id)  # type: ignore[attr-defined]
-        elif event_type is h2.events.StreamReset:
+        elif event_type is StreamEnded:
+            self._end_of_request(event.stream_id)  # type: ignore[union-attr]
+        elif event_type is WindowUpdated:
+            self._on_window_update(event.stream_id)  # type: ignore[union-attr]
+        elif event_type is StreamReset:
             self._on_reset(event)  # type: ignore[arg-type]
-        elif event_type is h2.events.TrailersReceived:
+        elif event_type is TrailersReceived:
             self._on_trailers(event)  # type: ignore[arg-type]
-        elif event_type in (h2.events.PingReceived, h2.events.PriorityUpdated, h2.events.UnknownFrameReceived):
+        elif event_type is ControlFrame:
             self._count_control_frame()
-        elif event_type is h2.events.RemoteSettingsChanged:
-            self._count_control_frame()
-            # A new SETTINGS_INITIAL_WINDOW_SIZE changes every stream's window (§6.9.2).
-            for state in self._streams.values():
-                state.wake()
+            if event.settings:  # type: ignore[union-attr]
+                # A new SETTINGS_INITIAL_WINDOW_SIZE changes every stream's window (§6.9.2).
+                for state in self._streams.values():
+                    state.wake()
+        elif event_type is ClientGoAway:
+            self._on_client_goaway(event)  # type: ignore[arg-type]
 
     def _count_control_frame(self) -> None:
         if self._flood.control_frame():
             self._calm_down("control frame flood")
 
-    def _on_request(self, event: h2.events.RequestReceived) -> None:
+    def _on_request(self, event: RequestReceived) -> None:
         stream_id = event.stream_id
         assert stream_id is not None
         self._last_stream_id = stream_id
         if self._draining or len(self._streams) >= self._config.h2_max_concurrent_streams:
-            self._reset(stream_id, ErrorCodes.REFUSED_STREAM)
+            self._reset(stream_id, ErrorCode.REFUSED_STREAM)
             return
         try:
             request = request_from_headers(stream_id, list(event.headers or ()), connect_protocol=True)
         except MalformedRequest as exc:
             self._log_client_problem(stream_id, f"malformed request: {exc}")
-            self._reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self._reset(stream_id, ErrorCode.PROTOCOL_ERROR)
             return
         except BadRequest as exc:
             self._answer_error(stream_id, 400, str(exc))
@@ -210,7 +193,7 @@ class HTTP2Protocol(HTTP2Sender):
                 self._answer_error(stream_id, 413, "request body larger than --max-body-size")
                 return
         self._open_stream(request)
-        if event.stream_ended is None and request.protocol is None:
+        if not event.stream_ended and request.protocol is None:
             expect = any(name == b"expect" and value.lower() == b"100-continue" for name, value in request.headers)
             self._body_timeout.watch(stream_id, expect_continue=expect)
 
@@ -226,7 +209,7 @@ class HTTP2Protocol(HTTP2Sender):
         self._streams[request.stream_id] = StreamState(stream, head=request.method == b"HEAD")
         stream.handle(request)
 
-    def _on_data(self, event: h2.events.DataReceived) -> None:
+    def _on_data(self, event: DataReceived) -> None:
         stream_id = event.stream_id
         assert stream_id is not None
         data = event.data or b""
@@ -253,7 +236,7 @@ class HTTP2Protocol(HTTP2Sender):
             self._acknowledge(len(data), stream_id)  # dropped unread
             state.stream.handle(StreamClosed(stream_id))
             if state.stream.response_started:
-                self._reset(stream_id, ErrorCodes.CANCEL)
+                self._reset(stream_id, ErrorCode.CANCEL)
             else:
                 self._answer_error(stream_id, 413, "request body larger than --max-body-size")
             return
@@ -269,7 +252,7 @@ class HTTP2Protocol(HTTP2Sender):
             # RFC 8441 §5: END_STREAM on an extended CONNECT is the TCP FIN of a WebSocket.
             state.stream.handle(EndData(stream_id) if type(state.stream) is WebSocketStream else EndBody(stream_id))
 
-    def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
+    def _on_trailers(self, event: TrailersReceived) -> None:
         # ASGI has no request trailers; they are checked and dropped.
         stream_id = event.stream_id
         assert stream_id is not None
@@ -277,7 +260,7 @@ class HTTP2Protocol(HTTP2Sender):
             check_trailers(list(event.headers or ()))
         except MalformedRequest as exc:
             self._log_client_problem(stream_id, f"malformed trailers: {exc}")
-            self._reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self._reset(stream_id, ErrorCode.PROTOCOL_ERROR)
 
     def _on_window_update(self, stream_id: int | None) -> None:
         self._count_control_frame()
@@ -289,7 +272,7 @@ class HTTP2Protocol(HTTP2Sender):
             if target is not None:
                 target.wake()
 
-    def _on_reset(self, event: h2.events.StreamReset) -> None:
+    def _on_reset(self, event: StreamReset) -> None:
         stream_id = event.stream_id
         assert stream_id is not None
         state = self._drop(stream_id)
@@ -311,8 +294,8 @@ class HTTP2Protocol(HTTP2Sender):
         if state is None or state.remote_done or self._closing:
             return True
         try:
-            window = self._h2.remote_flow_control_window(stream_id)
-        except h2.exceptions.ProtocolError:  # h2 has already closed it: nothing to time
+            window = self._connection.remote_flow_control_window(stream_id)
+        except StreamGone:  # already closed: nothing to time
             return True
         if state.unread or window <= 0:
             return False  # the app has not read what we hold, or the window is shut
@@ -322,7 +305,7 @@ class HTTP2Protocol(HTTP2Sender):
         # a slow client breaks no protocol rule (not PROTOCOL_ERROR), the app has seen the
         # request so a retry is not known to be safe (not REFUSED_STREAM, §8.7), and no
         # complete response went out (NO_ERROR is for that, §8.1).
-        self._reset(stream_id, ErrorCodes.CANCEL)
+        self._reset(stream_id, ErrorCode.CANCEL)
         self._flush()
         return True
 
@@ -339,33 +322,32 @@ class HTTP2Protocol(HTTP2Sender):
             self._transport.set_timeout(self._config.keep_alive_timeout, "HTTP/2 connection idle")
 
     def _flush(self) -> None:
-        output = self._h2.data_to_send()
+        output = self._connection.data_to_send()
         if output:
             self._transport.write(output)
 
     # -- errors, shutdown -------------------------------------------------------------
 
-    def _reset(self, stream_id: int, error_code: ErrorCodes) -> None:
+    def _reset(self, stream_id: int, error_code: ErrorCode) -> None:
         """Reset a stream ourselves; counted, since a peer can provoke these (MadeYouReset)."""
         self._forget(stream_id)
-        self._h2.reset_stream(stream_id, error_code)
+        self._connection.reset_stream(stream_id, error_code)
         if self._flood.reset():
             self._calm_down("too many provoked stream resets")
 
     def _calm_down(self, reason: str) -> None:
         """GOAWAY ENHANCE_YOUR_CALM (RFC 9113 §5.4.1) and close: the peer is abusive."""
-        self._connection_error(ErrorCodes.ENHANCE_YOUR_CALM, reason)
+        self._connection_error(ErrorCode.ENHANCE_YOUR_CALM, reason)
 
-    def _connection_error(self, error_code: ErrorCodes, reason: str) -> None:
+    def _connection_error(self, error_code: ErrorCode, reason: str) -> None:
         """A connection error (RFC 9113 §5.4.1): GOAWAY with ``error_code``, end every stream, close.
 
-        The GOAWAY is ours, not h2's: h2 has none to send for errors found outside it (the
-        frame scanner's), and what it queued for its own (ACKs, its GOAWAY) is moot now.
+        What the connection had queued (ACKs, resets) is moot now and dropped.
         """
         if self._closing:
             return
         log.info("%s - HTTP/2 connection closed: %s", address_label(self._info.client), reason)
-        self._h2.data_to_send()
+        self._connection.data_to_send()
         self._write_goaway(error_code)
         self._fatal_quiet()
 
@@ -396,15 +378,11 @@ class HTTP2Protocol(HTTP2Sender):
         if self._closing:
             return
         self._flush()
-        self._write_goaway(ErrorCodes.NO_ERROR)
+        self._write_goaway(ErrorCode.NO_ERROR)
         self._close()
 
-    def _write_goaway(self, error_code: ErrorCodes) -> None:
-        # Written by hand: once h2 itself sends GOAWAY it refuses to send anything else.
-        frame = GoAwayFrame(0)
-        frame.last_stream_id = self._last_stream_id
-        frame.error_code = error_code
-        self._transport.write(frame.serialize())
+    def _write_goaway(self, error_code: ErrorCode) -> None:
+        self._transport.write(goaway_frame(self._last_stream_id, error_code))
 
     def _on_client_goaway(self, goaway: ClientGoAway) -> None:
         """The client is done with this connection (RFC 9113 §6.8).
@@ -474,8 +452,7 @@ class HTTP2Protocol(HTTP2Sender):
         for stream_id, state in list(self._streams.items()):
             state.stream.cancel()
             state.wake()
-            with contextlib.suppress(h2.exceptions.StreamClosedError):
-                self._h2.reset_stream(stream_id, ErrorCodes.CANCEL)
+            self._connection.reset_stream(stream_id, ErrorCode.CANCEL)
         self._flush()
-        self._write_goaway(ErrorCodes.NO_ERROR)
+        self._write_goaway(ErrorCode.NO_ERROR)
         self._transport.write(b"", flush=True)
