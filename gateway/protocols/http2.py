@@ -20,12 +20,14 @@ from gateway.events import (
     Data,
     EndBody,
     EndData,
+    OutboundEvent,
     Request,
     StreamClosed,
 )
 from gateway.logs import address_label
 from gateway.protocols.common import Transport
 from gateway.protocols.http2_body_timeout import BodyTimeout
+from gateway.protocols.http2_data_sender import DataSender
 from gateway.protocols.http2_events import (
     ClientGoAway,
     ControlFrame,
@@ -44,10 +46,12 @@ from gateway.protocols.http2_headers import (
     check_trailers,
     request_from_headers,
 )
+from gateway.protocols.http2_inbound_flow import InboundFlow
 from gateway.protocols.http2_limits import FloodGuard
-from gateway.protocols.http2_outbound import HTTP2Sender, StreamState
+from gateway.protocols.http2_responses import ResponseWriter
 from gateway.protocols.http2_settings import start_connection
 from gateway.protocols.http2_stream_record import StreamGone
+from gateway.protocols.http2_stream_table import StreamState, StreamTable
 from gateway.streams.http import HTTPStream
 from gateway.streams.websocket import WebSocketStream
 from gateway.streams.websocket_handshake import is_websocket_connect
@@ -60,7 +64,7 @@ log = logging.getLogger("gateway.error")
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
-class HTTP2Protocol(HTTP2Sender):
+class HTTP2Protocol:
     """Serves HTTP/2 on one connection: TLS with ALPN "h2", prior knowledge, or h2c Upgrade."""
 
     def __init__(
@@ -75,9 +79,7 @@ class HTTP2Protocol(HTTP2Sender):
         self._config = config = context.config
         self._transport = transport
         self._info = info
-        self._streams: dict[int, StreamState] = {}
         self._flood = FloodGuard(config.h2_max_resets, config.h2_max_control_frames)
-        self._closing = False
         # No new streams: graceful shutdown, or the client sent GOAWAY (RFC 9113 §6.8).
         self._draining = False
         self._shutting_down = False
@@ -85,7 +87,20 @@ class HTTP2Protocol(HTTP2Sender):
         self._paused_reply_bytes = 0
         self._abort_timer: asyncio.TimerHandle | None = None
         self._body_timeout = BodyTimeout(config.body_timeout, self._body_stalled)
-        self._connection = start_connection(config, None if upgrade is None else upgrade[1])
+        self._connection = connection = start_connection(config, None if upgrade is None else upgrade[1])
+        self._inbound = InboundFlow(connection, self._body_timeout)
+        self._table = table = StreamTable(self._inbound, self._body_timeout, self._on_idle)
+        sender = DataSender(
+            connection,
+            transport,
+            table,
+            self._flood,
+            batch_limit=config.write_buffer_size,
+            send_timeout=config.h2_send_timeout,
+            on_window_shut=self._window_shut,
+            on_peer_stalled=self._peer_stalled,
+        )
+        self._writer = ResponseWriter(connection, transport, table, sender, self._body_timeout)
         self._start(upgrade)
 
     def _start(self, upgrade: tuple[Request, bytes] | None) -> None:
@@ -104,13 +119,13 @@ class HTTP2Protocol(HTTP2Sender):
     @property
     def idle(self) -> bool:
         """True when no stream is in flight."""
-        return not self._streams
+        return not self._table
 
     # -- bytes in -------------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
         """Take bytes from the client."""
-        if self._closing:
+        if self._table.closing:
             return
         try:
             events = self._connection.receive_data(data)
@@ -124,7 +139,7 @@ class HTTP2Protocol(HTTP2Sender):
                 # The peer reset this stream later in the same batch: whatever we meant to
                 # send on it is moot.
                 pass
-            if self._closing:
+            if self._table.closing:
                 return
         output = self._connection.data_to_send()
         if output:
@@ -159,7 +174,7 @@ class HTTP2Protocol(HTTP2Sender):
             self._count_control_frame()
             if event.settings:  # type: ignore[union-attr]
                 # A new SETTINGS_INITIAL_WINDOW_SIZE changes every stream's window (§6.9.2).
-                for state in self._streams.values():
+                for state in self._table.values():
                     state.wake()
         elif event_type is ClientGoAway:
             self._on_client_goaway(event)  # type: ignore[arg-type]
@@ -172,7 +187,7 @@ class HTTP2Protocol(HTTP2Sender):
         stream_id = event.stream_id
         assert stream_id is not None
         self._last_stream_id = stream_id
-        if self._draining or len(self._streams) >= self._config.h2_max_concurrent_streams:
+        if self._draining or len(self._table) >= self._config.h2_max_concurrent_streams:
             self._reset(stream_id, ErrorCode.REFUSED_STREAM)
             return
         try:
@@ -199,14 +214,14 @@ class HTTP2Protocol(HTTP2Sender):
 
     def _open_stream(self, request: Request) -> None:
         self._flood.request_opened()
-        if not self._streams:
+        if not self._table:
             self._transport.clear_timeout()
         stream: HTTPStream | WebSocketStream
         if request.protocol is not None:
             stream = WebSocketStream(self._context, self, self._info, request.stream_id)
         else:
             stream = HTTPStream(self._context, self, self._info, request.stream_id)
-        self._streams[request.stream_id] = StreamState(stream, head=request.method == b"HEAD")
+        self._table.add(request.stream_id, StreamState(stream, head=request.method == b"HEAD"))
         stream.handle(request)
 
     def _on_data(self, event: DataReceived) -> None:
@@ -214,16 +229,16 @@ class HTTP2Protocol(HTTP2Sender):
         assert stream_id is not None
         data = event.data or b""
         flow_length = event.flow_controlled_length or 0
-        state = self._streams.get(stream_id)
+        state = self._table.get(stream_id)
         if not data and not event.stream_ended:
             # Empty DATA frames cost the peer nothing and us a wakeup (CVE-2019-9518).
             self._count_control_frame()
         if state is None or state.stream.response_complete:
             # Nobody will read this: hand the window back at once.
-            self._acknowledge(flow_length, stream_id)
+            self._inbound.acknowledge(flow_length, stream_id)
             return
         if flow_length > len(data):
-            self._acknowledge(flow_length - len(data), stream_id)  # padding
+            self._inbound.acknowledge(flow_length - len(data), stream_id)  # padding
         if type(state.stream) is WebSocketStream:
             # RFC 8441 §5: DATA frames carry the WebSocket's bytes; no body size limit.
             if data:
@@ -233,7 +248,7 @@ class HTTP2Protocol(HTTP2Sender):
         state.received += len(data)
         max_body = self._config.max_body_size
         if max_body and state.received > max_body:
-            self._acknowledge(len(data), stream_id)  # dropped unread
+            self._inbound.acknowledge(len(data), stream_id)  # dropped unread
             state.stream.handle(StreamClosed(stream_id))
             if state.stream.response_started:
                 self._reset(stream_id, ErrorCode.CANCEL)
@@ -245,7 +260,7 @@ class HTTP2Protocol(HTTP2Sender):
             state.stream.handle(Body(stream_id, data))
 
     def _end_of_request(self, stream_id: int) -> None:
-        state = self._streams.get(stream_id)
+        state = self._table.get(stream_id)
         if state is not None:
             state.remote_done = True
             self._body_timeout.forget(stream_id)
@@ -265,17 +280,17 @@ class HTTP2Protocol(HTTP2Sender):
     def _on_window_update(self, stream_id: int | None) -> None:
         self._count_control_frame()
         if not stream_id:
-            for state in self._streams.values():
+            for state in self._table.values():
                 state.wake()
         else:
-            target = self._streams.get(stream_id)
+            target = self._table.get(stream_id)
             if target is not None:
                 target.wake()
 
     def _on_reset(self, event: StreamReset) -> None:
         stream_id = event.stream_id
         assert stream_id is not None
-        state = self._drop(stream_id)
+        state = self._table.drop(stream_id)
         if state is not None:
             # The app's work for a reset stream is wasted: stop it (Rapid Reset). A WebSocket
             # app instead gets websocket.disconnect (1006), as when an HTTP/1.1 client drops
@@ -284,14 +299,14 @@ class HTTP2Protocol(HTTP2Sender):
             if type(state.stream) is not WebSocketStream:
                 state.stream.cancel()
             state.wake()
-            self._stream_done()
+            self._table.done()
         if self._flood.reset():
             self._calm_down("too many stream resets")
 
     def _body_stalled(self, stream_id: int) -> bool:
         """``--body-timeout`` passed on a stream: reset it, unless we are holding it up."""
-        state = self._streams.get(stream_id)
-        if state is None or state.remote_done or self._closing:
+        state = self._table.get(stream_id)
+        if state is None or state.remote_done or self._table.closing:
             return True
         try:
             window = self._connection.remote_flow_control_window(stream_id)
@@ -309,13 +324,8 @@ class HTTP2Protocol(HTTP2Sender):
         self._flush()
         return True
 
-    def _forget(self, stream_id: int) -> None:
-        if self._drop(stream_id) is not None:
-            self._stream_done()
-
-    def _stream_done(self) -> None:
-        if self._streams or self._closing:
-            return
+    def _on_idle(self) -> None:
+        """The last open stream has ended."""
         if self._draining:
             self._close_gracefully()
         else:
@@ -330,8 +340,10 @@ class HTTP2Protocol(HTTP2Sender):
 
     def _reset(self, stream_id: int, error_code: ErrorCode) -> None:
         """Reset a stream ourselves; counted, since a peer can provoke these (MadeYouReset)."""
-        self._forget(stream_id)
+        state = self._table.drop(stream_id)
         self._connection.reset_stream(stream_id, error_code)
+        if state is not None:
+            self._table.done()
         if self._flood.reset():
             self._calm_down("too many provoked stream resets")
 
@@ -344,7 +356,7 @@ class HTTP2Protocol(HTTP2Sender):
 
         What the connection had queued (ACKs, resets) is moot now and dropped.
         """
-        if self._closing:
+        if self._table.closing:
             return
         log.info("%s - HTTP/2 connection closed: %s", address_label(self._info.client), reason)
         self._connection.data_to_send()
@@ -352,21 +364,17 @@ class HTTP2Protocol(HTTP2Sender):
         self._fatal_quiet()
 
     def _fatal_quiet(self, *, abort: bool = False) -> None:
-        for stream_id, state in list(self._streams.items()):
-            state.stream.handle(StreamClosed(stream_id))
-            state.stream.cancel()
-            state.wake()
-        self._streams.clear()
-        if abort and not self._closing:
-            self._closing = True
+        self._table.end_all(cancel=True)
+        if abort and not self._table.closing:
+            self._table.closing = True
             self._transport.abort()
         self._close()
 
     def _close(self) -> None:
         self._body_timeout.close()
-        if not self._closing:
+        if not self._table.closing:
             self._flush()  # e.g. the END_STREAM of the last response before a GOAWAY close
-            self._closing = True
+            self._table.closing = True
             self._transport.close()
             # close() waits for queued bytes to be read; a peer that never reads them must
             # not keep the connection (and its memory) forever.
@@ -375,7 +383,7 @@ class HTTP2Protocol(HTTP2Sender):
 
     def _close_gracefully(self) -> None:
         """No stream is open: GOAWAY NO_ERROR with the last stream id, then close (§6.8)."""
-        if self._closing:
+        if self._table.closing:
             return
         self._flush()
         self._write_goaway(ErrorCode.NO_ERROR)
@@ -398,12 +406,12 @@ class HTTP2Protocol(HTTP2Sender):
                 goaway.error_code,
             )
         self._draining = True
-        if not self._streams:
+        if not self._table:
             self._close_gracefully()
 
     def timeout(self, reason: str) -> None:
         """The connection's timer fired while idle: GOAWAY NO_ERROR and close."""
-        if self._closing:
+        if self._table.closing:
             return
         log.debug("%s - closing connection: %s", address_label(self._info.client), reason)
         self._close_gracefully()
@@ -421,25 +429,22 @@ class HTTP2Protocol(HTTP2Sender):
         RFC 9113 §8.7 guarantees was not processed (safe to retry), and GOAWAY NO_ERROR with
         the last stream id goes out when the last stream ends. See docs/http2.md.
         """
-        if self._closing or self._shutting_down:
+        if self._table.closing or self._shutting_down:
             return
         self._shutting_down = self._draining = True
-        for state in self._streams.values():
+        for state in self._table.values():
             if type(state.stream) is WebSocketStream:
                 state.stream.shutdown()  # close 1001, then the close handshake ends the stream
-        if not self._streams:
+        if not self._table:
             self._close_gracefully()
 
     def connection_lost(self) -> None:
         """The socket is gone: every open stream's app sees ``http.disconnect``."""
-        self._closing = True
+        self._table.closing = True
         self._body_timeout.close()
         if self._abort_timer is not None:
             self._abort_timer.cancel()
-        for stream_id, state in list(self._streams.items()):
-            state.stream.handle(StreamClosed(stream_id))
-            state.wake()
-        self._streams.clear()
+        self._table.end_all(cancel=False)
 
     def cancel_streams(self) -> None:
         """The graceful timeout passed: cancel the app tasks still running and tell the client.
@@ -447,12 +452,46 @@ class HTTP2Protocol(HTTP2Sender):
         Each stream cut off gets RST_STREAM CANCEL, then GOAWAY NO_ERROR, so the client knows
         which requests did not complete; the connection drops them right after.
         """
-        if self._closing:
+        if self._table.closing:
             return
-        for stream_id, state in list(self._streams.items()):
+        for stream_id, state in list(self._table.items()):
             state.stream.cancel()
             state.wake()
             self._connection.reset_stream(stream_id, ErrorCode.CANCEL)
         self._flush()
         self._write_goaway(ErrorCode.NO_ERROR)
         self._transport.write(b"", flush=True)
+
+    # -- what streams ask ---------------------------------------------------------------
+
+    async def stream_send(self, event: OutboundEvent) -> None:
+        """Turn a stream's event into frames for the client."""
+        await self._writer.stream_send(event)
+
+    def body_consumed(self, stream_id: int, size: int) -> None:
+        """The app has read ``size`` bytes: let the client send that much more (§6.9)."""
+        state = self._table.get(stream_id)
+        if state is not None and not self._table.closing:
+            state.unread -= size
+            self._inbound.consumed(stream_id, size)
+            self._flush()
+
+    def _answer_error(self, stream_id: int, status: int, reason: str) -> None:
+        self._log_client_problem(stream_id, f"rejected request: {status} {reason}")
+        self._writer.answer_error(stream_id, status, reason)
+
+    def _window_shut(self, stream_id: int) -> None:
+        """``--h2-send-timeout`` passed with the stream's window shut: reset it with CANCEL."""
+        self._log_client_problem(stream_id, "flow-control window stayed closed; stream reset")
+        state = self._table.get(stream_id)
+        if state is not None:
+            state.stream.handle(StreamClosed(stream_id))
+        self._writer.reset(stream_id, ErrorCode.CANCEL)
+        self._flush()
+
+    def _peer_stalled(self, stream_id: int) -> None:
+        self._log_client_problem(stream_id, "peer stopped reading; connection dropped")
+        self._fatal_quiet(abort=True)
+
+    def _log_client_problem(self, stream_id: int, problem: str) -> None:
+        log.info("%s - HTTP/2 stream %d: %s", address_label(self._info.client), stream_id, problem)
