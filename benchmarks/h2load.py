@@ -60,9 +60,8 @@ def server_argv(name: str, options: servers.Options, baseline: Path | None) -> l
     if name == "granian":
         argv = [servers.executable("granian"), "--interface", "asgi", "--host", servers.HOST]
         argv += ["--port", str(options.port), "--workers", "1", "--log-level", "warning", "--no-ws"]
-        if options.tls is None:
-            argv += ["--http", "2"]  # prior knowledge (h2c)
-        else:
+        argv += ["--http", "auto"]  # HTTP/1.1 (the readiness probe), h2 by ALPN or prior knowledge
+        if options.tls is not None:
             argv += ["--ssl-certificate", options.tls.cert, "--ssl-keyfile", options.tls.key]
         return [*argv, APP]
     if name == "asgigw-base":
@@ -89,6 +88,21 @@ def start(
     pool.running.append(server)
     server.wait_ready()
     return server
+
+
+def session_cpu_seconds(pid: int) -> float:
+    """CPU time of every process in ``pid``'s session (granian serves from a child process)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[3]) == pid:  # field 6 of the line: the session id
+            total += servers.cpu_seconds(int(entry.name))
+    return total
 
 
 def run_h2load(url: str, requests: int, core: int | None, timeout: float) -> dict[str, float]:
@@ -127,9 +141,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     try:
                         url = server.url.rstrip("/") + path
                         run_h2load(url, max(16, requests // 10), load_core, args.timeout)  # warm-up
-                        cpu_before = servers.cpu_seconds(server.pid)
+                        cpu_before = session_cpu_seconds(server.pid)
                         result = run_h2load(url, requests, load_core, args.timeout)
-                        cpu = servers.cpu_seconds(server.pid) - cpu_before
+                        cpu = session_cpu_seconds(server.pid) - cpu_before
                         result["cpu_us_per_request"] = cpu * 1e6 / max(1, result["succeeded"])
                     finally:
                         pool.stop(server)

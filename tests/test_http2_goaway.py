@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from hyperframe.frame import (
     DataFrame,
     Frame,
     GoAwayFrame,
     HeadersFrame,
-    PingFrame,
     RstStreamFrame,
-    WindowUpdateFrame,
 )
 
 from tests.conftest import RunningServer, running_server
-from tests.test_http2_peer import CANCEL, PROTOCOL_ERROR, REFUSED_STREAM, FramePeer, app
+from tests.test_http2_peer import CANCEL, REFUSED_STREAM, FramePeer, app
 
 FRAME_SIZE_ERROR = 0x6
 
@@ -119,58 +116,3 @@ def test_get_and_client_goaway_in_one_packet_is_answered() -> None:
         assert b'"path": "/info"' in body_of(frames, 1)
         goaway = [f for f in frames if isinstance(f, GoAwayFrame)]
         assert [(g.error_code, g.last_stream_id) for g in goaway] == [(0, 1)]
-
-
-def test_goaway_split_byte_by_byte_after_a_get_is_answered() -> None:
-    with running_server(app) as server, FramePeer(server) as peer:
-        wire = (
-            get_frame(peer, 1, b"/info").serialize()
-            + GoAwayFrame(0, last_stream_id=0, additional_data=b"bye").serialize()
-        )
-        for index in range(len(wire)):
-            peer.sock.sendall(wire[index : index + 1])
-        frames = peer.closed(timeout=5)
-        assert b'"path": "/info"' in body_of(frames, 1)
-        assert any(isinstance(f, GoAwayFrame) and f.error_code == 0 for f in frames)
-
-
-def test_ping_and_window_update_are_served_after_client_goaway() -> None:
-    with running_server(app) as server, FramePeer(server) as peer:
-        peer.request(1, b"/sleep?0.6")
-        time.sleep(0.1)
-        peer.send(GoAwayFrame(0, last_stream_id=0))
-        peer.send(WindowUpdateFrame(0, window_increment=1000), WindowUpdateFrame(1, window_increment=1000))
-        peer.send(PingFrame(0, opaque_data=b"12345678"))
-        pong = peer.read_until(lambda f: isinstance(f, (PingFrame, GoAwayFrame)))[-1]
-        assert isinstance(pong, PingFrame) and "ACK" in pong.flags and pong.opaque_data == b"12345678"
-        frames = peer.closed(timeout=5)
-        assert body_of(frames, 1) == b"slept"
-        end = next(i for i, f in enumerate(frames) if ends_stream(f, 1))
-        goaway = [(i, f) for i, f in enumerate(frames) if isinstance(f, GoAwayFrame)]
-        assert len(goaway) == 1 and goaway[0][0] > end
-        assert goaway[0][1].error_code == 0
-
-
-def test_new_stream_after_client_goaway_is_refused() -> None:
-    with running_server(app) as server, FramePeer(server) as peer:
-        peer.request(1, b"/sleep?0.6")
-        peer.send(GoAwayFrame(0, last_stream_id=0))
-        peer.request(3, b"/info")
-        assert peer.reset_of(3) == REFUSED_STREAM
-        assert body_of(peer.closed(timeout=5), 1) == b"slept"
-
-
-@pytest.mark.parametrize(
-    ("wire", "error"),
-    [
-        # §6.8: GOAWAY applies to the connection; on a stream it is a PROTOCOL_ERROR.
-        (b"\x00\x00\x08\x07\x00\x00\x00\x00\x01" + bytes(8), PROTOCOL_ERROR),
-        # §6.8: at least 8 bytes of payload; less is a FRAME_SIZE_ERROR.
-        (b"\x00\x00\x04\x07\x00\x00\x00\x00\x00" + bytes(4), FRAME_SIZE_ERROR),
-    ],
-    ids=["on-a-stream", "too-short"],
-)
-def test_malformed_client_goaway_is_a_connection_error(wire: bytes, error: int) -> None:
-    with running_server(app) as server, FramePeer(server) as peer:
-        peer.sock.sendall(wire)
-        assert peer.goaway().error_code == error
