@@ -10,7 +10,6 @@ peer's windows and frame size, and ``stream_send(Body)`` waits for window, at mo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -27,6 +26,7 @@ from gateway.events import (
 from gateway.logs import address_label
 from gateway.protocols.common import Transport
 from gateway.protocols.http2_body_timeout import BodyTimeout
+from gateway.protocols.http2_closing import ConnectionClosing
 from gateway.protocols.http2_data_sender import DataSender
 from gateway.protocols.http2_events import (
     ClientGoAway,
@@ -39,7 +39,7 @@ from gateway.protocols.http2_events import (
     TrailersReceived,
     WindowUpdated,
 )
-from gateway.protocols.http2_frames import ConnectionFault, ErrorCode, goaway_frame
+from gateway.protocols.http2_frames import ConnectionFault, ErrorCode
 from gateway.protocols.http2_headers import (
     BadRequest,
     MalformedRequest,
@@ -83,9 +83,7 @@ class HTTP2Protocol:
         # No new streams: graceful shutdown, or the client sent GOAWAY (RFC 9113 §6.8).
         self._draining = False
         self._shutting_down = False
-        self._last_stream_id = 0
         self._paused_reply_bytes = 0
-        self._abort_timer: asyncio.TimerHandle | None = None
         self._body_timeout = BodyTimeout(config.body_timeout, self._body_stalled)
         self._connection = connection = start_connection(config, None if upgrade is None else upgrade[1])
         self._inbound = InboundFlow(connection, self._body_timeout)
@@ -101,6 +99,9 @@ class HTTP2Protocol:
             on_peer_stalled=self._peer_stalled,
         )
         self._writer = ResponseWriter(connection, transport, table, sender, self._body_timeout)
+        self._closing = ConnectionClosing(
+            connection, transport, table, self._body_timeout, info, config.h2_send_timeout
+        )
         self._start(upgrade)
 
     def _start(self, upgrade: tuple[Request, bytes] | None) -> None:
@@ -108,7 +109,7 @@ class HTTP2Protocol:
         if upgrade is not None:
             # RFC 7540 §3.2: the upgrading request is stream 1, half-closed (remote).
             request = upgrade[0]
-            self._last_stream_id = 1
+            self._closing.last_stream_id = 1
             self._open_stream(request)
             self._end_of_request(1)
         else:
@@ -130,7 +131,7 @@ class HTTP2Protocol:
         try:
             events = self._connection.receive_data(data)
         except ConnectionFault as exc:
-            self._connection_error(exc.code, f"protocol error: {exc}")
+            self._closing.connection_error(exc.code, f"protocol error: {exc}")
             return
         for event in events:
             try:
@@ -150,7 +151,7 @@ class HTTP2Protocol:
                 self._paused_reply_bytes += len(output)
                 if self._paused_reply_bytes > self._config.write_buffer_size:
                     self._log_client_problem(0, "floods control frames while not reading; dropped")
-                    self._fatal_quiet(abort=True)
+                    self._closing.end_streams(abort=True)
                     return
             else:
                 self._paused_reply_bytes = 0
@@ -186,7 +187,7 @@ class HTTP2Protocol:
     def _on_request(self, event: RequestReceived) -> None:
         stream_id = event.stream_id
         assert stream_id is not None
-        self._last_stream_id = stream_id
+        self._closing.last_stream_id = stream_id
         if self._draining or len(self._table) >= self._config.h2_max_concurrent_streams:
             self._reset(stream_id, ErrorCode.REFUSED_STREAM)
             return
@@ -327,7 +328,7 @@ class HTTP2Protocol:
     def _on_idle(self) -> None:
         """The last open stream has ended."""
         if self._draining:
-            self._close_gracefully()
+            self._closing.close_gracefully()
         else:
             self._transport.set_timeout(self._config.keep_alive_timeout, "HTTP/2 connection idle")
 
@@ -349,48 +350,7 @@ class HTTP2Protocol:
 
     def _calm_down(self, reason: str) -> None:
         """GOAWAY ENHANCE_YOUR_CALM (RFC 9113 §5.4.1) and close: the peer is abusive."""
-        self._connection_error(ErrorCode.ENHANCE_YOUR_CALM, reason)
-
-    def _connection_error(self, error_code: ErrorCode, reason: str) -> None:
-        """A connection error (RFC 9113 §5.4.1): GOAWAY with ``error_code``, end every stream, close.
-
-        What the connection had queued (ACKs, resets) is moot now and dropped.
-        """
-        if self._table.closing:
-            return
-        log.info("%s - HTTP/2 connection closed: %s", address_label(self._info.client), reason)
-        self._connection.data_to_send()
-        self._write_goaway(error_code)
-        self._fatal_quiet()
-
-    def _fatal_quiet(self, *, abort: bool = False) -> None:
-        self._table.end_all(cancel=True)
-        if abort and not self._table.closing:
-            self._table.closing = True
-            self._transport.abort()
-        self._close()
-
-    def _close(self) -> None:
-        self._body_timeout.close()
-        if not self._table.closing:
-            self._flush()  # e.g. the END_STREAM of the last response before a GOAWAY close
-            self._table.closing = True
-            self._transport.close()
-            # close() waits for queued bytes to be read; a peer that never reads them must
-            # not keep the connection (and its memory) forever.
-            loop = asyncio.get_running_loop()
-            self._abort_timer = loop.call_later(self._config.h2_send_timeout, self._transport.abort)
-
-    def _close_gracefully(self) -> None:
-        """No stream is open: GOAWAY NO_ERROR with the last stream id, then close (§6.8)."""
-        if self._table.closing:
-            return
-        self._flush()
-        self._write_goaway(ErrorCode.NO_ERROR)
-        self._close()
-
-    def _write_goaway(self, error_code: ErrorCode) -> None:
-        self._transport.write(goaway_frame(self._last_stream_id, error_code))
+        self._closing.connection_error(ErrorCode.ENHANCE_YOUR_CALM, reason)
 
     def _on_client_goaway(self, goaway: ClientGoAway) -> None:
         """The client is done with this connection (RFC 9113 §6.8).
@@ -407,14 +367,14 @@ class HTTP2Protocol:
             )
         self._draining = True
         if not self._table:
-            self._close_gracefully()
+            self._closing.close_gracefully()
 
     def timeout(self, reason: str) -> None:
         """The connection's timer fired while idle: GOAWAY NO_ERROR and close."""
         if self._table.closing:
             return
         log.debug("%s - closing connection: %s", address_label(self._info.client), reason)
-        self._close_gracefully()
+        self._closing.close_gracefully()
 
     def feed_eof(self) -> bool:
         """The client half-closed; HTTP/2 has no use for a half-open connection."""
@@ -436,31 +396,15 @@ class HTTP2Protocol:
             if type(state.stream) is WebSocketStream:
                 state.stream.shutdown()  # close 1001, then the close handshake ends the stream
         if not self._table:
-            self._close_gracefully()
+            self._closing.close_gracefully()
 
     def connection_lost(self) -> None:
         """The socket is gone: every open stream's app sees ``http.disconnect``."""
-        self._table.closing = True
-        self._body_timeout.close()
-        if self._abort_timer is not None:
-            self._abort_timer.cancel()
-        self._table.end_all(cancel=False)
+        self._closing.lost()
 
     def cancel_streams(self) -> None:
-        """The graceful timeout passed: cancel the app tasks still running and tell the client.
-
-        Each stream cut off gets RST_STREAM CANCEL, then GOAWAY NO_ERROR, so the client knows
-        which requests did not complete; the connection drops them right after.
-        """
-        if self._table.closing:
-            return
-        for stream_id, state in list(self._table.items()):
-            state.stream.cancel()
-            state.wake()
-            self._connection.reset_stream(stream_id, ErrorCode.CANCEL)
-        self._flush()
-        self._write_goaway(ErrorCode.NO_ERROR)
-        self._transport.write(b"", flush=True)
+        """The graceful timeout passed: reset the streams still open, then GOAWAY."""
+        self._closing.cut_off()
 
     # -- what streams ask ---------------------------------------------------------------
 
@@ -491,7 +435,7 @@ class HTTP2Protocol:
 
     def _peer_stalled(self, stream_id: int) -> None:
         self._log_client_problem(stream_id, "peer stopped reading; connection dropped")
-        self._fatal_quiet(abort=True)
+        self._closing.end_streams(abort=True)
 
     def _log_client_problem(self, stream_id: int, problem: str) -> None:
         log.info("%s - HTTP/2 stream %d: %s", address_label(self._info.client), stream_id, problem)

@@ -34,6 +34,7 @@ from gateway.protocols.http2_events import (
     WindowUpdated,
 )
 from gateway.protocols.http2_frames import ConnectionFault, ErrorCode
+from gateway.protocols.http2_peer_settings import PeerSettings
 from gateway.protocols.http2_stream_record import StreamGone, StreamRecord
 
 _CLOSED_MEMORY = 256  # closed streams remembered, to tell a late frame from a bad one (§5.1)
@@ -52,8 +53,6 @@ class ServerConnection:
         self.local_initial_window = settings[f.INITIAL_WINDOW_SIZE]
         self.max_inbound_frame_size = settings[f.MAX_FRAME_SIZE]
         self._max_header_block = settings[f.MAX_HEADER_LIST_SIZE]
-        self.max_outbound_frame_size = f.DEFAULT_FRAME_SIZE
-        self._peer_initial_window = f.DEFAULT_WINDOW
         self.streams: dict[int, StreamRecord] = {}
         # Recently closed stream id -> True if we reset it (its late frames are ignored).
         self._closed: dict[int, bool] = {}
@@ -63,6 +62,7 @@ class ServerConnection:
         self._unacked = 0
         self._decoder = hpack.Decoder(max_header_list_size=settings[f.MAX_HEADER_LIST_SIZE])
         self._encoder = hpack.Encoder()
+        self._peer = PeerSettings(self._encoder)
         self._buffer = b""
         self._preface_left = len(f.PREFACE)
         # A header block still arriving in CONTINUATION frames (§6.10).
@@ -75,9 +75,14 @@ class ServerConnection:
             self._out.append(f.window_update_frame(0, connection_window - f.DEFAULT_WINDOW))
         if upgrade_settings is not None:
             # RFC 7540 §3.2: the Upgrade request is stream 1, half-closed (remote).
-            self._apply_settings(f.parse_settings(upgrade_settings))
+            self._peer.apply(f.parse_settings(upgrade_settings), self.streams)
             self.highest_inbound_stream_id = 1
-            self.streams[1] = StreamRecord(self._peer_initial_window, 0, remote_open=False)
+            self.streams[1] = StreamRecord(self._peer.initial_window, 0, remote_open=False)
+
+    @property
+    def max_outbound_frame_size(self) -> int:
+        """The client's SETTINGS_MAX_FRAME_SIZE: the largest frame we may send it (§4.2)."""
+        return self._peer.max_frame_size
 
     # -- bytes out --------------------------------------------------------------------
 
@@ -92,7 +97,7 @@ class ServerConnection:
     def send_headers(self, stream_id: int, headers: Iterable[tuple[bytes, bytes]], *, end_stream: bool = False) -> None:
         record = self._sendable(stream_id)
         block = self._encoder.encode(headers)
-        self._out.append(f.headers_frames(stream_id, block, self.max_outbound_frame_size, end_stream=end_stream))
+        self._out.append(f.headers_frames(stream_id, block, self._peer.max_frame_size, end_stream=end_stream))
         if end_stream:
             self._end_local(stream_id, record)
 
@@ -104,7 +109,7 @@ class ServerConnection:
             raise ValueError("DATA beyond the flow-control window")
         record.send_window -= size
         self.send_window -= size
-        frame_size = self.max_outbound_frame_size
+        frame_size = self._peer.max_frame_size
         out = self._out
         if size <= frame_size:
             out.append(f.frame_header(size, f.DATA, f.END_STREAM if end_stream else 0, stream_id))
@@ -240,7 +245,7 @@ class ServerConnection:
                 self._on_settings(stream_id, flags, payload, events)
             elif frame_type == f.PING:
                 if stream_id or length != 8:
-                    raise _fault(stream_id, "PING")
+                    raise f.fault_for(stream_id, "PING")
                 if not flags & f.ACK:
                     self._out.append(f.frame_header(8, f.PING, f.ACK, 0) + payload)
                     events.append(CONTROL)
@@ -248,7 +253,7 @@ class ServerConnection:
                 self._on_priority(stream_id, payload, events)
             elif frame_type == f.GOAWAY:
                 if stream_id or length < 8:
-                    raise _fault(stream_id, "GOAWAY")
+                    raise f.fault_for(stream_id, "GOAWAY")
                 last = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
                 events.append(ClientGoAway(last, int.from_bytes(payload[4:8], "big")))
             elif frame_type == f.PUSH_PROMISE:
@@ -263,7 +268,7 @@ class ServerConnection:
         if not stream_id:
             raise ConnectionFault(ErrorCode.PROTOCOL_ERROR, "DATA on stream 0")  # §6.1
         length = len(payload)
-        data = _unpadded(flags, payload)
+        data = f.unpadded(flags, payload)
         self.receive_window -= length
         if self.receive_window < 0:
             raise ConnectionFault(ErrorCode.FLOW_CONTROL_ERROR, "DATA beyond the connection window")
@@ -292,7 +297,7 @@ class ServerConnection:
     def _on_headers(self, stream_id: int, flags: int, payload: bytes, events: list[Event]) -> None:
         if not stream_id or not stream_id & 1:
             raise ConnectionFault(ErrorCode.PROTOCOL_ERROR, f"HEADERS on stream {stream_id}")  # §5.1.1
-        fragment = _unpadded(flags, payload)
+        fragment = f.unpadded(flags, payload)
         if flags & f.PRIORITY_FLAG:
             if len(fragment) < 5:
                 raise ConnectionFault(ErrorCode.FRAME_SIZE_ERROR, "HEADERS too short for its priority")
@@ -332,8 +337,8 @@ class ServerConnection:
         if record is None and stream_id > self.highest_inbound_stream_id:
             headers = self._decode(block)
             self.highest_inbound_stream_id = stream_id
-            record = StreamRecord(self._peer_initial_window, self.local_initial_window, remote_open=True)
-            record.body_left = _declared_length(headers)
+            record = StreamRecord(self._peer.initial_window, self.local_initial_window, remote_open=True)
+            record.body_left = f.declared_length(headers)
             self.streams[stream_id] = record
             events.append(RequestReceived(stream_id, headers, ended))
         elif record is not None and record.remote_open:
@@ -436,53 +441,6 @@ class ServerConnection:
             return
         if len(payload) % 6:
             raise ConnectionFault(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS of a wrong size")
-        self._apply_settings(f.parse_settings(payload))
+        self._peer.apply(f.parse_settings(payload), self.streams)
         self._out.append(f.frame_header(0, f.SETTINGS, f.ACK, 0))
         events.append(SETTINGS_CHANGED)
-
-    def _apply_settings(self, settings: list[tuple[int, int]]) -> None:
-        """The client's SETTINGS (§6.5.2); unknown identifiers are ignored."""
-        for key, value in settings:
-            if key == f.HEADER_TABLE_SIZE:
-                self._encoder.header_table_size = value
-            elif key == f.ENABLE_PUSH:
-                if value > 1:
-                    raise ConnectionFault(ErrorCode.PROTOCOL_ERROR, "SETTINGS_ENABLE_PUSH not 0 or 1")
-            elif key == f.INITIAL_WINDOW_SIZE:
-                if value > f.MAX_WINDOW:
-                    raise ConnectionFault(ErrorCode.FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE past 2^31-1")
-                delta = value - self._peer_initial_window
-                self._peer_initial_window = value
-                for record in self.streams.values():  # §6.9.2: every open stream's window moves
-                    record.send_window += delta
-                    if record.send_window > f.MAX_WINDOW:
-                        raise ConnectionFault(ErrorCode.FLOW_CONTROL_ERROR, "a stream window past 2^31-1")
-            elif key == f.MAX_FRAME_SIZE:
-                if not f.DEFAULT_FRAME_SIZE <= value <= f.MAX_FRAME_SIZE_LIMIT:
-                    raise ConnectionFault(ErrorCode.PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE out of range")
-                self.max_outbound_frame_size = value
-            elif key == f.ENABLE_CONNECT_PROTOCOL and value > 1:
-                raise ConnectionFault(ErrorCode.PROTOCOL_ERROR, "SETTINGS_ENABLE_CONNECT_PROTOCOL not 0 or 1")
-
-
-def _declared_length(headers: list[tuple[bytes, bytes]]) -> int:
-    """The request's content-length, or -1 (none, or not a number: the adapter answers 400)."""
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value) if value.isdigit() else -1
-    return -1
-
-
-def _unpadded(flags: int, payload: bytes) -> bytes:
-    """The payload without its padding (§6.1, §6.2)."""
-    if not flags & f.PADDED:
-        return payload
-    if not payload or payload[0] >= len(payload):
-        raise ConnectionFault(ErrorCode.PROTOCOL_ERROR, "padding as long as the frame")
-    return payload[1 : len(payload) - payload[0]]
-
-
-def _fault(stream_id: int, kind: str) -> ConnectionFault:
-    if stream_id:
-        return ConnectionFault(ErrorCode.PROTOCOL_ERROR, f"{kind} on a stream")
-    return ConnectionFault(ErrorCode.FRAME_SIZE_ERROR, f"{kind} of a wrong size")

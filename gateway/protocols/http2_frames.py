@@ -113,3 +113,26 @@ def headers_frames(stream_id: int, block: bytes, max_frame_size: int, *, end_str
         piece_flags = (flags if start == 0 else 0) | (END_HEADERS if last else 0)
         parts.append(frame_header(len(piece), frame_type, piece_flags, stream_id) + piece)
     return b"".join(parts)
+
+
+def declared_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The request's content-length, or -1 (none, or not a number: the adapter answers 400)."""
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else -1
+    return -1
+
+
+def unpadded(flags: int, payload: bytes) -> bytes:
+    """The payload without its padding (§6.1, §6.2)."""
+    if not flags & PADDED:
+        return payload
+    if not payload or payload[0] >= len(payload):
+        raise ConnectionFault(ErrorCode.PROTOCOL_ERROR, "padding as long as the frame")
+    return payload[1 : len(payload) - payload[0]]
+
+
+def fault_for(stream_id: int, kind: str) -> ConnectionFault:
+    if stream_id:
+        return ConnectionFault(ErrorCode.PROTOCOL_ERROR, f"{kind} on a stream")
+    return ConnectionFault(ErrorCode.FRAME_SIZE_ERROR, f"{kind} of a wrong size")
