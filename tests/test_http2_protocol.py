@@ -12,7 +12,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from hyperframe.frame import GoAwayFrame, PingFrame, SettingsFrame, WindowUpdateFrame
+from hyperframe.frame import DataFrame, GoAwayFrame, PingFrame, SettingsFrame, WindowUpdateFrame
 
 from gateway.protocols.http2_frames import PREFACE
 from tests.h2_harness import HTTP2Harness, body_of, ended, resets
@@ -239,5 +239,16 @@ def test_graceful_timeout_resets_open_streams_then_goaway() -> None:
         frames = h2.frames()
         assert resets(frames) == {1: CANCEL}
         assert isinstance(frames[-1], GoAwayFrame) and frames[-1].error_code == 0
+
+    run(main())
+
+
+def test_end_stream_rides_on_the_last_data_frame() -> None:
+    # A body sent with more_body=False: one DATA frame carrying END_STREAM, no empty DATA frame.
+    async def main() -> None:
+        h2 = HTTP2Harness(app)
+        await served(h2, 1)
+        data = [f for f in h2.seen if isinstance(f, DataFrame) and f.stream_id == 1]
+        assert len(data) == 1 and data[0].data and "END_STREAM" in data[0].flags
 
     run(main())

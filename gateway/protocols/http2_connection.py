@@ -71,6 +71,10 @@ class ServerConnection:
         self._block: list[bytes] = []
         self._block_size = 0
         self._out: list[bytes | memoryview] = [f.settings_frame(settings)]
+        # Where in ``_out`` the header of the last DATA frame queued is (-1: none, or sent),
+        # and its stream: END_STREAM can still be set on it instead of an empty DATA frame.
+        self._last_data = -1
+        self._last_data_stream = 0
         if connection_window > f.DEFAULT_WINDOW:
             self._out.append(f.window_update_frame(0, connection_window - f.DEFAULT_WINDOW))
         if upgrade_settings is not None:
@@ -92,11 +96,14 @@ class ServerConnection:
             return b""
         data = b"".join(out)
         out.clear()
+        self._last_data = -1
         return data
 
     def send_headers(self, stream_id: int, headers: Iterable[tuple[bytes, bytes]], *, end_stream: bool = False) -> None:
         record = self._sendable(stream_id)
         block = self._encoder.encode(headers)
+        if self._last_data_stream == stream_id:
+            self._last_data = -1  # trailers follow the DATA: END_STREAM goes on them
         self._out.append(f.headers_frames(stream_id, block, self._peer.max_frame_size, end_stream=end_stream))
         if end_stream:
             self._end_local(stream_id, record)
@@ -112,6 +119,7 @@ class ServerConnection:
         frame_size = self._peer.max_frame_size
         out = self._out
         if size <= frame_size:
+            self._last_data, self._last_data_stream = len(out), stream_id
             out.append(f.frame_header(size, f.DATA, f.END_STREAM if end_stream else 0, stream_id))
             out.append(data)  # bytes or a memoryview slice, joined once
             frames = 1
@@ -120,6 +128,7 @@ class ServerConnection:
             for start in range(0, size, frame_size):
                 piece = data[start : start + frame_size]
                 last = end_stream and start + frame_size >= size
+                self._last_data, self._last_data_stream = len(out), stream_id
                 out.append(f.frame_header(len(piece), f.DATA, f.END_STREAM if last else 0, stream_id))
                 out.append(piece)
                 frames += 1
@@ -128,6 +137,17 @@ class ServerConnection:
         return frames
 
     def end_stream(self, stream_id: int) -> None:
+        """END_STREAM (§6.1): set on the stream's last DATA frame if it is still queued (and
+        nothing of the stream after it), else an empty DATA frame."""
+        index = self._last_data
+        if index >= 0 and self._last_data_stream == stream_id:
+            record = self._sendable(stream_id)
+            header = self._out[index]
+            assert isinstance(header, bytes)  # frame headers are bytes; payloads may be views
+            self._out[index] = header[:4] + bytes((header[4] | f.END_STREAM,)) + header[5:]
+            self._last_data = -1
+            self._end_local(stream_id, record)
+            return
         self.send_data(stream_id, b"", end_stream=True)
 
     def reset_stream(self, stream_id: int, code: ErrorCode) -> None:

@@ -54,7 +54,10 @@ class DataSender:
         self._on_peer_stalled = on_peer_stalled
 
     async def send(self, stream_id: int, data: bytes) -> None:
-        """``data`` as DATA frames, waiting for window as needed. Raises ``StreamGone``."""
+        """``data`` as DATA frames, waiting for window as needed. Raises ``StreamGone``.
+
+        The caller flushes the connection's output afterwards (by the end of the loop turn).
+        """
         connection = self._connection
         transport = self._transport
         table = self._table
@@ -72,9 +75,12 @@ class DataSender:
             size = min(window, end - offset, self._batch_limit)
             self._flood.data_sent(connection.send_data(stream_id, view[offset : offset + size]))
             offset += size
-            transport.write(connection.data_to_send())
-            if transport.write_paused:
-                await self._drain(stream_id)
+            # The last piece stays queued in the connection until the caller flushes: if the
+            # response ends right after, END_STREAM goes on its last DATA frame (§6.1).
+            if offset < end or transport.write_paused:
+                transport.write(connection.data_to_send())
+                if transport.write_paused:
+                    await self._drain(stream_id)
 
     async def send_file(self, event: FileBody) -> None:
         """A file as DATA frames: one chunk read at a time, each sent within the windows."""

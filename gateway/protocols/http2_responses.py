@@ -8,6 +8,7 @@ stream with RST_STREAM NO_ERROR (§8.1).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from gateway.events import (
@@ -38,7 +39,7 @@ log = logging.getLogger("gateway.error")
 class ResponseWriter:
     """Writes the responses of one connection's streams."""
 
-    __slots__ = ("_body_timeout", "_connection", "_sender", "_table", "_transport")
+    __slots__ = ("_body_timeout", "_connection", "_flush_scheduled", "_sender", "_table", "_transport")
 
     def __init__(
         self,
@@ -53,6 +54,7 @@ class ResponseWriter:
         self._table = table
         self._sender = sender
         self._body_timeout = body_timeout
+        self._flush_scheduled = False
 
     async def stream_send(self, event: OutboundEvent) -> None:
         """Turn a stream's event into frames for the client."""
@@ -66,7 +68,12 @@ class ResponseWriter:
             if isinstance(event, (Body, Data)):
                 if isinstance(event, Body):
                     self._count_body(stream_id, len(event.data))
+                if self._flush_scheduled:
+                    # The previous body's tail is still queued: at most one stays (back-pressure
+                    # needs the bytes in the transport, or a loop that never yields piles them up).
+                    self._write_queued()
                 await self._sender.send(stream_id, event.data)
+                self._flush_soon()  # an EndBody in this loop turn sets END_STREAM on the last frame
                 return
             if isinstance(event, FileBody):
                 self._count_body(stream_id, event.count)
@@ -147,7 +154,16 @@ class ResponseWriter:
             connection.reset_stream(stream_id, ErrorCode.NO_ERROR)
         table.done()
 
+    def _flush_soon(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def _flush(self) -> None:
+        self._flush_scheduled = False
+        self._write_queued()
+
+    def _write_queued(self) -> None:
         output = self._connection.data_to_send()
         if output:
             self._transport.write(output)
