@@ -23,7 +23,7 @@ from gateway.events import (
     Request,
     StreamClosed,
 )
-from gateway.logs import address_label
+from gateway.logs import address_label, escape
 from gateway.protocols.common import Transport
 from gateway.protocols.http2_body_timeout import BodyTimeout
 from gateway.protocols.http2_closing import ConnectionClosing
@@ -438,4 +438,4 @@ class HTTP2Protocol:
         self._closing.end_streams(abort=True)
 
     def _log_client_problem(self, stream_id: int, problem: str) -> None:
-        log.info("%s - HTTP/2 stream %d: %s", address_label(self._info.client), stream_id, problem)
+        log.info("%s - HTTP/2 stream %d: %s", address_label(self._info.client), stream_id, escape(problem))

@@ -12,7 +12,7 @@ import asyncio
 import logging
 
 from gateway.events import ConnectionInfo
-from gateway.logs import address_label
+from gateway.logs import address_label, escape
 from gateway.protocols.common import Transport
 from gateway.protocols.http2_body_timeout import BodyTimeout
 from gateway.protocols.http2_connection import ServerConnection
@@ -58,7 +58,7 @@ class ConnectionClosing:
         """GOAWAY with ``error_code``, end every stream, close. What was queued is moot now."""
         if self._table.closing:
             return
-        log.info("%s - HTTP/2 connection closed: %s", address_label(self._info.client), reason)
+        log.info("%s - HTTP/2 connection closed: %s", address_label(self._info.client), escape(reason))
         self._connection.data_to_send()
         self.write_goaway(error_code)
         self.end_streams()
