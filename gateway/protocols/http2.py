@@ -158,27 +158,26 @@ class HTTP2Protocol:
             transport.write(output)
 
     def _dispatch(self, event: Event) -> None:
-        event_type = type(event)
-        if event_type is DataReceived:
-            self._on_data(event)  # type: ignore[arg-type]
-        elif event_type is RequestReceived:
-            self._on_request(event)  # type: ignore[arg-type]
-        elif event_type is StreamEnded:
-            self._end_of_request(event.stream_id)  # type: ignore[union-attr]
-        elif event_type is WindowUpdated:
-            self._on_window_update(event.stream_id)  # type: ignore[union-attr]
-        elif event_type is StreamReset:
-            self._on_reset(event)  # type: ignore[arg-type]
-        elif event_type is TrailersReceived:
-            self._on_trailers(event)  # type: ignore[arg-type]
-        elif event_type is ControlFrame:
+        if isinstance(event, DataReceived):
+            self._on_data(event)
+        elif isinstance(event, RequestReceived):
+            self._on_request(event)
+        elif isinstance(event, StreamEnded):
+            self._end_of_request(event.stream_id)
+        elif isinstance(event, WindowUpdated):
+            self._on_window_update(event.stream_id)
+        elif isinstance(event, StreamReset):
+            self._on_reset(event)
+        elif isinstance(event, TrailersReceived):
+            self._on_trailers(event)
+        elif isinstance(event, ControlFrame):
             self._count_control_frame()
-            if event.settings:  # type: ignore[union-attr]
+            if event.settings:
                 # A new SETTINGS_INITIAL_WINDOW_SIZE changes every stream's window (§6.9.2).
                 for state in self._table.values():
                     state.wake()
-        elif event_type is ClientGoAway:
-            self._on_client_goaway(event)  # type: ignore[arg-type]
+        else:
+            self._on_client_goaway(event)
 
     def _count_control_frame(self) -> None:
         if self._flood.control_frame():
