@@ -24,7 +24,6 @@ from gateway.events import (
     Trailers,
 )
 from gateway.protocols.common import Transport, http_date
-from gateway.protocols.http1_response import ResponseFramingError
 from gateway.protocols.http2_body_timeout import BodyTimeout
 from gateway.protocols.http2_connection import ServerConnection
 from gateway.protocols.http2_data_sender import DataSender
@@ -32,6 +31,7 @@ from gateway.protocols.http2_frames import ErrorCode
 from gateway.protocols.http2_headers import declared_length, response_headers, trailer_fields
 from gateway.protocols.http2_stream_record import StreamGone
 from gateway.protocols.http2_stream_table import StreamTable
+from gateway.protocols.http_rules import ResponseFramingError
 
 log = logging.getLogger("gateway.error")
 

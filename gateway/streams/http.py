@@ -42,6 +42,7 @@ from gateway.events import (
 )
 from gateway.logs import escape
 from gateway.static import StaticFiles, StaticResponse, open_regular_file
+from gateway.streams.response_filter import filtered_sender
 
 if TYPE_CHECKING:
     from gateway.context import ServerContext
@@ -169,6 +170,7 @@ class HTTPStream:
         for name, value in request.headers:
             if name == b"expect" and value.lower() == b"100-continue":
                 self._expect_continue = True
+        self._sender = filtered_sender(context, self._sender, secure=self._scope["scheme"] == "https", request=request)
         if context.access_log:
             self._started_at = asyncio.get_running_loop().time()
         static = context.static
@@ -402,6 +404,14 @@ class HTTPStream:
             duration = asyncio.get_running_loop().time() - self._started_at
             status = self._status if head_sent else None
             formatter.log_unfinished(self._scope, status, self._response_bytes, duration, self._client_gone)
+
+    def input_ended(self) -> bool:
+        """The client half-closed: the app hears ``http.disconnect`` but may still answer."""
+        self.handle(InputClosed(self.stream_id))
+        return True
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: nothing to do, the response in flight is finished normally."""
 
     def cancel(self) -> None:
         """Stop the app task (graceful timeout passed, or the stream was reset)."""

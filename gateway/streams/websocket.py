@@ -45,6 +45,7 @@ from gateway.events import (
 from gateway.streams import websocket_fastpath as fastpath
 from gateway.streams import websocket_handshake as handshake
 from gateway.streams import websocket_masking
+from gateway.streams.response_filter import filtered_sender
 from gateway.streams.websocket_close import (
     ABNORMAL_CLOSURE,
     INTERNAL_ERROR,
@@ -133,6 +134,11 @@ class WebSocketStream(WebSocketClosing):
         """True once the WebSocket (or the response sent instead) is finished."""
         return self._phase is Phase.CLOSED
 
+    def input_ended(self) -> bool:
+        """The client half-closed before the handshake was answered: the stream is over."""
+        self.handle(StreamClosed(self.stream_id))
+        return False
+
     # -- inbound events ----------------------------------------------------------------
 
     def handle(self, event: InboundEvent) -> None:
@@ -168,6 +174,9 @@ class WebSocketStream(WebSocketClosing):
                 self._deflate = negotiate(offers, self._config.ws_max_message_size) if offers else None
             self._inbox.put({"type": "websocket.connect"})
             work = self._run(context.app)
+        # Handshake answers get --hsts/--header fields; frames go by the writer, unfiltered.
+        secure = self._scope.get("scheme", "wss" if self._info.tls else "ws") == "wss"
+        self._sender = filtered_sender(context, self._sender, secure=secure, request=None)
         self.task = context.start_app_task(work)
 
     def _receive_bytes(self, data: bytes) -> None:
