@@ -24,7 +24,7 @@ from gateway.events import (
     StreamClosed,
 )
 from gateway.logs import address_label, escape
-from gateway.protocols.common import Transport
+from gateway.protocols.common import Stream, Transport
 from gateway.protocols.http2_body_timeout import BodyTimeout
 from gateway.protocols.http2_closing import ConnectionClosing
 from gateway.protocols.http2_data_sender import DataSender
@@ -216,12 +216,15 @@ class HTTP2Protocol:
         self._flood.request_opened()
         if not self._table:
             self._transport.clear_timeout()
-        stream: HTTPStream | WebSocketStream
+        stream: Stream
         if request.protocol is not None:
             stream = WebSocketStream(self._context, self, self._info, request.stream_id)
         else:
             stream = HTTPStream(self._context, self, self._info, request.stream_id)
-        self._table.add(request.stream_id, StreamState(stream, head=request.method == b"HEAD"))
+        self._table.add(
+            request.stream_id,
+            StreamState(stream, head=request.method == b"HEAD", websocket=request.protocol is not None),
+        )
         stream.handle(request)
 
     def _on_data(self, event: DataReceived) -> None:
@@ -239,7 +242,7 @@ class HTTP2Protocol:
             return
         if flow_length > len(data):
             self._inbound.acknowledge(flow_length - len(data), stream_id)  # padding
-        if type(state.stream) is WebSocketStream:
+        if state.websocket:
             # RFC 8441 §5: DATA frames carry the WebSocket's bytes; no body size limit.
             if data:
                 state.unread += len(data)
@@ -265,7 +268,7 @@ class HTTP2Protocol:
             state.remote_done = True
             self._body_timeout.forget(stream_id)
             # RFC 8441 §5: END_STREAM on an extended CONNECT is the TCP FIN of a WebSocket.
-            state.stream.handle(EndData(stream_id) if type(state.stream) is WebSocketStream else EndBody(stream_id))
+            state.stream.handle(EndData(stream_id) if state.websocket else EndBody(stream_id))
 
     def _on_trailers(self, event: TrailersReceived) -> None:
         # ASGI has no request trailers; they are checked and dropped.
@@ -296,7 +299,7 @@ class HTTP2Protocol:
             # app instead gets websocket.disconnect (1006), as when an HTTP/1.1 client drops
             # its socket, so it can clean up (e.g. leave its Channels groups).
             state.stream.handle(StreamClosed(stream_id))
-            if type(state.stream) is not WebSocketStream:
+            if not state.websocket:
                 state.stream.cancel()
             state.wake()
             self._table.done()
@@ -392,8 +395,7 @@ class HTTP2Protocol:
             return
         self._shutting_down = self._draining = True
         for state in self._table.values():
-            if type(state.stream) is WebSocketStream:
-                state.stream.shutdown()  # close 1001, then the close handshake ends the stream
+            state.stream.shutdown()  # a WebSocket closes with 1001; a request just finishes
         if not self._table:
             self._closing.close_gracefully()
 

@@ -17,17 +17,19 @@ from gateway.protocols.http2_body_timeout import BodyTimeout
 from gateway.protocols.http2_inbound_flow import InboundFlow
 
 if TYPE_CHECKING:
-    from gateway.streams.http import HTTPStream
-    from gateway.streams.websocket import WebSocketStream
+    from gateway.protocols.common import Stream
 
 
 class StreamState:
     """What the adapter tracks for one open stream."""
 
-    __slots__ = ("body_left", "head", "received", "remote_done", "stream", "unread", "waiter")
+    __slots__ = ("body_left", "head", "received", "remote_done", "stream", "unread", "waiter", "websocket")
 
-    def __init__(self, stream: HTTPStream | WebSocketStream, *, head: bool = False) -> None:
+    def __init__(self, stream: Stream, *, head: bool = False, websocket: bool = False) -> None:
         self.stream = stream
+        # An RFC 8441 extended CONNECT: DATA carries WebSocket bytes, END_STREAM is its FIN,
+        # a reset is a disconnect rather than a cancelled request. Decided once, at open.
+        self.websocket = websocket
         self.received = 0
         # Request bytes handed to the stream that its app has not read yet (§6.9 window).
         self.unread = 0
