@@ -133,7 +133,7 @@ class Connection(asyncio.Protocol):
     def _sniff(self, data: bytes) -> bytes:
         # RFC 9113 §3.3: a client with prior knowledge starts with the connection preface.
         # Its first line already tells it apart from any HTTP/1.1 request line; with that
-        # line seen, h2 judges the rest and answers a bad preface with GOAWAY.
+        # line seen, the HTTP/2 adapter judges the rest and answers a bad preface with GOAWAY.
         data = self._sniffed + data if self._sniffed else data
         line = PREFACE[:16]
         if len(data) < len(line) and line.startswith(data):
