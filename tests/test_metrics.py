@@ -121,6 +121,7 @@ def test_one_process_metrics_under_load(metrics_port: int) -> None:
             assert total(samples, "asgigw_received_bytes_total") == 1000
             assert total(samples, "asgigw_request_duration_seconds_count") >= sum(counts.values())
             assert total(samples, "asgigw_sent_bytes_total") > 0
+            assert total(samples, "asgigw_http2_streams_total") >= counts["2"]
 
         eventually(settled)
         # The metrics are never on the app's listener.

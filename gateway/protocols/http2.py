@@ -214,6 +214,8 @@ class HTTP2Protocol:
 
     def _open_stream(self, request: Request) -> None:
         self._flood.request_opened()
+        if self._context.metrics is not None:
+            self._context.metrics.h2_streams += 1
         if not self._table:
             self._transport.clear_timeout()
         stream: Stream
@@ -293,6 +295,8 @@ class HTTP2Protocol:
     def _on_reset(self, event: StreamReset) -> None:
         stream_id = event.stream_id
         assert stream_id is not None
+        if self._context.metrics is not None:
+            self._context.metrics.h2_resets += 1
         state = self._table.drop(stream_id)
         if state is not None:
             # The app's work for a reset stream is wasted: stop it (Rapid Reset). A WebSocket
@@ -343,6 +347,8 @@ class HTTP2Protocol:
 
     def _reset(self, stream_id: int, error_code: ErrorCode) -> None:
         """Reset a stream ourselves; counted, since a peer can provoke these (MadeYouReset)."""
+        if self._context.metrics is not None:
+            self._context.metrics.h2_resets += 1
         state = self._table.drop(stream_id)
         self._connection.reset_stream(stream_id, error_code)
         if state is not None:
