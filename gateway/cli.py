@@ -220,7 +220,7 @@ SUBCOMMANDS: dict[str, Callable[[], click.Command]] = {"certs": _certs_command}
     type=float,
     default=10.0,
     show_default=True,
-    help="Seconds to wait for the client's close frame after the server's.",
+    help="Seconds to wait for the client's close frame after the server's (and for the app's last replies after the client's).",
 )
 @click.option(
     "--http2/--no-http2",
