@@ -212,6 +212,10 @@ class Connection(asyncio.Protocol):
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
         self._pending_size = 0
+        if self._transport.is_closing():
+            # The peer is gone and connection_lost is on its way: asyncio would drop the
+            # bytes anyway, and log a warning for each write past the fifth.
+            return
         self._transport.write(data)
 
     async def drain(self) -> None:

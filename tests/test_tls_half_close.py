@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import struct
 import time
 from typing import Any
 
@@ -103,5 +104,40 @@ def test_tls_half_close_logs_no_asyncio_warning(
         status, body = get(server.port, context=cert_files.client_context)
         assert (status, body) == (200, b"ok")
         time.sleep(0.1)  # let the server's loop finish with the half-closed connection
+    warnings = [record.getMessage() for record in caplog.records if record.name == "asyncio"]
+    assert warnings == []
+
+
+async def endless_download(scope: Any, receive: Any, send: Any) -> None:
+    """Streams 64 KiB pieces until the client is gone (send raises or the disconnect shows)."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    piece = bytes(64 * 1024)
+    for _ in range(2000):  # 128 MiB at most
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.mark.parametrize("reset", [True, False], ids=["RST", "FIN"])
+def test_tls_client_gone_mid_download_logs_no_asyncio_warning(
+    reset: bool, cert_files: CertFiles, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The transport drops writes once its peer is gone without ever pausing; an app that
+    # streams fast must not keep writing into it (asyncio logged "socket.send() raised
+    # exception." for every write past the fifth, thousands per connection).
+    caplog.set_level(logging.WARNING, logger="asyncio")
+    with running_server(endless_download, certfile=str(cert_files.cert), keyfile=str(cert_files.key)) as server:
+        for _ in range(3):
+            raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            sock = cert_files.client_context.wrap_socket(raw, server_hostname="localhost")
+            sock.sendall(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
+            received = 0
+            while received < 512 * 1024:
+                received += len(sock.recv(65536))
+            if reset:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        time.sleep(0.5)  # the server notices and the app ends
     warnings = [record.getMessage() for record in caplog.records if record.name == "asyncio"]
     assert warnings == []
