@@ -353,10 +353,26 @@ def _fragment_flood(port: int, context: ssl.SSLContext | None, stop: threading.E
         sock.close()
 
 
+_bombs: list[bytes] = []
+
+
+def _bomb() -> bytes:
+    """256 MiB of zeros deflated (about 256 KB), as one compressed binary frame; made once."""
+    if not _bombs:
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+        zeros = bytes(1 << 20)
+        payload = b"".join(compressor.compress(zeros) for _ in range(256)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        _bombs.append(_frame(0xC2, payload[:-4]))  # FIN, RSV1 (compressed, RFC 7692 §6), binary
+    return _bombs[0]
+
+
+def prepare() -> None:
+    """Build what the attacks send before any is timed."""
+    _bomb()
+
+
 def _decompression_bomb(port: int, context: ssl.SSLContext | None, stop: threading.Event, observed: Observed) -> None:
-    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
-    payload = b"".join(compressor.compress(bytes(1 << 20)) for _ in range(1024)) + compressor.flush(zlib.Z_SYNC_FLUSH)
-    bomb = _frame(0xC2, payload[:-4])  # FIN, RSV1, binary: 1 GiB of zeros inflated
+    bomb = _bomb()
     while not stop.is_set():
         try:
             sock = _websocket(port, deflate=True)
@@ -403,7 +419,7 @@ ATTACKS = [
            _control_flood),
     Attack("WebSocket fragment flood (1-byte fragments)", "`--ws-max-message-size` (1 MiB here; 16 MiB default): 1009",
            _fragment_flood, ["--ws-max-message-size", "1048576"]),
-    Attack("WebSocket decompression bomb (1 GiB of zeros)", "bounded inflate, `--ws-max-message-size`: 1009",
+    Attack("WebSocket decompression bomb (256 MiB of zeros)", "bounded inflate, `--ws-max-message-size`: 1009",
            _decompression_bomb),
     Attack("TLS handshake flood (4 clients back to back)", "none per client yet; `--tls-handshake-timeout` for stalled ones",
            _handshake_flood, tls=True, threads=4),

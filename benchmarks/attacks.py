@@ -27,11 +27,11 @@ from pathlib import Path
 
 import trustme
 
-from benchmarks.attack_clients import ATTACKS, Attack, Observed
+from benchmarks.attack_clients import ATTACKS, Attack, Observed, prepare
 from benchmarks.soak import ROOT, percentile
 from benchmarks.soak_clients import _read_responses
 
-BASE_OPTIONS = ["--port", "0", "--no-access-log", "--log-level", "warning"]
+BASE_OPTIONS = ["--port", "0", "--no-access-log", "--log-level", "info"]
 
 
 @dataclasses.dataclass
@@ -212,6 +212,7 @@ def main() -> int:
         ca.cert_pem.write_to_path(str(paths[0]))
         cert.cert_chain_pems[0].write_to_path(str(paths[1]))
         cert.private_key_pem.write_to_path(str(paths[2]))
+        prepare()
         for attack in chosen:
             result = measure(attack, arguments.seconds, paths)
             print(f"{attack.name}: {result.observed} bystander failures {result.bystander_failures}", flush=True)

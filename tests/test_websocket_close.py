@@ -165,3 +165,25 @@ def test_a_close_while_the_app_waits_in_receive_is_answered_at_once() -> None:
         await peer.finish()
 
     run(test)
+
+
+def test_a_flood_of_tiny_fragments_is_parsed_a_slice_per_loop_turn() -> None:
+    async def test() -> None:
+        seen: list[Any] = []
+        peer = Peer(echo_app(seen), ws_max_message_size=0)
+        await peer.open()
+        # 15,000 one-byte fragments of one message (105 KB) arrive in one read: parsing them
+        # takes wsproto a good fraction of a second, which other connections must not wait for.
+        flood = _masked(0x01, b"a") + _masked(0x00, b"a") * 14_998 + _masked(0x80, b"a")
+        ticks = 0
+        peer.protocol.feed(flood)
+        for _ in range(1000):
+            if len(seen) > 2:
+                break
+            ticks += 1
+            await asyncio.sleep(0)
+        assert seen[2] == {"type": "websocket.receive", "text": "a" * 15_000, "bytes": None}
+        assert ticks >= 5, f"the whole read was parsed in {ticks} loop turns"
+        await peer.finish()
+
+    run(test)

@@ -11,6 +11,7 @@ is :class:`WebSocketClosing`'s, in ``websocket_close.py``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import logging
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.error")
 
+# Bytes parsed per loop turn. One read can hold tens of thousands of tiny frames (a flood of
+# one-byte fragments parses at some 50,000 frames a second); parsed in slices, one per turn,
+# it cannot hold up every other connection for the better part of a second.
+_PARSE_SLICE = 16 * 1024
+
 
 class Phase(enum.Enum):
     """Where the stream is; the ASGI WebSocket spec fixes which messages fit where."""
@@ -93,6 +99,7 @@ class WebSocketStream:
     # Slots: one of these lives as long as its WebSocket, often idle for hours.
     __slots__ = (
         "_assembler",
+        "_backlog",
         "_closing",
         "_config",
         "_context",
@@ -124,6 +131,8 @@ class WebSocketStream:
         self._frames: FrameConnection | None = None
         self._phase = Phase.HANDSHAKE
         self._early_data: list[bytes] = []
+        # Bytes waiting for their slice; None marks the peer's end (EndData) behind them.
+        self._backlog: collections.deque[bytes | None] = collections.deque()
         self._assembler = MessageAssembler(self._config.ws_max_message_size)
         self._simple_frames = fastpath.SimpleFrameReader(self._config.ws_max_message_size)
         self._inbox = Inbox(lambda size: sender.body_consumed(stream_id, size), self._config.read_buffer_size)
@@ -155,7 +164,10 @@ class WebSocketStream:
         elif event_type is Request:
             self._start(event)  # type: ignore[arg-type]
         elif event_type is EndData:
-            self._peer_ended()
+            if self._backlog:
+                self._backlog.append(None)  # after the bytes that came before it
+            else:
+                self._peer_ended()
         elif event_type is StreamClosed:
             self._transport_closed()
         # Body/EndBody: an HTTP/1.1 upgrade GET has no body worth reading.
@@ -185,6 +197,32 @@ class WebSocketStream:
         self.task = task
 
     def _receive_bytes(self, data: bytes) -> None:
+        backlog = self._backlog
+        if backlog or len(data) > _PARSE_SLICE:
+            # Parsed a slice per loop turn (see _PARSE_SLICE). Bytes not parsed yet hold
+            # their read credit, so reading pauses meanwhile and the backlog stays small.
+            if not backlog:
+                asyncio.get_running_loop().call_soon(self._parse_backlog)
+            backlog.append(data)
+            return
+        self._parse_bytes(data)
+
+    def _parse_backlog(self) -> None:
+        backlog = self._backlog
+        data = backlog[0]
+        if data is None:
+            backlog.popleft()
+            self._peer_ended()
+            return
+        if len(data) > _PARSE_SLICE:
+            backlog[0], data = data[_PARSE_SLICE:], data[:_PARSE_SLICE]
+        else:
+            backlog.popleft()
+        self._parse_bytes(data)
+        if backlog:
+            asyncio.get_running_loop().call_soon(self._parse_backlog)
+
+    def _parse_bytes(self, data: bytes) -> None:
         frames, closing = self._frames, self._closing
         if frames is None or closing is None:
             # Frames sent right behind the handshake wait for the accept (HTTP/1.1 reading
