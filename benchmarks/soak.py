@@ -216,23 +216,11 @@ def plot(samples: list[Sample], warmup: float, path: Path, title: str) -> None:
     figure.savefig(path, dpi=80)
 
 
-def main() -> int:
-    """Command line; exit status 0 when the soak passed."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=600, help="seconds of load (default 600)")
-    parser.add_argument("--warmup", type=float, help="seconds left out of the slopes (default: a fifth, at most 120)")
-    parser.add_argument("--max-rss-slope", type=float, default=100, help="KiB per minute after warm-up (100)")
-    parser.add_argument("--max-fd-slope", type=float, default=1, help="fds per minute after warm-up (1)")
-    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "soak.png")
-    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "soak.json")
-    arguments = parser.parse_args()
-    warmup = arguments.warmup if arguments.warmup is not None else min(arguments.duration / 5, 120)
+def collect(duration: float) -> dict[str, Any]:
+    """Run the soak; everything measured, before any verdict."""
     with tempfile.TemporaryDirectory(prefix="asgigw-soak-") as directory:
         soak = Soak(Path(directory))
-        samples, tally = soak.run(arguments.duration)
-    steady = [sample for sample in samples if sample.at >= warmup]
-    rss_slope, fd_slope = slope_per_minute(steady, "rss_kib"), slope_per_minute(steady, "fds")
-    problems = [line.rstrip() for line in soak.lines if "Traceback" in line or "[ERROR]" in line]
+        samples, tally = soak.run(duration)
     latencies = {
         kind: {
             "count": len(values),
@@ -241,41 +229,69 @@ def main() -> int:
         }
         for kind, values in sorted(tally.latencies.items())
     }
+    return {
+        "duration": duration, "latencies": latencies, "hostile_cycles": dict(tally.cycles),
+        "failures": dict(tally.failures), "log_kinds": log_kinds(soak.lines), "log_lines": len(soak.lines),
+        "server_problems": [line.rstrip() for line in soak.lines if "Traceback" in line or "[ERROR]" in line],
+        "samples": [dataclasses.asdict(sample) for sample in samples],
+    }  # fmt: skip
+
+
+def judge(report: dict[str, Any], warmup: float, max_rss_slope: float, max_fd_slope: float) -> bool:
+    """Add the slopes after ``warmup`` and the verdict to ``report``; print the figures."""
+    samples = [Sample(**sample) for sample in report["samples"]]
+    steady = [sample for sample in samples if sample.at >= warmup]
+    rss_slope, fd_slope = slope_per_minute(steady, "rss_kib"), slope_per_minute(steady, "fds")
     passed = (
         bool(steady)
-        and rss_slope < arguments.max_rss_slope
-        and fd_slope < arguments.max_fd_slope
-        and not tally.failures
-        and not problems
+        and rss_slope < max_rss_slope
+        and fd_slope < max_fd_slope
+        and not report["failures"]
+        and not report["server_problems"]
     )
-    print(f"{len(samples)} samples; warm-up {warmup:.0f} s; server log lines {len(soak.lines)}")
+    report.update(warmup=warmup, rss_slope_kib_per_min=rss_slope, fd_slope_per_min=fd_slope, passed=passed)
+    print(f"{len(samples)} samples; warm-up {warmup:.0f} s; server log lines {report['log_lines']}")
     if steady:
-        print(
-            f"RSS {steady[0].rss_kib / 1024:.1f} -> {steady[-1].rss_kib / 1024:.1f} MiB, max {max(s.rss_kib for s in steady) / 1024:.1f} MiB"
-        )
+        rss = [sample.rss_kib / 1024 for sample in steady]
+        print(f"RSS after warm-up {rss[0]:.1f} -> {rss[-1]:.1f} MiB (max {max(rss):.1f}); fds {steady[-1].fds}")
     print(
-        f"RSS slope {rss_slope:+.1f} KiB/min (bound {arguments.max_rss_slope}); fd slope {fd_slope:+.2f}/min (bound {arguments.max_fd_slope})"
+        f"RSS slope {rss_slope:+.1f} KiB/min (bound {max_rss_slope}); fd slope {fd_slope:+.2f}/min (bound {max_fd_slope})"
     )
-    for kind, figures in latencies.items():
+    for kind, figures in report["latencies"].items():
         print(
             f"  {kind:18} {figures['count']:8} done   p50 {figures['p50_ms']:8.2f} ms   p99 {figures['p99_ms']:8.2f} ms"
         )
-    print(f"hostile cycles: {dict(tally.cycles)}")
-    print(f"server log lines by kind: {log_kinds(soak.lines)}")
-    print(f"well-behaved failures: {dict(tally.failures)}")
-    for line in problems[:20]:
+    print(f"hostile cycles: {report['hostile_cycles']}")
+    print(f"server log lines by kind: {report['log_kinds']}")
+    print(f"well-behaved failures: {report['failures']}")
+    for line in report["server_problems"][:20]:
         print(f"server: {line}")
-    title = f"asgigw soak: {arguments.duration / 60:.0f} min, RSS slope {rss_slope:+.0f} KiB/min, fd slope {fd_slope:+.2f}/min"
-    plot(samples, warmup, arguments.plot, title)
-    arguments.json.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "duration": arguments.duration, "warmup": warmup, "passed": passed,
-        "rss_slope_kib_per_min": rss_slope, "fd_slope_per_min": fd_slope, "latencies": latencies,
-        "hostile_cycles": dict(tally.cycles), "log_kinds": log_kinds(soak.lines), "failures": dict(tally.failures), "server_problems": problems,
-        "samples": [dataclasses.asdict(sample) for sample in samples],
-    }  # fmt: skip
-    arguments.json.write_text(json.dumps(report, indent=1))
     print("PASS" if passed else "FAIL")
+    return passed
+
+
+def main() -> int:
+    """Command line; exit status 0 when the soak passed."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=600, help="seconds of load (default 600)")
+    parser.add_argument("--warmup", type=float, help="seconds left out of the slopes (default: 40%%, at most 300)")
+    parser.add_argument("--max-rss-slope", type=float, default=100, help="KiB per minute after warm-up (100)")
+    parser.add_argument("--max-fd-slope", type=float, default=1, help="fds per minute after warm-up (1)")
+    parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "soak.png")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "soak.json")
+    parser.add_argument("--reanalyse", action="store_true", help="judge and plot the --json of an earlier run again")
+    arguments = parser.parse_args()
+    report = json.loads(arguments.json.read_text()) if arguments.reanalyse else collect(arguments.duration)
+    duration = report["duration"]
+    warmup = arguments.warmup if arguments.warmup is not None else min(duration * 0.4, 300)
+    passed = judge(report, warmup, arguments.max_rss_slope, arguments.max_fd_slope)
+    title = (
+        f"asgigw soak: {duration / 60:.0f} min, after warm-up RSS {report['rss_slope_kib_per_min']:+.0f} KiB/min, "
+        f"fds {report['fd_slope_per_min']:+.2f}/min"
+    )
+    plot([Sample(**sample) for sample in report["samples"]], warmup, arguments.plot, title)
+    arguments.json.parent.mkdir(parents=True, exist_ok=True)
+    arguments.json.write_text(json.dumps(report, indent=1))
     return 0 if passed else 1
 
 
