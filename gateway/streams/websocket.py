@@ -11,7 +11,6 @@ is :class:`WebSocketClosing`'s, in ``websocket_close.py``.
 from __future__ import annotations
 
 import asyncio
-import collections
 import enum
 import logging
 from typing import TYPE_CHECKING, Any
@@ -68,6 +67,7 @@ from gateway.streams.websocket_messages import (
     event_for_send,
     unmasked_frame,
 )
+from gateway.streams.websocket_slices import SlicedReader
 from gateway.streams.websocket_writer import FrameWriter
 
 websocket_masking.install()
@@ -77,12 +77,6 @@ if TYPE_CHECKING:
     from gateway.streams.http import StreamSender
 
 log = logging.getLogger("gateway.error")
-
-# Bytes parsed per loop turn. One read can hold tens of thousands of tiny frames (a flood of
-# one-byte fragments parses at some 50,000 frames a second); parsed in slices, one per turn,
-# it cannot hold up every other connection for the better part of a second. The rest of a
-# large binary frame that the fast path is collecting costs a copy, not parsing: it goes whole.
-_PARSE_SLICE = 4 * 1024
 
 
 class Phase(enum.Enum):
@@ -100,7 +94,6 @@ class WebSocketStream:
     # Slots: one of these lives as long as its WebSocket, often idle for hours.
     __slots__ = (
         "_assembler",
-        "_backlog",
         "_closing",
         "_config",
         "_context",
@@ -111,6 +104,7 @@ class WebSocketStream:
         "_info",
         "_key",
         "_phase",
+        "_reader",
         "_scope",
         "_sender",
         "_simple_frames",
@@ -132,10 +126,10 @@ class WebSocketStream:
         self._frames: FrameConnection | None = None
         self._phase = Phase.HANDSHAKE
         self._early_data: list[bytes] = []
-        # Bytes waiting for their slice; None marks the peer's end (EndData) behind them.
-        self._backlog: collections.deque[bytes | None] = collections.deque()
         self._assembler = MessageAssembler(self._config.ws_max_message_size)
         self._simple_frames = fastpath.SimpleFrameReader(self._config.ws_max_message_size)
+        simple_frames = self._simple_frames
+        self._reader = SlicedReader(self._parse_bytes, self._peer_ended, lambda: simple_frames.collecting)
         self._inbox = Inbox(lambda size: sender.body_consumed(stream_id, size), self._config.read_buffer_size)
         self._writer = FrameWriter(sender, stream_id, context.tasks)
         self._closing: WebSocketClosing | None = None
@@ -161,14 +155,11 @@ class WebSocketStream:
         """Take one inbound event from the protocol adapter."""
         event_type = type(event)
         if event_type is Data:
-            self._receive_bytes(event.data)  # type: ignore[union-attr]
+            self._reader.feed(event.data)  # type: ignore[union-attr]
         elif event_type is Request:
             self._start(event)  # type: ignore[arg-type]
         elif event_type is EndData:
-            if self._backlog:
-                self._backlog.append(None)  # after the bytes that came before it
-            else:
-                self._peer_ended()
+            self._reader.end()
         elif event_type is StreamClosed:
             self._transport_closed()
         # Body/EndBody: an HTTP/1.1 upgrade GET has no body worth reading.
@@ -194,32 +185,6 @@ class WebSocketStream:
             self._inbox.put({"type": "websocket.connect"})
             work = self._run(context.app)
         self.task = context.start_app_task(work)
-
-    def _receive_bytes(self, data: bytes) -> None:
-        backlog = self._backlog
-        if backlog or (len(data) > _PARSE_SLICE and not self._simple_frames.collecting):
-            # Parsed a slice per loop turn (see _PARSE_SLICE). Bytes not parsed yet hold
-            # their read credit, so reading pauses meanwhile and the backlog stays small.
-            if not backlog:
-                asyncio.get_running_loop().call_soon(self._parse_backlog)
-            backlog.append(data)
-            return
-        self._parse_bytes(data)
-
-    def _parse_backlog(self) -> None:
-        backlog = self._backlog
-        data = backlog[0]
-        if data is None:
-            backlog.popleft()
-            self._peer_ended()
-            return
-        if len(data) > _PARSE_SLICE and not self._simple_frames.collecting:
-            backlog[0], data = data[_PARSE_SLICE:], data[:_PARSE_SLICE]
-        else:
-            backlog.popleft()
-        self._parse_bytes(data)
-        if backlog:
-            asyncio.get_running_loop().call_soon(self._parse_backlog)
 
     def _parse_bytes(self, data: bytes) -> None:
         frames, closing = self._frames, self._closing
@@ -376,7 +341,7 @@ class WebSocketStream:
         closing.keep_alive()
         early, self._early_data = self._early_data, []
         for data in early:
-            self._receive_bytes(data)
+            self._reader.feed(data)
         if self._context.shutting_down:
             closing.shutdown()
 
