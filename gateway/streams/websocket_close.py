@@ -28,7 +28,7 @@ from wsproto.connection import Connection as FrameConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Ping
 
-from gateway.logs import address_label
+from gateway.logs import address_label, escape
 from gateway.streams.websocket_keepalive import KeepAlive
 
 if TYPE_CHECKING:
@@ -54,7 +54,9 @@ class CloseState(enum.Enum):
 
 def log_client(info: ConnectionInfo, stream_id: int, text: str, *args: object) -> None:
     """One ``info`` line about client behaviour, with the peer address and stream id."""
-    log.info("%s - " + text + " (stream %d)", address_label(info.client), *args, stream_id)
+    # Reasons and close texts may come from the client: escaped like every logged field.
+    shown = [escape(arg) if isinstance(arg, str) else arg for arg in args]
+    log.info("%s - " + text + " (stream %d)", address_label(info.client), *shown, stream_id)
 
 
 class WebSocketClosing:
