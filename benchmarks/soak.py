@@ -92,6 +92,16 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
+def problem_blocks(lines: list[str]) -> list[str]:
+    """ERROR lines and tracebacks, each with the lines that say what it was (up to 20)."""
+    blocks: list[str] = []
+    for index, line in enumerate(lines):
+        if "[ERROR]" in line or "Traceback" in line:
+            start = index - 1 if index and "Traceback" in line else index
+            blocks.append("".join(lines[start : index + 20]).rstrip())
+    return blocks
+
+
 def log_kinds(lines: list[str], top: int = 8) -> dict[str, int]:
     """The commonest server log lines, with times, addresses and numbers blanked out."""
     kinds: collections.Counter[str] = collections.Counter()
@@ -232,7 +242,7 @@ def collect(duration: float) -> dict[str, Any]:
     return {
         "duration": duration, "latencies": latencies, "hostile_cycles": dict(tally.cycles),
         "failures": dict(tally.failures), "log_kinds": log_kinds(soak.lines), "log_lines": len(soak.lines),
-        "server_problems": [line.rstrip() for line in soak.lines if "Traceback" in line or "[ERROR]" in line],
+        "server_problems": problem_blocks(soak.lines),
         "samples": [dataclasses.asdict(sample) for sample in samples],
     }  # fmt: skip
 
