@@ -149,6 +149,11 @@ class WebSocketStream:
         closing = self._closing
         return self._phase is Phase.FINISHED or (closing is not None and closing.state is CloseState.CLOSED)
 
+    def input_ended(self) -> bool:
+        """The client half-closed before the handshake was answered: the stream is over."""
+        self.handle(StreamClosed(self.stream_id))
+        return False
+
     # -- inbound events ----------------------------------------------------------------
 
     def handle(self, event: InboundEvent) -> None:
