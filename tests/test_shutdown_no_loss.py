@@ -42,14 +42,9 @@ def test_server_stops_cleanly(workers: int) -> None:
     "client",
     [
         "http1-httpx",
-        pytest.param(
-            "http2-httpx",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 12 item 3: GOAWAY goes out while streams are open and httpcore fails "
-                "every open stream on any GOAWAY; passes once GOAWAY waits for the last stream",
-            ),
-        ),
+        # httpcore fails every open stream on any GOAWAY: this passes because the server
+        # sends none while streams are open (docs/http2.md, issue 12 item 3).
+        "http2-httpx",
         "http2-curl",
         "http2-nghttp",
     ],
