@@ -477,7 +477,7 @@ def _show_version(ctx: click.Context, parameter: click.Parameter, value: bool) -
     type=float,
     default=10.0,
     show_default=True,
-    help="Seconds to wait for the client's close frame after the server's.",
+    help="Seconds to wait for the client's close frame after the server's (and for the app's last replies after the client's).",
 )
 @click.option(
     "--loop",

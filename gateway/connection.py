@@ -154,10 +154,16 @@ class Connection(asyncio.Protocol):
             self.protocol.feed(leftover)
 
     def eof_received(self) -> bool:
-        """The client half-closed; the adapter decides whether a response is still owed."""
-        if self.protocol is not None:
-            return self.protocol.feed_eof()
-        return False
+        """The client half-closed; the adapter decides whether a response is still owed.
+
+        On TLS the answer is always False: asyncio's SSL transport shuts down after the
+        peer's EOF whatever this returns, and logs a warning for True. The adapter still
+        hears the EOF; ``connection_lost`` follows.
+        """
+        if self.protocol is None:
+            return False
+        keep_open = self.protocol.feed_eof()
+        return keep_open and not (self.info is not None and self.info.tls)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The socket is gone: wake writers, stop timers, tell the adapter."""
@@ -230,6 +236,10 @@ class Connection(asyncio.Protocol):
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
         self._pending_size = 0
+        if self._transport.is_closing():
+            # The peer is gone and connection_lost is on its way: asyncio would drop the
+            # bytes anyway, and log a warning for each write past the fifth.
+            return
         self._transport.write(data)
 
     async def drain(self) -> None:

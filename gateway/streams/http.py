@@ -72,6 +72,8 @@ class ResponseState(enum.Enum):
 _RESPONSE_TRAILERS = "http.response.trailers"
 _RESPONSE_PATHSEND = "http.response.pathsend"
 _NO_BODY_STATUSES = frozenset((204, 304))
+# A streamed response body yields to the loop once per 2**_YIELD_SHIFT bytes (256 KiB).
+_YIELD_SHIFT = 18
 _EMPTY_REQUEST: dict[str, Any] = {"type": "http.request", "body": b"", "more_body": False}
 
 
@@ -352,8 +354,15 @@ class HTTPStream:
             self._held_head = None
             await self._sender.stream_send(head)
         if body and self._send_body:
+            sent_before = self._response_bytes
             self._response_bytes += len(body)
             await self._sender.stream_send(Body(self.stream_id, body))
+            if more_body and self._response_bytes >> _YIELD_SHIFT != sent_before >> _YIELD_SHIFT:
+                # Every 256 KiB, let the loop run even if the transport never paused: one that
+                # lost its peer drops writes without pausing, and until connection_lost runs
+                # (TLS learns of it a loop turn late) the app would stream its whole body into
+                # the void and starve every other connection.
+                await asyncio.sleep(0)
         if not more_body:
             await self._end_body()
 
