@@ -360,6 +360,10 @@ class Connection(asyncio.Protocol):
             return
         if self._loop.time() >= deadline:
             self._deadline = None
+            metrics = self._context.metrics
+            # An idle keep-alive connection or a drained one closing is no client's fault.
+            if metrics is not None and self._timeout_reason not in ("keep-alive idle", "shutting down"):
+                metrics.rejected("timeout")
             if self.protocol is not None:
                 self.protocol.timeout(self._timeout_reason)
         else:

@@ -195,3 +195,64 @@ def test_without_prometheus_client_the_error_is_one_line(monkeypatch: pytest.Mon
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(metrics_export.MetricsUnavailable, match=r"pip install 'asgigw\[metrics\]'"):
         metrics_export.single_process_registry()
+
+
+def test_websockets_and_app_exceptions(metrics_port: int) -> None:
+    import websockets
+
+    args = (
+        "--port",
+        "0",
+        "--lifespan",
+        "off",
+        "--metrics-bind",
+        f"127.0.0.1:{metrics_port}",
+        "tests.apps.metrics_app:app",
+    )
+    with gateway_process(*args) as server:
+        assert httpx.get(f"{server.url}/boom").status_code == 500
+
+        async def one_websocket() -> None:
+            async with websockets.connect(server.url.replace("http", "ws")) as ws:
+                await ws.send("hi")
+                assert await ws.recv() == "hi"
+                await asyncio.to_thread(eventually, lambda: _assert_total(metrics_port, "asgigw_open_websockets", 1))
+
+        asyncio.run(one_websocket())
+        eventually(lambda: _assert_total(metrics_port, "asgigw_open_websockets", 0))
+        eventually(lambda: _assert_total(metrics_port, "asgigw_app_exceptions_total", 1))
+
+
+def _assert_total(port: int, name: str, expected: float) -> None:
+    assert total(scrape(port), name) == expected
+
+
+def test_rejections_by_reason(metrics_port: int) -> None:
+    import socket
+
+    args = (
+        "--port",
+        "0",
+        "--metrics-bind",
+        f"127.0.0.1:{metrics_port}",
+        "--header-timeout",
+        "0.5",
+        "tests.apps.basic:app",
+    )
+    with gateway_process(*args) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            # Content-Length and Transfer-Encoding together: a smuggling attempt (400).
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.1 400 ")
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and nothing more: the head times out
+            sock.settimeout(5)
+            assert sock.recv(100) == b""  # closed when --header-timeout passes
+
+        def counted() -> None:
+            samples = scrape(metrics_port)
+            assert total(samples, "asgigw_rejections_total", reason="invalid_request") == 1
+            assert total(samples, "asgigw_rejections_total", reason="timeout") == 1
+
+        eventually(counted)

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.error")
 
 
+# --metrics-bind's asgigw_rejections_total reason for each status a request is refused with.
+REJECTION_REASONS = {413: "body_too_large", 431: "head_too_large"}
+
 # Seconds a connection that has sent nothing yet may still send its first request once a
 # graceful shutdown has begun (see HTTP1Protocol.shutdown).
 FIRST_REQUEST_GRACE = 1.0
@@ -368,6 +371,8 @@ class HTTP1Protocol:
     def reject(self, status: int, reason: str) -> None:
         """Answer a client error with ``status`` and close (client misbehaviour: no traceback)."""
         log.info("%s - rejected request: %d %s", address_label(self._info.client), status, escape(reason))
+        if self._context.metrics is not None and status != 408:  # timeouts: counted by the connection
+            self._context.metrics.rejected(REJECTION_REASONS.get(status, "invalid_request"))
         stream = self._cycle.stream if self._cycle is not None else None
         if stream is not None:
             stream.handle(StreamClosed(STREAM_ID))

@@ -203,6 +203,8 @@ class HTTPStream:
             raise
         except Exception as exc:
             log_app_exception(scope, exc)
+            if self._context.metrics is not None:
+                self._context.metrics.app_exceptions += 1
             if self._disconnected:
                 self._log_unfinished()
             await self._fail()

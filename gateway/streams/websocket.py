@@ -93,6 +93,7 @@ class WebSocketStream:
 
     # Slots: one of these lives as long as its WebSocket, often idle for hours.
     __slots__ = (
+        "_counted",
         "_assembler",
         "_closing",
         "_config",
@@ -116,6 +117,8 @@ class WebSocketStream:
 
     def __init__(self, context: ServerContext, sender: StreamSender, info: ConnectionInfo, stream_id: int) -> None:
         self._context = context
+        # True while this session counts as an open WebSocket for --metrics-bind.
+        self._counted = False
         self._config = context.config
         self._sender = sender
         self._info = info
@@ -251,6 +254,14 @@ class WebSocketStream:
 
     async def _run(self, app: Any) -> None:
         try:
+            await self._call(app)
+        finally:
+            metrics = self._context.metrics
+            if self._counted and metrics is not None:
+                metrics.websockets -= 1
+
+    async def _call(self, app: Any) -> None:
+        try:
             await app(self._scope, self.receive, self.send)
         except WebSocketClosedError as exc:
             log.info("%s (stream %d)", exc, self.stream_id)
@@ -261,6 +272,8 @@ class WebSocketStream:
             raise
         except Exception as exc:
             log_app_exception(self._scope, exc)
+            if self._context.metrics is not None:
+                self._context.metrics.app_exceptions += 1
             await self._app_failed()
             return
         if self._phase is Phase.HANDSHAKE:
@@ -334,6 +347,10 @@ class WebSocketStream:
         headers = handshake.accept_headers(self._key, subprotocol, deflate[1] if deflate else None) + extra
         frames = self._frames = FrameConnection(ConnectionType.SERVER, [deflate[0]] if deflate else None)
         self._phase = Phase.ACCEPTED
+        metrics = self._context.metrics
+        if metrics is not None:
+            metrics.websockets += 1
+            self._counted = True
         closing = self._closing = WebSocketClosing(
             self._config, self._info, self.stream_id, frames, self._inbox, self._writer
         )
