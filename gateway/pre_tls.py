@@ -218,14 +218,20 @@ class TLSWaitingRoom(asyncio.Protocol):
 
 
 def feed_protocol(protocol: asyncio.BaseProtocol, data: bytes) -> None:
-    """Give ``data`` to ``protocol`` as its transport would (buffered or plain protocol)."""
-    if isinstance(protocol, asyncio.BufferedProtocol):
-        view = memoryview(data)
-        while view:
-            buffer = memoryview(protocol.get_buffer(len(view)))
-            size = min(len(buffer), len(view))
-            buffer[:size] = view[:size]
-            protocol.buffer_updated(size)
-            view = view[size:]
-    elif isinstance(protocol, asyncio.Protocol):
-        protocol.data_received(data)
+    """Give ``data`` to ``protocol`` as its transport would (buffered or plain protocol).
+
+    Duck-typed, not ``isinstance``: uvloop's SSL protocol has the methods of
+    ``asyncio.BufferedProtocol`` without deriving from it.
+    """
+    get_buffer = getattr(protocol, "get_buffer", None)
+    if get_buffer is None:
+        cast(asyncio.Protocol, protocol).data_received(data)
+        return
+    buffered = cast(asyncio.BufferedProtocol, protocol)
+    view = memoryview(data)
+    while view:
+        buffer = memoryview(buffered.get_buffer(len(view)))
+        size = min(len(buffer), len(view))
+        buffer[:size] = view[:size]
+        buffered.buffer_updated(size)
+        view = view[size:]
