@@ -136,7 +136,6 @@ def test_tls_with_alpn_h2_still_works_through_the_pre_tls_step(cert_files: CertF
     assert (answer.http_version, answer.json()["scheme"]) == ("HTTP/2", "https")
 
 
-@pytest.mark.slow
 def test_redirect_listener_in_every_worker(cert_files: CertFiles) -> None:
     tls = ("--cert", str(cert_files.cert), "--key", str(cert_files.key))
     args = ("--port", "0", "--workers", "2", "--redirect-http", "127.0.0.1:0", *tls, "tests.apps.pid:app")
