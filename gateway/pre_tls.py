@@ -84,8 +84,7 @@ class ConnectionOpening(asyncio.Protocol):
             try:
                 header = parser.feed(data)
             except ProxyProtocolError as exc:
-                # repr() escapes every non-printable byte the client sent (STYLE rule 11).
-                log.warning("%s - closing connection: %s", self._peer, ascii(str(exc))[1:-1])
+                log.warning("%s - closing connection: %s", self._peer, _printable(str(exc)))
                 self._close()
                 return
             if header is None:
@@ -188,6 +187,12 @@ class ConnectionOpening(asyncio.Protocol):
             connection.data_received(b"".join(waiting.early))
         if waiting.eof and not connection.eof_received():
             tls_transport.close()
+
+
+def _printable(text: str) -> str:
+    # The parser quotes client bytes with repr(); this also escapes anything else that is
+    # not printable ASCII, so no client byte reaches the log raw (STYLE rule 11).
+    return "".join(char if char.isascii() and char.isprintable() else ascii(char)[1:-1] for char in text)
 
 
 class TLSWaitingRoom(asyncio.Protocol):
