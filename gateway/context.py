@@ -7,6 +7,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gateway.accelerators import HTTP1ParserName, http1_parser_in_use
 from gateway.access_log import AccessLogFormatter, formatter_for
 from gateway.config import Config
 from gateway.proxy_headers import TrustedProxies
@@ -42,6 +43,8 @@ class ServerContext:
     static: StaticFiles | None = None
     # --forwarded-allow-ips, parsed once; None without --proxy-headers.
     proxies: TrustedProxies | None = None
+    # The HTTP/1.1 parser every connection uses (--http1-parser, resolved once).
+    http1_parser: HTTP1ParserName = "h11"
     # Requests and WebSocket sessions started so far, and the count at which
     # ``on_request_limit`` is called once (--max-requests in a worker; 0 = never).
     requests_started: int = 0
@@ -52,6 +55,7 @@ class ServerContext:
     compression: Compression | None = None
 
     def __post_init__(self) -> None:
+        self.http1_parser = http1_parser_in_use(self.config.http1_parser)
         if self.config.static:
             self.static = StaticFiles(self.config.static, self.config.static_max_age)
         if self.config.proxy_headers:

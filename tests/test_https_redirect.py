@@ -57,7 +57,7 @@ def test_config_options() -> None:
     assert [listener.redirect for listener in config.listeners] == [False, True]
 
 
-def test_redirect_listener(cert_files: CertFiles, caplog: pytest.LogCaptureFixture) -> None:
+def test_redirect_listener(cert_files: CertFiles, caplog: pytest.LogCaptureFixture, http1_parser: str) -> None:
     with (
         caplog.at_level(logging.INFO, logger="gateway.access"),
         running_server(
@@ -105,7 +105,9 @@ def test_redirect_listener(cert_files: CertFiles, caplog: pytest.LogCaptureFixtu
     assert any('"GET /.well-known/acme-challenge/abc123 HTTP/1.1" 200' in line for line in lines), lines
 
 
-def test_plain_http_on_the_tls_port_gets_400(cert_files: CertFiles, caplog: pytest.LogCaptureFixture) -> None:
+def test_plain_http_on_the_tls_port_gets_400(
+    cert_files: CertFiles, caplog: pytest.LogCaptureFixture, http1_parser: str
+) -> None:
     with caplog.at_level(logging.INFO), running_server(edge.app, access_log=True, **tls_options(cert_files)) as server:
         response = exchange(server.port, b"GET /page HTTP/1.1\r\nHost: localhost\r\n\r\n")
         # Connection: close is sent and the connection is closed (exchange checks that).

@@ -148,7 +148,7 @@ def body_json(response: bytes) -> dict[str, object]:
     return result
 
 
-def test_plain_listener_v1_and_v2_give_the_client_address(caplog: pytest.LogCaptureFixture) -> None:
+def test_plain_listener_v1_and_v2_give_the_client_address(caplog: pytest.LogCaptureFixture, http1_parser: str) -> None:
     with (
         caplog.at_level(logging.INFO, logger="gateway.access"),
         running_server(edge.app, proxy_protocol=True, lifespan="off", access_log=True) as server,
