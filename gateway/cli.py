@@ -572,7 +572,7 @@ def _show_version(ctx: click.Context, parameter: click.Parameter, value: bool) -
     "--redirect-http",
     multiple=True,
     metavar="HOST:PORT",
-    help="Plain-HTTP listener answering 308 to the https URL (ACME challenges reach the app); repeatable.",
+    help="Plain-HTTP listener answering 308 to the https URL (ACME http-01 excepted); repeatable.",
 )
 def main(
     app: str | None,

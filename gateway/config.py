@@ -414,24 +414,6 @@ class Config:
         self._validate_logging()
         self._validate_response()
 
-    def _validate_edge(self) -> None:
-        for text in self.forwarded_allow_ips:
-            if text.strip() != "*":
-                try:
-                    ipaddress.ip_network(text.strip(), strict=False)
-                except ValueError:
-                    raise ConfigError(
-                        f"--forwarded-allow-ips {text!r}: not an IP address, a network (10.0.0.0/8) or *"
-                    ) from None
-        if self.forwarded_host and not self.proxy_headers:
-            raise ConfigError("--forwarded-host needs --proxy-headers")
-        for text in self.proxy_protocol_bind:
-            BindAddress.parse(text, "--proxy-protocol-bind")
-        for text in self.redirect_http:
-            BindAddress.parse(text, "--redirect-http")
-        if self.redirect_http and not self.tls:
-            raise ConfigError("--redirect-http redirects to the HTTPS listener: it needs TLS (drop --no-tls)")
-
     def _validate_accelerators(self) -> None:
         if self.loop not in ("auto", "asyncio", "uvloop"):
             raise ConfigError(f"--loop {self.loop!r}: choose auto, asyncio or uvloop")
@@ -475,6 +457,24 @@ class Config:
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+    def _validate_edge(self) -> None:
+        for text in self.forwarded_allow_ips:
+            if text.strip() != "*":
+                try:
+                    ipaddress.ip_network(text.strip(), strict=False)
+                except ValueError:
+                    raise ConfigError(
+                        f"--forwarded-allow-ips {text!r}: not an IP address, a network (10.0.0.0/8) or *"
+                    ) from None
+        if self.forwarded_host and not self.proxy_headers:
+            raise ConfigError("--forwarded-host needs --proxy-headers")
+        for text in self.proxy_protocol_bind:
+            BindAddress.parse(text, "--proxy-protocol-bind")
+        for text in self.redirect_http:
+            BindAddress.parse(text, "--redirect-http")
+        if self.redirect_http and not self.tls:
+            raise ConfigError("--redirect-http redirects to the HTTPS listener: it needs TLS (drop --no-tls)")
 
     def _validate_recycling(self) -> None:
         if self.max_requests < 0 or self.max_requests_jitter < 0:

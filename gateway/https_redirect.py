@@ -78,8 +78,10 @@ class HTTP01Responder:
         return True
 
 
-def https_url(scope: Scope, https_port: int) -> str:
+def https_url(scope: Scope, https_port: int, scheme: str = "https") -> str:
     """The https URL of the request in ``scope``: same host, ``https_port``, path and query.
+
+    ``scheme`` is ``wss`` for a WebSocket handshake.
 
     The host comes from the Host header (HTTP/2: ``:authority``), falling back to the
     address the client connected to; the port is left out when it is 443.
@@ -101,7 +103,7 @@ def https_url(scope: Scope, https_port: int) -> str:
     query = scope.get("query_string", b"")
     if query:
         target = f"{target}?{query.decode('latin-1')}"
-    return f"https://{authority}{target}"
+    return f"{scheme}://{authority}{target}"
 
 
 async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -135,7 +137,7 @@ class HTTPSRedirect:
         for responder in self._first:
             if await responder(scope, receive, send):
                 return
-        url = https_url(scope, self.https_port)
+        url = https_url(scope, self.https_port, "https" if scope["type"] == "http" else "wss")
         headers = [(b"location", url.encode("latin-1")), *self._close]
         body = b"Redirecting to HTTPS\n"
         if scope["type"] == "http":

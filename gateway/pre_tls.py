@@ -93,8 +93,7 @@ class ConnectionOpening(asyncio.Protocol):
             try:
                 header = parser.feed(data)
             except ProxyProtocolError as exc:
-                # repr() escapes every non-printable byte the client sent (STYLE rule 11).
-                log.warning("%s - closing connection: %s", self._peer, ascii(str(exc))[1:-1])
+                log.warning("%s - closing connection: %s", self._peer, _printable(str(exc)))
                 self._close()
                 return
             if header is None:
@@ -236,6 +235,12 @@ class ConnectionOpening(asyncio.Protocol):
             tls_transport.close()
 
 
+def _printable(text: str) -> str:
+    # The parser quotes client bytes with repr(); this also escapes anything else that is
+    # not printable ASCII, so no client byte reaches the log raw (STYLE rule 11).
+    return "".join(char if char.isascii() and char.isprintable() else ascii(char)[1:-1] for char in text)
+
+
 class TLSWaitingRoom(asyncio.Protocol):
     """The application protocol during ``start_tls``: keeps what arrives before hand-over.
 
@@ -270,17 +275,18 @@ class TLSWaitingRoom(asyncio.Protocol):
 def feed_protocol(protocol: asyncio.BaseProtocol, data: bytes) -> None:
     """Give ``data`` to ``protocol`` as its transport would (buffered or plain protocol).
 
-    Told apart by their methods, not their classes: uvloop's SSL protocol is a buffered
-    protocol written in Cython that subclasses neither asyncio class.
+    Duck-typed, not ``isinstance``: uvloop's SSL protocol has the methods of
+    ``asyncio.BufferedProtocol`` without deriving from it.
     """
-    if isinstance(protocol, asyncio.BufferedProtocol) or hasattr(protocol, "buffer_updated"):
-        buffered = cast(asyncio.BufferedProtocol, protocol)
-        view = memoryview(data)
-        while view:
-            buffer = memoryview(buffered.get_buffer(len(view)))
-            size = min(len(buffer), len(view))
-            buffer[:size] = view[:size]
-            buffered.buffer_updated(size)
-            view = view[size:]
-    else:
+    get_buffer = getattr(protocol, "get_buffer", None)
+    if get_buffer is None:
         cast(asyncio.Protocol, protocol).data_received(data)
+        return
+    buffered = cast(asyncio.BufferedProtocol, protocol)
+    view = memoryview(data)
+    while view:
+        buffer = memoryview(buffered.get_buffer(len(view)))
+        size = min(len(buffer), len(view))
+        buffer[:size] = view[:size]
+        buffered.buffer_updated(size)
+        view = view[size:]

@@ -60,8 +60,8 @@ class Server:
     ``(host, port)`` pairs (port 0 in the config becomes the real port).
 
     ``sockets``, when given, are listening sockets bound elsewhere (by the workers'
-    supervisor, see gateway/workers.py): the server accepts on them instead of binding
-    ``config.addresses`` itself. ``announce=False`` leaves the start-up lines (the URLs and
+    supervisor, see gateway/workers.py), each with the listener it serves: the server
+    accepts on them instead of binding ``config.listeners`` itself. ``announce=False`` leaves the start-up lines (the URLs and
     the TLS certificate) to whoever bound the sockets, so N workers do not print them N times.
     ``accept_in_thread`` accepts on those sockets from a thread instead, as Windows workers
     must (``platform.accept_shared_in_thread`` says why).

@@ -22,6 +22,7 @@ from wsproto.events import TextMessage
 from gateway.config import Config, ConfigError
 from gateway.proxy_headers import Forwarded, Hop, TrustedProxies, parse_forwarded, split_node
 from tests.apps import edge
+from tests.apps.process import gateway_process, run_gateway
 from tests.conftest import CertFiles, running_server
 from tests.test_websocket_http2 import H2WebSocketClient
 
@@ -177,7 +178,8 @@ def test_http1_and_http2_trusted_peer(cert_files: CertFiles, caplog: pytest.LogC
         running_server(edge.app, proxy_headers=True, forwarded_host=True, access_log=True, **options) as server,
     ):
         for http2 in (False, True):
-            with httpx.Client(verify=cert_files.client_context, http2=http2) as client:
+            context = ssl.create_default_context(cafile=str(cert_files.ca))  # httpx sets ALPN on it
+            with httpx.Client(verify=context, http2=http2) as client:
                 response = client.get(f"{server.url}/x", headers=SPOOF)
             assert response.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
             report = response.json()
@@ -255,3 +257,30 @@ def test_websocket_http2_scheme_becomes_wss(cert_files: CertFiles) -> None:
     assert report["client"] == ["203.0.113.50", 0]
     # The trusted proxy says the client came over plain http: ws, although we speak TLS.
     assert report["scheme"] == "ws"
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def test_cli_options_reach_the_server() -> None:
+    args = ("--port", "0", "--proxy-headers", "--forwarded-allow-ips", "10.0.0.0/8, 127.0.0.1", "--forwarded-host")
+    with gateway_process(*args, "tests.apps.edge:app") as server:
+        report = httpx.get(f"{server.url}/x", headers=SPOOF, timeout=5).json()
+    assert report["client"] == ["198.51.100.7", 0]
+    assert report["host"] == "shop.example"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--forwarded-allow-ips", "10.0.0.0/33"), "--forwarded-allow-ips '10.0.0.0/33': not an IP address"),
+        (("--forwarded-host",), "--forwarded-host needs --proxy-headers"),
+        (("--proxy-protocol-bind", "localhost"), "--proxy-protocol-bind 'localhost': expected HOST:PORT"),
+        (("--redirect-http", "127.0.0.1:0"), "--redirect-http redirects to the HTTPS listener"),
+    ],
+)
+def test_cli_bad_values_are_one_line(args: tuple[str, ...], message: str) -> None:
+    result = run_gateway(*args, "tests.apps.edge:app")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"asgigw: error: {message}"), lines

@@ -93,11 +93,11 @@ class WebSocketStream:
 
     # Slots: one of these lives as long as its WebSocket, often idle for hours.
     __slots__ = (
-        "_counted",
         "_assembler",
         "_closing",
         "_config",
         "_context",
+        "_counted",
         "_deflate",
         "_early_data",
         "_frames",
