@@ -398,7 +398,7 @@ class Config:
                 address = BindAddress.parse(self.metrics_bind)
             except ConfigError as exc:
                 raise ConfigError(str(exc).replace("--bind", "--metrics-bind", 1)) from None
-            if address in self.addresses:
+            if address.port and address in self.addresses:  # port 0: each gets its own
                 raise ConfigError(f"--metrics-bind {self.metrics_bind}: must not be one of the app's listeners")
         if self.health_path is not None and not self.health_path.startswith("/"):
             raise ConfigError(f"--health-path {self.health_path!r}: must start with '/'")

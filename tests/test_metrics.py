@@ -14,7 +14,7 @@ import pytest
 
 from gateway.config import Config, ConfigError
 from gateway.health import HealthCheck
-from tests.apps.process import free_port, gateway_process
+from tests.apps.process import ServerProcess, gateway_process
 from tests.test_workers import worker_pids
 
 parser = pytest.importorskip("prometheus_client.parser", reason="the metrics extra is not installed")
@@ -81,22 +81,23 @@ def eventually(check: object, seconds: float = 10.0) -> None:
             time.sleep(0.2)
 
 
-@pytest.fixture
-def metrics_port() -> int:
-    return free_port()
+def metrics_port_of(server: ServerProcess) -> int:
+    """The port the metrics listener got (``--metrics-bind 127.0.0.1:0``: no port races)."""
+    return int(server.wait_for(r"metrics at http://127\.0\.0\.1:(\d+)/metrics").group(1))
 
 
-def test_one_process_metrics_under_load(metrics_port: int) -> None:
+def test_one_process_metrics_under_load() -> None:
     args = (
         "--port",
         "0",
         "--metrics-bind",
-        f"127.0.0.1:{metrics_port}",
+        "127.0.0.1:0",
         "--health-path",
         "/healthz",
         "tests.apps.basic:app",
     )
     with gateway_process(*args) as server:
+        metrics_port = metrics_port_of(server)
         with Load(f"{server.url}/hello") as load:
             eventually(lambda: min(load.done.values()) >= 50)
 
@@ -130,9 +131,10 @@ def test_one_process_metrics_under_load(metrics_port: int) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="kills a worker with SIGKILL")
-def test_workers_share_one_endpoint(metrics_port: int) -> None:
-    args = ("--port", "0", "--workers", "2", "--metrics-bind", f"127.0.0.1:{metrics_port}", "tests.apps.pid:app")
+def test_workers_share_one_endpoint() -> None:
+    args = ("--port", "0", "--workers", "2", "--metrics-bind", "127.0.0.1:0", "tests.apps.pid:app")
     with gateway_process(*args) as server:
+        metrics_port = metrics_port_of(server)
         pids = worker_pids(server, 2)
         served: set[int] = set()
         for _ in range(200):
@@ -197,7 +199,7 @@ def test_without_prometheus_client_the_error_is_one_line(monkeypatch: pytest.Mon
         metrics_export.single_process_registry()
 
 
-def test_websockets_and_app_exceptions(metrics_port: int) -> None:
+def test_websockets_and_app_exceptions() -> None:
     import websockets
 
     args = (
@@ -206,10 +208,11 @@ def test_websockets_and_app_exceptions(metrics_port: int) -> None:
         "--lifespan",
         "off",
         "--metrics-bind",
-        f"127.0.0.1:{metrics_port}",
+        "127.0.0.1:0",
         "tests.apps.metrics_app:app",
     )
     with gateway_process(*args) as server:
+        metrics_port = metrics_port_of(server)
         assert httpx.get(f"{server.url}/boom").status_code == 500
 
         async def one_websocket() -> None:
@@ -227,19 +230,20 @@ def _assert_total(port: int, name: str, expected: float) -> None:
     assert total(scrape(port), name) == expected
 
 
-def test_rejections_by_reason(metrics_port: int) -> None:
+def test_rejections_by_reason() -> None:
     import socket
 
     args = (
         "--port",
         "0",
         "--metrics-bind",
-        f"127.0.0.1:{metrics_port}",
+        "127.0.0.1:0",
         "--header-timeout",
         "0.5",
         "tests.apps.basic:app",
     )
     with gateway_process(*args) as server:
+        metrics_port = metrics_port_of(server)
         port = int(server.url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port)) as sock:
             # Content-Length and Transfer-Encoding together: a smuggling attempt (400).
