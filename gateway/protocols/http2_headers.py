@@ -127,8 +127,8 @@ def response_headers(status: int, headers: Headers, date: bytes | None) -> list[
         if name == b"date":
             has_date = True
         block.append((name, value))
-    if not has_date:
-        block.append((b"date", date))  # type: ignore[arg-type]
+    if date is not None and not has_date:
+        block.append((b"date", date))
     return block
 
 

@@ -161,14 +161,13 @@ class WebSocketStream:
 
     def handle(self, event: InboundEvent) -> None:
         """Take one inbound event from the protocol adapter."""
-        event_type = type(event)
-        if event_type is Data:
-            self._reader.feed(event.data)  # type: ignore[union-attr]
-        elif event_type is Request:
-            self._start(event)  # type: ignore[arg-type]
-        elif event_type is EndData:
+        if isinstance(event, Data):
+            self._reader.feed(event.data)
+        elif isinstance(event, Request):
+            self._start(event)
+        elif isinstance(event, EndData):
             self._reader.end()
-        elif event_type is StreamClosed:
+        elif isinstance(event, StreamClosed):
             self._transport_closed()
         # Body/EndBody: an HTTP/1.1 upgrade GET has no body worth reading.
 
@@ -224,17 +223,16 @@ class WebSocketStream:
             credit, data = len(data) - len(rest), rest
         frames.receive_data(data)
         for event in frames.events():
-            event_type = type(event)
-            if event_type is TextMessage or event_type is BytesMessage:
-                self._on_message_part(event, closing)  # type: ignore[arg-type]
-            elif event_type is Ping:
+            if isinstance(event, TextMessage | BytesMessage):
+                self._on_message_part(event, closing)
+            elif isinstance(event, Ping):
                 # Once our close is sent, pings go unanswered (RFC 6455 §5.5.1, §5.5.2).
                 if frames.state is ConnectionState.OPEN:
-                    self._writer.pong_soon(frames.send(event.response()))  # type: ignore[attr-defined]
-            elif event_type is Pong:
+                    self._writer.pong_soon(frames.send(event.response()))
+            elif isinstance(event, Pong):
                 closing.pong_received()
-            elif event_type is CloseConnection:
-                closing.close_frame_received(event)  # type: ignore[arg-type]
+            elif isinstance(event, CloseConnection):
+                closing.close_frame_received(event)
             if not closing.reading:
                 break  # what follows a close or a failure is discarded
         self._inbox.credit(credit + len(data))
