@@ -52,7 +52,13 @@ class Pebble:
 
 @contextmanager
 def running_pebble(
-    folder: Path, *, http_port: int, tls_port: int, nonce_reject: int = 0, validity: int | None = None
+    folder: Path,
+    *,
+    http_port: int,
+    tls_port: int,
+    nonce_reject: int = 0,
+    validity: int | None = None,
+    eab_keys: dict[str, str] | None = None,
 ) -> Iterator[Pebble]:
     """Start challtestsrv and Pebble; stop both afterwards (bounded waits)."""
     assert PEBBLE and CHALLTESTSRV, MISSING
@@ -71,7 +77,8 @@ def running_pebble(
         "httpPort": http_port,
         "tlsPort": tls_port,
         "ocspResponderURL": "",
-        "externalAccountBindingRequired": False,
+        "externalAccountBindingRequired": eab_keys is not None,
+        "externalAccountMACKeys": eab_keys or {},
     }
     if validity is not None:
         settings["certificateValidityPeriod"] = validity

@@ -241,3 +241,25 @@ def test_acme_domain_with_cert_is_one_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "--acme-domain excludes --cert and --no-tls" in result.stderr
+
+
+@pytest.mark.slow
+def test_external_account_binding(tmp_path: Path) -> None:
+    import base64
+    import os
+
+    tls_port = free_port()
+    kid, hmac_key = "asgigw-test-kid", base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+    with running_pebble(
+        tmp_path / "pebble", http_port=free_port(), tls_port=tls_port, eab_keys={kid: hmac_key}
+    ) as pebble:
+        base = ["--bind", f"127.0.0.1:{tls_port}", *acme_args(pebble, tmp_path / "acme", "h.test")]
+        # Without the binding the CA refuses the account: one clear line, and retries.
+        with gateway_process(*base, "tests.apps.basic:app", plain=False) as server:
+            server.wait_for(r"ACME: certificate for h\.test failed: this CA requires external account binding", 30)
+        with gateway_process(
+            *base, "--acme-eab-kid", kid, "--acme-eab-hmac", hmac_key, "tests.apps.basic:app", plain=False
+        ) as server:
+            wait_issued(server, "h.test")
+            assert verified_get(pebble, tls_port, "h.test").status_code == 200
+            assert hmac_key not in server.stderr

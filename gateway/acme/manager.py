@@ -149,6 +149,8 @@ class CertificateManager:
             chain, key = await asyncio.to_thread(self._obtain_locked, certificate)
         except AcmeFailure as failure:
             delay = RETRY_DELAYS[min(certificate.failures, len(RETRY_DELAYS) - 1)]
+            if failure.final:  # only the operator can fix it (options, the CA's account)
+                delay = RETRY_DELAYS[-1]
             if failure.retry_after is not None:
                 delay = max(delay, failure.retry_after)
             certificate.failures += 1
