@@ -8,7 +8,8 @@ need the app as an import string: ``gateway.run("proj.asgi:application", workers
 from __future__ import annotations
 
 from gateway.config import Config, ConfigError
-from gateway.server import Server, run, serve
+from gateway.entry import run, serve
+from gateway.server import Server
 
 __all__ = ["Config", "ConfigError", "Server", "run", "serve"]
 __version__ = "0.1.0"

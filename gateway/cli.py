@@ -22,9 +22,9 @@ from gateway.config_sources import (
     read_env_file,
 )
 from gateway.effective_config import render_effective_config
+from gateway.entry import run
 from gateway.loader import AppLoadError, load_app, split_target
 from gateway.response_options import DEFAULT_COMPRESS_TYPES
-from gateway.server import run
 from gateway.version_info import version_text
 
 LOG_LEVELS = ["critical", "error", "warning", "info", "debug", "trace"]
@@ -117,6 +117,15 @@ def _from_environment(exc: click.BadParameter) -> str:
     return f" (from ${exc.param.envvar if isinstance(exc.param.envvar, str) else env_name(exc.param)})"
 
 
+def _octal_mode(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value, 8)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an octal file mode such as 660") from None
+
+
 def _read_config(ctx: click.Context, parameter: click.Parameter, value: str | None) -> str | None:
     """Eager: fill click's default_map from --config FILE, or [tool.asgigw] in ./pyproject.toml."""
     if ctx.resilient_parsing:
@@ -178,6 +187,32 @@ def _show_version(ctx: click.Context, parameter: click.Parameter, value: bool) -
 @click.option("--app-dir", default=".", show_default=True, help="Folder put first on sys.path to import APP.")
 @click.option(
     "--bind", "-b", multiple=True, metavar="HOST:PORT", help="Address to listen on; repeatable. IPv6 as [::1]:8443."
+)
+@click.option(
+    "--uds",
+    multiple=True,
+    metavar="PATH",
+    help="Listen on a Unix domain socket (POSIX; replaces --host/--port unless --bind); repeatable.",
+)
+@click.option(
+    "--uds-mode",
+    metavar="OCTAL",
+    callback=lambda ctx, param, value: _octal_mode(value),
+    help="File mode of the --uds socket, e.g. 660 (default: from the umask).",
+)
+@click.option(
+    "--fd",
+    "fds",
+    multiple=True,
+    type=int,
+    metavar="N",
+    help="Serve an inherited listening socket (replaces --host/--port unless --bind); repeatable.",
+)
+@click.option(
+    "--systemd-sockets/--no-systemd-sockets",
+    default=True,
+    show_default=True,
+    help="Serve the sockets of systemd socket activation (LISTEN_FDS) when they are meant for this process.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Host to listen on (when no --bind).")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on (when no --bind).")

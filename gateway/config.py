@@ -174,12 +174,22 @@ class BindAddress:
 
 @dataclass(frozen=True, slots=True)
 class ListenerSpec:
-    """One listening address and what it serves: the app (HTTPS, or HTTP with --no-tls),
-    with or without a PROXY protocol header first, or the --redirect-http responder."""
+    """One listener and what it serves: the app (HTTPS, or HTTP with --no-tls), with or
+    without a PROXY protocol header first, or the --redirect-http responder.
 
-    address: BindAddress
+    It listens on ``address`` (TCP), or on a socket of another kind (gateway/listeners.py):
+    a Unix socket at ``path``, or the inherited descriptor ``fd`` (--fd, systemd, whose
+    socket unit may give it a ``name``). ``extra`` listeners (--proxy-protocol-bind,
+    --redirect-http) are bound whatever else is given.
+    """
+
+    address: BindAddress | None
     proxy_protocol: bool = False
     redirect: bool = False
+    extra: bool = False
+    path: str | None = None
+    fd: int | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +323,13 @@ class Config:
     proxy_protocol_bind: tuple[str, ...] = ()
     # Plain-HTTP listeners that redirect to the HTTPS listener (gateway/https_redirect.py).
     redirect_http: tuple[str, ...] = ()
+    # Listening sockets that are not TCP addresses (gateway/listeners.py): Unix domain
+    # sockets (POSIX) with an optional file mode, inherited descriptors, and the sockets of
+    # systemd socket activation (used when LISTEN_PID names this process).
+    uds: tuple[str, ...] = ()
+    uds_mode: int | None = None
+    fds: tuple[int, ...] = ()
+    systemd_sockets: bool = True
     # The event loop and the HTTP/1.1 parser (the ``fast`` extra, docs/options.md): "auto"
     # takes uvloop (winloop on Windows) and httptools when they are installed.
     loop: LoopChoice = "auto"
@@ -350,11 +367,11 @@ class Config:
     def _listener_specs(self) -> tuple[ListenerSpec, ...]:
         main = [ListenerSpec(address, proxy_protocol=self.proxy_protocol) for address in self.addresses]
         proxied = [
-            ListenerSpec(BindAddress.parse(text, "--proxy-protocol-bind"), proxy_protocol=True)
+            ListenerSpec(BindAddress.parse(text, "--proxy-protocol-bind"), proxy_protocol=True, extra=True)
             for text in self.proxy_protocol_bind
         ]
         redirect = [
-            ListenerSpec(BindAddress.parse(text, "--redirect-http"), proxy_protocol=False, redirect=True)
+            ListenerSpec(BindAddress.parse(text, "--redirect-http"), proxy_protocol=False, redirect=True, extra=True)
             for text in self.redirect_http
         ]
         return (*main, *proxied, *redirect)
@@ -459,6 +476,16 @@ class Config:
             raise ConfigError(str(exc)) from None
 
     def _validate_edge(self) -> None:
+        for path in self.uds:
+            if sys.platform == "win32":
+                raise ConfigError(f"--uds {path}: Unix domain sockets are not served on Windows (use --bind)")
+            if not path or len(path.encode()) > 100:
+                raise ConfigError(f"--uds {path!r}: a socket path must have 1 to 100 bytes")
+        if self.uds_mode is not None and not 0 <= self.uds_mode <= 0o777:
+            raise ConfigError(f"--uds-mode {self.uds_mode:o}: expected an octal file mode such as 660")
+        for fd in self.fds:
+            if fd < 0:
+                raise ConfigError(f"--fd {fd}: a file descriptor is 0 or more")
         for text in self.forwarded_allow_ips:
             if text.strip() != "*":
                 try:
@@ -595,7 +622,7 @@ class Config:
     @property
     def plain_addresses(self) -> tuple[BindAddress, ...]:
         """Listeners that serve plain HTTP alongside the TLS ones: the --redirect-http ones."""
-        return tuple(spec.address for spec in self.listeners if spec.redirect)
+        return tuple(spec.address for spec in self.listeners if spec.redirect and spec.address is not None)
 
     @property
     def tls(self) -> bool:

@@ -134,9 +134,7 @@ class MetricsEndpoint:
         try:
             self._server, self._thread = client.start_http_server(address.port, address.host, registry=registry)
         except OSError as exc:
-            from gateway.server import StartupError
-
-            raise StartupError(
+            raise MetricsUnavailable(
                 f"cannot listen on {address.url_host()}:{address.port} (--metrics-bind): {exc.strerror}"
             ) from None
         self.port = int(self._server.server_address[1])

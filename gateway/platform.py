@@ -145,6 +145,21 @@ def reuse_address(windows: bool = IS_WINDOWS) -> bool:
     return not windows
 
 
+def unix_sockets_available(windows: bool = IS_WINDOWS) -> bool:
+    """True where asyncio serves Unix domain sockets (not the Windows Proactor loop)."""
+    return not windows and hasattr(socket, "AF_UNIX")
+
+
+def inherited_socket(fd: int) -> socket.socket:
+    """The listening socket inherited as descriptor (POSIX) or SOCKET handle (Windows) ``fd``.
+
+    ``socket.socket(fileno=...)`` reads the family and type from the socket itself on both;
+    on Windows the handle must have been made inheritable by the parent (``--fd`` there
+    takes the handle's number, as ``socket.fileno()`` shows it).
+    """
+    return socket.socket(fileno=fd)
+
+
 def reuse_port_available() -> bool:
     """True where several processes may bind one port (SO_REUSEPORT; not on Windows)."""
     return not IS_WINDOWS and hasattr(socket, "SO_REUSEPORT")

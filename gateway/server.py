@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import platform
 from gateway.accelerators import http1_parser_in_use
-from gateway.access_log import reopen_logs, setup_logging
-from gateway.config import BindAddress, Config, ConfigError, ListenerSpec
+from gateway.access_log import reopen_logs
+from gateway.config import Config, ConfigError, ListenerSpec
 from gateway.context import ServerContext
 from gateway.interface import as_asgi3
 from gateway.lifespan import Lifespan, LifespanFailure
 from gateway.listener_protocols import ListenerProtocols
-from gateway.loader import load_app
-from gateway.logs import report_startup_error
+from gateway.listeners import ListeningSocket, StartupError, bind_sockets, describe, remove_unix_sockets
 
 if TYPE_CHECKING:
     from gateway.acme.manager import CertificateManager
@@ -30,17 +28,6 @@ if TYPE_CHECKING:
     from gateway.metrics_export import ServedMetrics
 
 log = logging.getLogger("gateway.error")
-
-
-class StartupError(Exception):
-    """The server cannot start (e.g. the port is taken); the message is one line."""
-
-
-class ListeningSocket(NamedTuple):
-    """A socket bound by :func:`bind_sockets` and the listener it serves."""
-
-    sock: socket.socket
-    listener: ListenerSpec
 
 
 class Listener(Protocol):
@@ -84,6 +71,10 @@ class Server:
         self.addresses: list[tuple[str, int]] = []
         # The --redirect-http listeners' bound addresses (not in ``addresses``).
         self.redirect_addresses: list[tuple[str, int]] = []
+        # Listeners on Unix sockets or inherited descriptors, as log lines name them.
+        self.other_listeners: list[str] = []
+        # Sockets this Server bound itself (not handed over by a supervisor).
+        self._own_sockets: list[ListeningSocket] = []
         self._sockets = list(sockets)
         self._announce = announce
         self._accept_in_thread = accept_in_thread
@@ -154,7 +145,7 @@ class Server:
                 await lifespan.shutdown()
                 raise
             if self._announce:
-                log_serving(self.config, self.addresses, redirects=self.redirect_addresses)
+                log_serving(self.config, self._sockets)
                 log_tls_startup(self.config, dev_certificate)
             reloader = self._reloader = _start_reloader(ssl_context, self.config, dev_certificate)
             if reloader is not None and handle_signals:
@@ -171,6 +162,7 @@ class Server:
                 await lifespan.shutdown()
             return 0
         finally:
+            remove_unix_sockets(self._own_sockets)
             if metrics is not None:
                 metrics.stop()
             if certificates is not None:
@@ -186,7 +178,11 @@ class Server:
                 await reloader.stop()
 
     def _bound(self, spec: ListenerSpec, sock: socket.socket, protocols: ListenerProtocols) -> None:
-        host, port = sock.getsockname()[:2]
+        name = sock.getsockname()
+        if not isinstance(name, tuple):  # a Unix socket: no host and port to redirect to
+            self.other_listeners.append(describe(sock))
+            return
+        host, port = name[:2]
         if spec.redirect:
             self.redirect_addresses.append((host, port))
             return
@@ -197,28 +193,11 @@ class Server:
     async def _bind(self, ssl_context: ssl.SSLContext | None) -> None:
         # TLS starts inside each connection (gateway/pre_tls.py), so no listener gets ssl=.
         protocols = ListenerProtocols(self.context, ssl_context)
-        if self._sockets:
-            await self._accept_on(self._sockets, protocols)
-            return
-        loop = asyncio.get_running_loop()
-        config = self.config
-        for spec in config.listeners:
-            address = spec.address
-            try:
-                listener = await loop.create_server(
-                    protocols.factory(spec),
-                    address.host,
-                    address.port,
-                    backlog=config.backlog,
-                    reuse_address=platform.reuse_address(),
-                )
-            except OSError as exc:
-                for previous in self._listeners:
-                    previous.close()
-                raise listen_error(address, exc) from None
-            self._listeners.append(listener)
-            for sock in listener.sockets:
-                self._bound(spec, sock, protocols)
+        if not self._sockets:
+            # One process: bind here, as the workers' supervisor does (gateway/listeners.py),
+            # and remove the --uds files again at the end.
+            self._sockets = self._own_sockets = bind_sockets(self.config)
+        await self._accept_on(self._sockets, protocols)
 
     async def _accept_on(self, sockets: list[ListeningSocket], protocols: ListenerProtocols) -> None:
         """Serve sockets that are already bound and listening (handed over by the supervisor)."""
@@ -339,136 +318,27 @@ def _start_reloader(
     return cert_reload.start_reloader(ssl_context, config, dev_certificate)
 
 
-def listen_error(address: BindAddress, exc: OSError) -> StartupError:
-    """The one-line reason an address cannot be listened on."""
-    reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
-    return StartupError(f"cannot listen on {address.url_host()}:{address.port}: {reason}")
-
-
-def bind_sockets(config: Config) -> list[ListeningSocket]:
-    """Bind and listen on every address of ``config`` once, as ``loop.create_server`` would.
-
-    The workers' supervisor binds here and hands the sockets to its workers, so port 0,
-    "address already in use" and bind errors happen once, in one process, before any app
-    starts. Like asyncio, a host name gets one socket per address it resolves to, and IPv6
-    sockets are IPv6-only (an IPv4 bind of the same port is a separate socket).
-    """
-    bound: list[ListeningSocket] = []
-    try:
-        for spec in config.listeners:
-            bound.extend(ListeningSocket(sock, spec) for sock in _bind_address(spec.address, config.backlog))
-    except BaseException:
-        for sock, _ in bound:
-            sock.close()
-        raise
-    return bound
-
-
-def _bind_address(address: BindAddress, backlog: int) -> list[socket.socket]:
-    try:
-        infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except OSError as exc:
-        raise listen_error(address, exc) from None
-    bound: list[socket.socket] = []
-    for family, kind, proto, _, sockaddr in dict.fromkeys(infos):
-        sock = socket.socket(family, kind, proto)
-        try:
-            if platform.reuse_address():
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(sockaddr)
-            sock.listen(backlog)
-            sock.setblocking(False)
-        except OSError as exc:
-            sock.close()
-            for previous in bound:
-                previous.close()
-            raise listen_error(address, exc) from None
-        bound.append(sock)
-    return bound
-
-
-def log_serving(
-    config: Config,
-    addresses: Sequence[tuple[str, int]],
-    workers: int = 1,
-    redirects: Sequence[tuple[str, int]] = (),
-) -> None:
+def log_serving(config: Config, sockets: Sequence[ListeningSocket], workers: int = 1) -> None:
     """The start-up line operators (and tests) look for: every URL and what it speaks."""
     scheme = "https" if config.tls else "http"
-    urls = ", ".join(f"{scheme}://{f'[{h}]' if ':' in h else h}:{p}" for h, p in addresses)
+    urls = ", ".join(_url(scheme, sock) for sock, spec in sockets if not spec.redirect)
     features = ["HTTP/1.1, HTTP/2" if config.http2 else "HTTP/1.1"]
     # Which accelerators (the fast extra) this server runs on: operators should not guess.
     features.append(f"{platform.describe_loop(asyncio.get_running_loop())} loop")
     features.append(f"{http1_parser_in_use(config.http1_parser)} parser")
     if config.tls:
         features.append("TLS")
-    if config.proxy_protocol or config.proxy_protocol_bind:
-        features.append("PROXY protocol" if config.proxy_protocol else "PROXY protocol on --proxy-protocol-bind")
+    if any(spec.proxy_protocol for _, spec in sockets):
+        features.append("PROXY protocol" if config.proxy_protocol else "PROXY protocol on some listeners")
     if workers > 1:
         features.append(f"{workers} worker processes")
     log.info("asgigw serving %s (%s); press Ctrl+C to stop", urls, ", ".join(features))
+    redirects = [_url("http", sock) for sock, spec in sockets if spec.redirect]
     if redirects:
-        urls = ", ".join(f"http://{f'[{h}]' if ':' in h else h}:{p}" for h, p in redirects)
-        log.info("redirecting %s to https (308)", urls)
+        log.info("redirecting %s to https (308)", ", ".join(redirects))
 
 
-def _single_process(config: Config) -> Config:
-    # The Server runs in this process; several need the app as "module:attr" (each worker
-    # imports it), which only gateway.run() and the CLI take.
-    if config.supervised:
-        raise ConfigError(
-            "workers > 1, max_requests or reload: a supervisor needs the app as a 'module:attribute' string,"
-            " since each worker process imports it: gateway.run('proj.asgi:application', workers=N) or asgigw"
-        )
-    return config
-
-
-async def serve(app: Any, config: Config | None = None, *, handle_signals: bool = True, **options: Any) -> int:
-    """Serve ``app`` until shutdown: ``await gateway.serve(app, port=8443, certfile=...)``."""
-    if config is None:
-        config = Config(**options)
-    elif options:
-        config = config.replace(**options)
-    return await Server(app, _single_process(config)).serve(handle_signals=handle_signals)
-
-
-def run(
-    app: Any, config: Config | None = None, *, factory: bool = False, app_dir: str | None = None, **options: Any
-) -> int:
-    """Blocking: create an event loop, serve ``app`` until stopped, return the exit code.
-
-    ``app`` is an ASGI application, or a ``"module:attribute"`` string to import (called
-    first if ``factory``; ``app_dir`` goes first on ``sys.path``). With ``workers`` > 1 it
-    must be a string: a supervisor binds the addresses and starts that many worker
-    processes, each importing the app itself (see gateway/workers.py).
-    """
-    if config is None:
-        config = Config(**options)
-    elif options:
-        config = config.replace(**options)
-    if isinstance(app, str) and config.supervised:
-        # Imported here: gateway.workers builds on this module.
-        from gateway.workers import AppSpec, run_workers
-
-        return run_workers(AppSpec(app, factory=factory, app_dir=app_dir), config)
-    try:
-        setup_logging(config)
-    except ConfigError as exc:
-        report_startup_error(str(exc))
-        return 2
-    if isinstance(app, str):
-        app = load_app(app, factory=factory, app_dir=app_dir, interface=config.interface)
-    try:
-        loop = platform.new_event_loop(config.loop)
-    except ConfigError as exc:
-        log.error("%s", exc)
-        return 2
-    try:
-        return loop.run_until_complete(serve(app, config))
-    except (ConfigError, StartupError) as exc:
-        report_startup_error(str(exc))
-        return 2
-    finally:
-        loop.close()
+def _url(scheme: str, sock: socket.socket) -> str:
+    # A Unix socket has no URL of its own: "https on unix:/run/asgigw.sock".
+    where = describe(sock)
+    return f"{scheme} on {where}" if where.startswith("unix:") else f"{scheme}://{where}"

@@ -23,8 +23,9 @@ from typing import Any
 from gateway import platform
 from gateway.access_log import reopen_logs, setup_logging
 from gateway.config import Config, ConfigError
+from gateway.listeners import ListeningSocket, StartupError
 from gateway.loader import AppLoadError, load_app
-from gateway.server import ListeningSocket, Server, StartupError
+from gateway.server import Server
 
 log = logging.getLogger("gateway.error")
 

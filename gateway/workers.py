@@ -49,17 +49,10 @@ from typing import TYPE_CHECKING, Any
 from gateway import platform
 from gateway.access_log import reopen_logs, setup_logging
 from gateway.config import BindAddress, Config, ConfigError
+from gateway.listeners import ListeningSocket, StartupError, bind_sockets, remove_unix_sockets
 from gateway.loader import AppLoadError, split_target
 from gateway.logs import report_startup_error
-from gateway.server import (
-    ListeningSocket,
-    StartupError,
-    bind_sockets,
-    log_serving,
-    log_tls_startup,
-    prepare_tls,
-    start_certificate_manager,
-)
+from gateway.server import log_serving, log_tls_startup, prepare_tls, start_certificate_manager
 from gateway.worker_process import FAILED, FORCE, READY, RECYCLE, RELOAD, REOPEN, STOP, AppSpec, worker_main
 from gateway.worker_restarts import Replacements
 
@@ -133,16 +126,10 @@ class Supervisor:
         # Checked here, once, before any worker exists: a bad --cert fails in one line.
         config, _, dev_certificate = prepare_tls(self.config)
         self.sockets = bind_sockets(config)
-        addresses = [
-            (str(sock.getsockname()[0]), int(sock.getsockname()[1])) for sock, spec in self.sockets if not spec.redirect
-        ]
-        redirects = [
-            (str(sock.getsockname()[0]), int(sock.getsockname()[1])) for sock, spec in self.sockets if spec.redirect
-        ]
 
         def announce() -> None:
             log_tls_startup(config, dev_certificate)
-            log_serving(config, addresses, workers=self.config.workers, redirects=redirects)
+            log_serving(config, self.sockets, workers=self.config.workers)
 
         self._announce = announce
         restore_signals = platform.install_signal_handlers(loop, self._on_signal, windows=self.windows)
@@ -175,6 +162,7 @@ class Supervisor:
             if restore_reload is not None:
                 restore_reload()
             self._close_sockets()
+            remove_unix_sockets(self.sockets)
             for timer in [*self._restarts.values(), self._kill_timer]:
                 if timer is not None:
                     timer.cancel()

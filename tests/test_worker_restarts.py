@@ -139,7 +139,7 @@ def test_recycling_needs_an_importable_app() -> None:
 
 
 async def _serve_object(config: Config) -> int:
-    from gateway.server import serve
+    from gateway.entry import serve
 
     return await serve(pid_app.app, config, handle_signals=False)
 

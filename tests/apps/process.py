@@ -120,7 +120,7 @@ class OutputLines:
 class ServerProcess:
     """A ``python -m gateway`` subprocess whose stderr lines are collected as they arrive."""
 
-    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], pass_fds: tuple[int, ...] = ()) -> None:
         self.process = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -129,6 +129,7 @@ class ServerProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            pass_fds=pass_fds,
         )
         assert self.process.stderr is not None
         self.output = OutputLines(self.process.stderr, "stderr")

@@ -24,8 +24,9 @@ from django.utils.module_loading import import_string
 from gateway import __version__, platform
 from gateway.config import Config, ConfigError
 from gateway.django import reloader
+from gateway.listeners import StartupError
 from gateway.logs import configure_logging
-from gateway.server import Server, StartupError
+from gateway.server import Server
 
 # A development server restarts on every save: requests in flight get a few seconds, not
 # the 30 s a production deployment would give them; open WebSockets are closed with 1001.
