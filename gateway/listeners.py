@@ -10,8 +10,11 @@ Where they come from, in this order:
 2. ``--fd N``: a listening socket this process inherited from its parent.
 3. ``--uds PATH``: a Unix domain socket (POSIX), created with ``--uds-mode``; a stale file
    left by a crashed server is replaced, a live one is an error.
-4. ``--bind``/``--host``/``--port`` TCP addresses, unless only sockets of the kinds above
-   were asked for (then ``--host``/``--port`` are not used; ``--bind`` always is).
+4. ``--bind``/``--host``/``--port`` TCP addresses, unless ``--fd``/``--uds`` sockets were
+   asked for (then ``--host``/``--port`` are not used; ``--bind`` still is). The extra
+   listeners (``--redirect-http``, ``--proxy-protocol-bind``) are always bound.
+
+With systemd's sockets, they are all that is served: systemd owns the ports.
 
 Each becomes a :class:`ListeningSocket`: the socket and the :class:`~gateway.config.ListenerSpec`
 it serves. TLS, PROXY protocol and redirects apply to every kind alike.
@@ -67,13 +70,19 @@ def bind_sockets(config: Config, environ: MutableMapping[str, str] | None = None
     bound: list[ListeningSocket] = []
     try:
         activated = _systemd_sockets(config, environ) if config.systemd_sockets else []
-        bound.extend(activated)
+        if activated:
+            # systemd owns the ports: its sockets replace every address of the config.
+            log.info(
+                "serving the %d sockets of systemd socket activation instead of the configured addresses",
+                len(activated),
+            )
+            return activated
         for fd in config.fds:
             bound.append(ListeningSocket(_inherited(fd), ListenerSpec(None, config.proxy_protocol, fd=fd)))
         for path in config.uds:
             sock = _bind_unix(path, config.uds_mode, config.backlog)
             bound.append(ListeningSocket(sock, ListenerSpec(None, config.proxy_protocol, path=path)))
-        tcp_too = bool(config.bind) or not (activated or config.fds or config.uds)
+        tcp_too = bool(config.bind) or not (config.fds or config.uds)
         for spec in config.listeners:
             if spec.extra or tcp_too:
                 assert spec.address is not None

@@ -214,3 +214,34 @@ def test_systemd_variables_for_another_process_are_ignored() -> None:
             assert f":{sock.getsockname()[1]}" not in server.stderr.split("asgigw serving", 1)[1].splitlines()[0]
     finally:
         sock.close()
+
+
+def test_systemd_unit_from_a_config_file_with_metrics_recycling_and_health(tmp_path: Path) -> None:
+    """What docs/deploy.md describes: a config file, systemd's sockets, metrics, recycling."""
+    web = listening_socket()
+    port = web.getsockname()[1]
+    config = tmp_path / "asgigw.toml"
+    config.write_text(
+        'app = "tests.apps.pid:app"\n'
+        'bind = ["127.0.0.1:1"]\n'  # replaced by systemd's socket: never bound
+        "no-tls = true\n"
+        "workers = 2\n"
+        "max-requests = 5\n"
+        'metrics-bind = "127.0.0.1:0"\n'
+        'health-path = "/healthz"\n'
+    )
+    try:
+        argv = [a for a in activated([web], "web", "--config", str(config)) if a != "--no-tls"]
+        with started(argv, pass_fds=(web.fileno(),)) as server:
+            assert f"http://127.0.0.1:{port}" in server.stderr
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz").text == "ok\n"
+            pids = {
+                httpx.get(f"http://127.0.0.1:{port}/", headers={"connection": "close"}).json()["pid"] for _ in range(30)
+            }
+            assert len(pids) > 2, "workers were recycled after 5 requests each"
+            metrics_port = int(server.wait_for(r"metrics at http://127\.0\.0\.1:(\d+)/metrics").group(1))
+            assert "asgigw_requests_total" in httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(20) == 0
+    finally:
+        web.close()
