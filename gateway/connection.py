@@ -21,6 +21,7 @@ from gateway.protocols.http2 import PREFACE, HTTP2Protocol
 
 if TYPE_CHECKING:
     from gateway.context import ServerContext
+    from gateway.limits import ConnectionSlot
 
 log = logging.getLogger("gateway.error")
 
@@ -49,8 +50,12 @@ def _address(value: Any) -> tuple[str, int] | None:
 class Connection(asyncio.Protocol):
     """One client connection: transport callbacks, write buffer, flow control, timer."""
 
-    def __init__(self, context: ServerContext) -> None:
+    def __init__(self, context: ServerContext, slot: ConnectionSlot | None = None) -> None:
         self._context = context
+        # The --max-connections place this connection holds (gateway/limits/listener.py),
+        # and the address it is counted under for --max-connections-per-ip.
+        self._slot = slot
+        self._address_key: str | None = None
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self.protocol: ProtocolAdapter | None = None
@@ -85,6 +90,13 @@ class Connection(asyncio.Protocol):
             # Once per connection: every stream (HTTP/2, WebSocket) shares the same dict.
             tls_extension=_tls_extension(ssl_object) if ssl_object is not None else None,
         )
+        limits = self._context.connection_limits
+        if limits is not None and limits.per_address is not None:
+            self._address_key = limits.per_address.opened(self.info.client)
+            if self._address_key is None:  # over --max-connections-per-ip: close, unserved
+                self._closed = True
+                transport.close()
+                return
         self._context.connections.add(self)
         self._sendfile = ssl_object is None
         http2 = self._context.config.http2
@@ -99,7 +111,8 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Bytes from the client go straight to the protocol adapter."""
-        assert self.protocol is not None
+        if self.protocol is None:  # refused in connection_made, closing
+            return
         if self._sniffed is not None:
             data = self._sniff(data)
             if not data:
@@ -139,6 +152,7 @@ class Connection(asyncio.Protocol):
         """The socket is gone: wake writers, stop timers, tell the adapter."""
         self._closed = True
         self._context.connections.discard(self)
+        self._release_limits()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -150,6 +164,15 @@ class Connection(asyncio.Protocol):
         self._wake_writer()
         if self.protocol is not None:
             self.protocol.connection_lost()
+
+    def _release_limits(self) -> None:
+        key, self._address_key = self._address_key, None
+        limits = self._context.connection_limits
+        if key is not None and limits is not None and limits.per_address is not None:
+            limits.per_address.closed(key)
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.release()
 
     def pause_writing(self) -> None:
         """The transport's buffer is full: app ``send()`` calls wait from now on."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config
+from gateway.limits import ConnectionLimits, RequestLimits
 from gateway.static import StaticFiles
 
 if TYPE_CHECKING:
@@ -35,8 +36,14 @@ class ServerContext:
     access_log: bool = False
     # The --static folders; None without any, so other requests pay one attribute test.
     static: StaticFiles | None = None
+    # --limit-concurrency / --rate-limit, and --max-connections / --max-connections-per-ip
+    # (gateway/limits/); None when off, so the hot path tests one attribute.
+    request_limits: RequestLimits | None = None
+    connection_limits: ConnectionLimits | None = None
 
     def __post_init__(self) -> None:
+        self.request_limits = RequestLimits.from_config(self.config)
+        self.connection_limits = ConnectionLimits.from_config(self.config)
         if self.config.static:
             self.static = StaticFiles(self.config.static, self.config.static_max_age)
         self.access_log = self.config.access_log and logging.getLogger("gateway.access").isEnabledFor(logging.INFO)

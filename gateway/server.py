@@ -17,6 +17,8 @@ from gateway.connection import Connection
 from gateway.context import ServerContext
 from gateway.interface import as_asgi3
 from gateway.lifespan import Lifespan, LifespanFailure
+from gateway.limits import ConnectionSlot
+from gateway.limits.listener import GatedListener
 from gateway.loader import load_app
 
 if TYPE_CHECKING:
@@ -153,8 +155,11 @@ class Server:
                 await reloader.stop()
 
     async def _bind(self, ssl_context: ssl.SSLContext | None) -> None:
-        if self._sockets:
-            await self._accept_on(self._sockets, ssl_context)
+        limits = self.context.connection_limits
+        if self._sockets or (limits is not None and limits.gate is not None):
+            # --max-connections accepts in its own loop (gateway/limits/listener.py), on
+            # sockets bound here as the workers' supervisor binds them.
+            await self._accept_on(self._sockets or bind_sockets(self.config), ssl_context)
             return
         loop = asyncio.get_running_loop()
         config = self.config
@@ -184,6 +189,12 @@ class Server:
         loop = asyncio.get_running_loop()
         context = self.context
         handshake_timeout = self.config.tls_handshake_timeout if ssl_context else None
+        limits = context.connection_limits
+        gate = limits.gate if limits is not None else None
+
+        def new_connection(slot: ConnectionSlot | None = None) -> Connection:
+            return Connection(context, slot)
+
         for sock in sockets:
             host, port = sock.getsockname()[:2]
             listener: Listener
@@ -191,7 +202,17 @@ class Server:
                 listener = platform.SharedSocketAcceptor(
                     loop,
                     sock,
-                    lambda: Connection(context),
+                    new_connection,
+                    ssl_context=ssl_context,
+                    ssl_handshake_timeout=handshake_timeout,
+                    gate=gate,
+                )
+            elif gate is not None:
+                listener = GatedListener(
+                    loop,
+                    sock,
+                    new_connection,
+                    gate=gate,
                     ssl_context=ssl_context,
                     ssl_handshake_timeout=handshake_timeout,
                 )
@@ -224,6 +245,9 @@ class Server:
             await asyncio.wait(list(context.tasks), timeout=1)
         # Let cancelled app tasks and closing transports run their last callbacks.
         await asyncio.sleep(0)
+        for limits in (context.request_limits, context.connection_limits):
+            if limits is not None:
+                limits.close()  # the last "N more refused" log line
         for listener in self._listeners:
             try:
                 await asyncio.wait_for(listener.wait_closed(), timeout=1)
