@@ -246,9 +246,11 @@ class Config:
         self._validate_limits()
 
     def _validate_limits(self) -> None:
-        for name in ("limit_concurrency", "max_connections", "max_connections_per_ip", "rate_limit_burst"):
+        for name in ("limit_concurrency", "max_connections", "max_connections_per_ip"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be 0 (off) or more")
+        if self.rate_limit_burst < 0:
+            raise ConfigError("--rate-limit-burst must be 0 (N of --rate-limit) or more")
         if self.rate_limit_table_size < 1:
             raise ConfigError("--rate-limit-table-size must be at least 1")
         if self.rate_limit:

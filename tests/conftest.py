@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,14 @@ class RunningServer:
 
 
 @contextlib.contextmanager
-def running_server(app: Any, **options: Any) -> Iterator[RunningServer]:
-    """Serve ``app`` on 127.0.0.1 (a free port) until the ``with`` block ends."""
+def running_server(
+    app: Any, *, sockets: Sequence[socket.socket] = (), accept_in_thread: bool = False, **options: Any
+) -> Iterator[RunningServer]:
+    """Serve ``app`` on 127.0.0.1 (a free port) until the ``with`` block ends.
+
+    ``sockets`` and ``accept_in_thread`` go to ``Server`` (listening sockets bound by the
+    test, accepted from a thread as Windows workers do).
+    """
     options.setdefault("port", 0)
     options.setdefault("access_log", False)
     config = Config(**options)
@@ -64,7 +71,7 @@ def running_server(app: Any, **options: Any) -> Iterator[RunningServer]:
         asyncio.set_event_loop(loop)
 
         async def main() -> int:
-            server = Server(app, config)
+            server = Server(app, config, sockets=sockets, accept_in_thread=accept_in_thread)
             holder["server"] = server
             waiter = asyncio.ensure_future(server.started.wait())
             serving = asyncio.ensure_future(server.serve(handle_signals=False))
