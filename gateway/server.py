@@ -20,6 +20,7 @@ from gateway.lifespan import Lifespan, LifespanFailure
 from gateway.limits import ConnectionSlot
 from gateway.limits.listener import GatedListener
 from gateway.loader import load_app
+from gateway.logs import report_startup_error
 
 if TYPE_CHECKING:
     from gateway.cert_reload import CertificateReloader
@@ -402,7 +403,7 @@ def run(
     try:
         return loop.run_until_complete(serve(app, config))
     except (ConfigError, StartupError) as exc:
-        log.error("%s", exc)
+        report_startup_error(str(exc))
         return 2
     finally:
         loop.close()

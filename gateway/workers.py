@@ -44,7 +44,7 @@ from typing import Any
 from gateway import platform
 from gateway.config import Config, ConfigError
 from gateway.loader import AppLoadError, split_target
-from gateway.logs import configure_logging
+from gateway.logs import configure_logging, report_startup_error
 from gateway.server import StartupError, bind_sockets, log_serving, log_tls_startup, prepare_tls
 from gateway.worker_process import FAILED, FORCE, READY, RELOAD, STOP, AppSpec, worker_main
 
@@ -352,13 +352,13 @@ def run_workers(spec: AppSpec, config: Config, *, windows: bool = platform.IS_WI
     try:
         split_target(spec.target)
     except AppLoadError as exc:
-        log.error("%s", exc)
+        report_startup_error(str(exc))
         return 2
     loop = platform.new_event_loop()
     try:
         return loop.run_until_complete(Supervisor(spec, config, windows=windows).run())
     except (ConfigError, StartupError) as exc:
-        log.error("%s", exc)
+        report_startup_error(str(exc))
         return 2
     finally:
         loop.close()
