@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +19,9 @@ from gateway.limits.rejections import RejectionLog
 
 Headers = list[tuple[bytes, bytes]]
 
-# Entries swept from the front of the bucket table per request: enough to keep up with the
-# requests that add entries, few enough that one request never pays for a long sweep.
-_SWEEP_PER_CHECK = 4
+# Entries swept from the front of the bucket table per new address: more than the one it
+# adds, so full buckets drain, few enough that one request never pays for a long sweep.
+_SWEEP_PER_NEW_ADDRESS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +103,7 @@ class RateLimiter:
         self.max_addresses = max_addresses
         self._clock = clock
         # host -> time its bucket is full again; oldest update first.
-        self._buckets: OrderedDict[str, float] = OrderedDict()
+        self._buckets: dict[str, float] = {}
         self.evicted = 0
         self._log = RejectionLog("--rate-limit")
 
@@ -126,33 +125,37 @@ class RateLimiter:
         host = str(client[0])
         now = self._clock()
         buckets = self._buckets
-        self._sweep(now)
-        full_at = buckets.get(host)
-        if full_at is None or full_at < now:
+        # Taken out and put back: a dict keeps insertion order, so the front is always the
+        # address seen longest ago (what eviction and the sweep look at first).
+        full_at = buckets.pop(host, None)
+        if full_at is None:
+            self._make_room(now)
+            full_at = now
+        elif full_at < now:
             full_at = now
         wait = full_at - now - self._tolerance
         if wait > 0:
+            buckets[host] = full_at
             retry_after = max(1, math.ceil(wait))
             self._log.refused(client, f"over the rate ({self.burst} at once), answered 429")
             return _refusal(429, retry_after, f"429 Too Many Requests: retry after {retry_after} s.\n")
-        if host in buckets:
-            buckets.move_to_end(host)
-        elif len(buckets) >= self.max_addresses:
-            buckets.popitem(last=False)
-            self.evicted += 1
         buckets[host] = full_at + self._interval
         return None
 
-    def _sweep(self, now: float) -> None:
-        # The front holds the addresses seen longest ago, most often full again by now.
+    def _make_room(self, now: float) -> None:
+        # Only a new address grows the table, so only it pays for the sweep: a few of the
+        # oldest entries whose bucket is full again go, then the oldest if still at the limit.
         buckets = self._buckets
-        for _ in range(_SWEEP_PER_CHECK):
+        for _ in range(_SWEEP_PER_NEW_ADDRESS):
             if not buckets:
                 return
-            host, full_at = next(iter(buckets.items()))
-            if full_at > now:
-                return
-            del buckets[host]
+            oldest = next(iter(buckets))
+            if buckets[oldest] > now:
+                break
+            del buckets[oldest]
+        if len(buckets) >= self.max_addresses:
+            del buckets[next(iter(buckets))]
+            self.evicted += 1
 
     def close(self) -> None:
         """Write the pending log summary (server shutdown)."""
