@@ -34,7 +34,8 @@ class StartupError(Exception):
 
 
 class Listener(Protocol):
-    """What shutdown needs of a listener: an ``asyncio.Server`` or ``platform.SharedSocketAcceptor``."""
+    """What shutdown needs of a listener: an ``asyncio.Server``, ``platform.SharedSocketAcceptor``
+    or ``limits.listener.GatedListener``."""
 
     def close(self) -> None:
         """Stop accepting new connections."""

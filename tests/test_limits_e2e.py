@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -354,7 +355,8 @@ def test_connections_per_address_beyond_the_limit_are_closed(tls: bool, cert_fil
     with running_server(app, lifespan="off", max_connections_per_ip=2, **options) as server:
         per_address = connection_limits(server).per_address
         assert per_address is not None
-        context = cert_files.client_context if tls else None
+        # Its own context: the session's shared one may have been given ALPN h2 by another test.
+        context = ssl.create_default_context(cafile=str(cert_files.ca)) if tls else None
         first, second = RawClient(server.port, context=context), RawClient(server.port, context=context)
         wait_until(lambda: per_address.count("127.0.0.1") == 2)
         with RawClient(server.port, context=context) as third:
@@ -465,7 +467,7 @@ def test_max_connections_place_comes_back_after_a_failed_tls_handshake(cert_file
         with connect(server.port):  # never sends a ClientHello: the timeout frees it
             wait_until(lambda: gate.open == 1)
         wait_until(lambda: gate.open == 0, timeout=5)
-        with RawClient(server.port, context=cert_files.client_context) as client:
+        with RawClient(server.port, context=ssl.create_default_context(cafile=str(cert_files.ca))) as client:
             client.request()
             assert client.response()[0].status_code == 200
 
