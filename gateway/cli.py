@@ -356,6 +356,46 @@ def _show_version(ctx: click.Context, parameter: click.Parameter, value: bool) -
     help="Worker processes sharing the listeners (about one per CPU core); 1 serves in this process.",
 )
 @click.option(
+    "--max-requests",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Replace a worker after it served this many requests (new one first, then the old drains); 0 = never.",
+)
+@click.option(
+    "--max-requests-jitter",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Add a random 0..N to each worker's --max-requests, so workers are not replaced all at once.",
+)
+@click.option(
+    "--reload",
+    is_flag=True,
+    help="Restart the workers when a watched file changes (new ones first; the old drain). For development.",
+)
+@click.option(
+    "--reload-dir",
+    "reload_dirs",
+    multiple=True,
+    metavar="DIR",
+    help="Folder to watch with --reload (default: --app-dir); repeatable.",
+)
+@click.option(
+    "--reload-include",
+    "reload_includes",
+    multiple=True,
+    metavar="GLOB",
+    help="File names that trigger --reload (default *.py); repeatable.",
+)
+@click.option(
+    "--reload-exclude",
+    "reload_excludes",
+    multiple=True,
+    metavar="GLOB",
+    help="File or folder names --reload ignores (default: .*, __pycache__, *.pyc, venv folders); repeatable.",
+)
+@click.option(
     "--ws-per-message-deflate/--no-ws-per-message-deflate",
     default=True,
     show_default=True,
@@ -482,7 +522,7 @@ def _name_the_file(message: str, ctx: click.Context) -> str:
 
 
 def _serve(app: str, factory: bool, app_dir: str, config: Config) -> NoReturn:
-    if config.workers > 1:
+    if config.supervised:
         # Imported here, so that one process pays nothing for multiprocessing.
         from gateway.workers import AppSpec, run_workers
 

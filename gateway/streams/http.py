@@ -178,10 +178,7 @@ class HTTPStream:
             work = self._run_app()
         else:
             work = self._run_static(static, request)
-        task = asyncio.get_running_loop().create_task(work)
-        context.tasks.add(task)
-        task.add_done_callback(context.tasks.discard)
-        self.task = task
+        self.task = context.start_app_task(work)
 
     def _run_app(self) -> Coroutine[Any, Any, None]:
         limits = self._context.request_limits

@@ -158,7 +158,7 @@ class WebSocketStream(WebSocketClosing):
             self._key = handshake.check_handshake(request)
         except handshake.HandshakeError as exc:
             self._log_client("rejected WebSocket handshake: %d %s", exc.status, exc.reason)
-            task = loop.create_task(self._send_http_response(exc.status, exc.headers, exc.reason.encode() + b"\n"))
+            work = self._send_http_response(exc.status, exc.headers, exc.reason.encode() + b"\n")
         else:
             subprotocols = handshake.requested_subprotocols(request.headers)
             extensions: dict[str, Any] = {"websocket.http.response": {}}
@@ -171,16 +171,14 @@ class WebSocketStream(WebSocketClosing):
             limits = context.request_limits
             refusal = None if limits is None else limits.check_rate(self._scope["client"])
             if refusal is not None:  # the handshake is refused like an HTTP request
-                task = loop.create_task(self._send_http_response(refusal.status, refusal.headers, refusal.body))
+                work = self._send_http_response(refusal.status, refusal.headers, refusal.body)
             elif limits is not None and limits.concurrency is not None:
                 self._inbox.put({"type": "websocket.connect"})
-                task = loop.create_task(self._run_counted(limits.concurrency))
+                work = self._run_counted(limits.concurrency)
             else:
                 self._inbox.put({"type": "websocket.connect"})
-                task = loop.create_task(self._run(context.app))
-        context.tasks.add(task)
-        task.add_done_callback(context.tasks.discard)
-        self.task = task
+                work = self._run(context.app)
+        self.task = context.start_app_task(work)
 
     def _receive_bytes(self, data: bytes) -> None:
         frames = self._frames
