@@ -250,6 +250,24 @@ def _show_version(ctx: click.Context, parameter: click.Parameter, value: bool) -
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True, help="Log level.")
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="One log line per response.")
 @click.option(
+    "--access-log-file",
+    metavar="FILE",
+    help="Append access-log lines to FILE instead of stderr; reopened on SIGUSR1 (POSIX) for logrotate.",
+)
+@click.option(
+    "--access-log-format",
+    default="default",
+    show_default=True,
+    metavar="FORMAT",
+    help="Access-log line: default, common, combined, json, or a template such as "
+    "'{client} {method} {path} {status}' (fields: docs/logging.md).",
+)
+@click.option(
+    "--log-config",
+    metavar="FILE",
+    help="logging.config.dictConfig file (.json, .toml, or .yaml with PyYAML) for gateway.error and gateway.access.",
+)
+@click.option(
     "--keep-alive-timeout",
     type=float,
     default=5.0,

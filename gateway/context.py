@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gateway.access_log import AccessLogFormatter, formatter_for
 from gateway.config import Config
 from gateway.limits import ConnectionLimits, RequestLimits
 from gateway.static import StaticFiles
@@ -33,8 +33,9 @@ class ServerContext:
     # them within the graceful timeout and cancels the rest.
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     shutting_down: bool = False
-    # Decided once at start-up so the hot path tests a bool, not the logging machinery.
-    access_log: bool = False
+    # The compiled --access-log-format, or None when access lines go nowhere: decided once
+    # at start-up so the hot path tests one attribute, not the logging machinery.
+    access_log: AccessLogFormatter | None = None
     # The --static folders; None without any, so other requests pay one attribute test.
     static: StaticFiles | None = None
     # Requests and WebSocket sessions started so far, and the count at which
@@ -52,7 +53,7 @@ class ServerContext:
         self.connection_limits = ConnectionLimits.from_config(self.config)
         if self.config.static:
             self.static = StaticFiles(self.config.static, self.config.static_max_age)
-        self.access_log = self.config.access_log and logging.getLogger("gateway.access").isEnabledFor(logging.INFO)
+        self.access_log = formatter_for(self.config)
 
     def start_app_task(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run one request's (or WebSocket's) app task; shutdown waits for it.

@@ -22,13 +22,13 @@ LOG_INTERVAL = 10.0
 
 
 def escaped_address(address: Sequence[Any] | None) -> str:
-    """``address_label`` with every non-printable or non-ASCII character escaped.
+    """The client address as log lines show it, escaped by ``logs.address_label``.
 
     The host may come from a client's ``X-Forwarded-For`` or ``Forwarded`` header (once
     proxy headers are trusted), so it must not put a line break or an escape sequence into
     the log (the class of CVE-2020-7694).
     """
-    return ascii(address_label(address))[1:-1]
+    return address_label(address)
 
 
 class RejectionLog:

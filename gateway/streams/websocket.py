@@ -18,7 +18,6 @@ from wsproto.connection import Connection as FrameConnection
 from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
-from gateway import access_log
 from gateway.asgi import (
     ASGIMessageError,
     ClientDisconnected,
@@ -362,6 +361,7 @@ class WebSocketStream(WebSocketClosing):
 
     def _log_access(self, status: int) -> None:
         # One access-log line per handshake answer (101/200 accepted, else the HTTP status).
-        if self._context.access_log and self._scope:
+        formatter = self._context.access_log
+        if formatter is not None and self._scope:
             duration = asyncio.get_running_loop().time() - self._started_at
-            access_log.log_response(self._scope, status, 0, duration)
+            formatter.log(self._scope, status, 0, duration)
