@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gateway.response_options import DEFAULT_COMPRESS_TYPES, check_response_options
+
 LifespanMode = Literal["auto", "on", "off"]
 InterfaceMode = Literal["auto", "asgi3", "asgi2"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
@@ -275,6 +277,18 @@ class Config:
     rate_limit_burst: int = 0
     # Client addresses whose buckets are remembered; the least recently seen go first.
     rate_limit_table_size: int = 100_000
+    # Strict-Transport-Security (RFC 6797) on responses over TLS: max-age in seconds, or
+    # None for none; see docs/options.md "Response headers".
+    hsts: int | None = None
+    hsts_include_subdomains: bool = False
+    hsts_preload: bool = False
+    # "Name: value" fields added to every response that lacks a field of that name.
+    response_headers: tuple[str, ...] = ()
+    # On-the-fly response compression (gzip; br and zstd with the [compress] extra); see
+    # docs/compression.md. Off by default: BREACH.
+    compress: bool = False
+    compress_types: tuple[str, ...] = DEFAULT_COMPRESS_TYPES
+    compress_min_size: int = 1024
     addresses: tuple[BindAddress, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
@@ -333,6 +347,7 @@ class Config:
         self._validate_static()
         self._validate_limits()
         self._validate_logging()
+        self._validate_response()
 
     def _validate_logging(self) -> None:
         if self.access_log_format not in ACCESS_LOG_PRESETS:
@@ -366,6 +381,19 @@ class Config:
             parse_rate(self.rate_limit)
         elif self.rate_limit_burst:
             raise ConfigError("--rate-limit-burst needs --rate-limit N/s or N/m")
+
+    def _validate_response(self) -> None:
+        try:
+            check_response_options(
+                self.hsts,
+                self.hsts_include_subdomains,
+                self.hsts_preload,
+                self.response_headers,
+                self.compress_types,
+                self.compress_min_size,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def _validate_recycling(self) -> None:
         if self.max_requests < 0 or self.max_requests_jitter < 0:

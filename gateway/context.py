@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 from gateway.access_log import AccessLogFormatter, formatter_for
 from gateway.config import Config
 from gateway.limits import ConnectionLimits, RequestLimits
+from gateway.response_headers import ResponseHeaders
 from gateway.static import StaticFiles
 
 if TYPE_CHECKING:
     from gateway.asgi import ASGIApp
+    from gateway.compression import Compression
     from gateway.connection import Connection
 
 
@@ -47,12 +49,21 @@ class ServerContext:
     # (gateway/limits/); None when off, so the hot path tests one attribute.
     request_limits: RequestLimits | None = None
     connection_limits: ConnectionLimits | None = None
+    # --hsts/--header and --compress; None when off (streams/response_filter.py).
+    response_headers: ResponseHeaders | None = None
+    compression: Compression | None = None
 
     def __post_init__(self) -> None:
         self.request_limits = RequestLimits.from_config(self.config)
         self.connection_limits = ConnectionLimits.from_config(self.config)
         if self.config.static:
             self.static = StaticFiles(self.config.static, self.config.static_max_age)
+        self.response_headers = ResponseHeaders.from_config(self.config)
+        if self.config.compress:
+            # Imported only with --compress: it looks for brotli and zstandard.
+            from gateway.compression import Compression
+
+            self.compression = Compression(self.config)
         self.access_log = formatter_for(self.config)
 
     def start_app_task(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:

@@ -43,6 +43,7 @@ from gateway.events import (
 )
 from gateway.logs import escape
 from gateway.static import StaticFiles, StaticResponse, open_regular_file
+from gateway.streams.response_filter import filtered_sender
 
 if TYPE_CHECKING:
     from gateway.context import ServerContext
@@ -171,6 +172,7 @@ class HTTPStream:
         for name, value in request.headers:
             if name == b"expect" and value.lower() == b"100-continue":
                 self._expect_continue = True
+        self._sender = filtered_sender(context, self._sender, secure=self._scope["scheme"] == "https", request=request)
         if context.access_log:
             self._started_at = asyncio.get_running_loop().time()
         static = context.static

@@ -45,6 +45,7 @@ from gateway.events import (
 from gateway.streams import websocket_fastpath as fastpath
 from gateway.streams import websocket_handshake as handshake
 from gateway.streams import websocket_masking
+from gateway.streams.response_filter import filtered_sender
 from gateway.streams.websocket_close import (
     ABNORMAL_CLOSURE,
     INTERNAL_ERROR,
@@ -177,6 +178,9 @@ class WebSocketStream(WebSocketClosing):
             else:
                 self._inbox.put({"type": "websocket.connect"})
                 work = self._run(context.app)
+        # Handshake answers get --hsts/--header fields; frames go by the writer, unfiltered.
+        secure = self._scope.get("scheme", "wss" if self._info.tls else "ws") == "wss"
+        self._sender = filtered_sender(context, self._sender, secure=secure, request=None)
         self.task = context.start_app_task(work)
 
     def _receive_bytes(self, data: bytes) -> None:
