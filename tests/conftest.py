@@ -140,7 +140,13 @@ class CertFiles:
     cert: Path
     key: Path
     ca: Path
-    client_context: ssl.SSLContext
+
+    @property
+    def client_context(self) -> ssl.SSLContext:
+        """A new client context trusting the CA on each access: httpx with ``http2=True``
+        sets ALPN h2 on the context it is given, and a shared one would then make later
+        HTTP/1.1 and WebSocket clients of the session negotiate HTTP/2."""
+        return ssl.create_default_context(cafile=str(self.ca))
 
 
 @pytest.fixture(scope="session")
@@ -155,5 +161,4 @@ def cert_files(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA, server_
         for blob in server_cert.cert_chain_pems:
             handle.write(blob.bytes())
     ca.cert_pem.write_to_path(str(ca_file))
-    client_context = ssl.create_default_context(cafile=str(ca_file))
-    return CertFiles(cert=cert, key=key, ca=ca_file, client_context=client_context)
+    return CertFiles(cert=cert, key=key, ca=ca_file)
