@@ -484,6 +484,20 @@ def _show_version(ctx: click.Context, parameter: click.Parameter, value: bool) -
     help="Seconds to wait for the client's close frame after the server's.",
 )
 @click.option(
+    "--loop",
+    type=click.Choice(["auto", "asyncio", "uvloop"]),
+    default="auto",
+    show_default=True,
+    help="Event loop; uvloop is winloop on Windows. auto: uvloop if installed (asgigw[fast]), else asyncio.",
+)
+@click.option(
+    "--http1-parser",
+    type=click.Choice(["auto", "h11", "httptools"]),
+    default="auto",
+    show_default=True,
+    help="HTTP/1.1 request parser. auto: httptools if installed (asgigw[fast]), else h11.",
+)
+@click.option(
     "--http2/--no-http2",
     default=True,
     show_default=True,

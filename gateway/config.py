@@ -11,6 +11,7 @@ import dataclasses
 import importlib.util
 import ipaddress
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,6 +22,8 @@ InterfaceMode = Literal["auto", "asgi3", "asgi2"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 TLSVersionText = Literal["1.2", "1.3"]
 ClientCertMode = Literal["none", "optional", "required"]
+LoopChoice = Literal["auto", "asyncio", "uvloop"]
+HTTP1ParserChoice = Literal["auto", "h11", "httptools"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -55,6 +58,18 @@ LOG_CONFIG_SUFFIXES = (".json", ".toml", ".yaml", ".yml")
 
 # Far beyond any core count asgigw runs on; a typo like --workers 4000 should not fork-bomb.
 MAX_WORKERS = 512
+
+
+# The libuv loop: uvloop on POSIX, its Windows port winloop on Windows (same API).
+UVLOOP_MODULE = "winloop" if sys.platform == "win32" else "uvloop"
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (start-up stays cheap)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # already imported without a spec (made at run time)
+        return module in sys.modules
 
 
 class ConfigError(ValueError):
@@ -277,6 +292,10 @@ class Config:
     rate_limit_burst: int = 0
     # Client addresses whose buckets are remembered; the least recently seen go first.
     rate_limit_table_size: int = 100_000
+    # The event loop and the HTTP/1.1 parser (the ``fast`` extra, docs/options.md): "auto"
+    # takes uvloop (winloop on Windows) and httptools when they are installed.
+    loop: LoopChoice = "auto"
+    http1_parser: HTTP1ParserChoice = "auto"
     # Strict-Transport-Security (RFC 6797) on responses over TLS: max-age in seconds, or
     # None for none; see docs/options.md "Response headers".
     hsts: int | None = None
@@ -346,8 +365,20 @@ class Config:
         self._validate_http2()
         self._validate_static()
         self._validate_limits()
+        self._validate_accelerators()
         self._validate_logging()
         self._validate_response()
+
+    def _validate_accelerators(self) -> None:
+        if self.loop not in ("auto", "asyncio", "uvloop"):
+            raise ConfigError(f"--loop {self.loop!r}: choose auto, asyncio or uvloop")
+        if self.http1_parser not in ("auto", "h11", "httptools"):
+            raise ConfigError(f"--http1-parser {self.http1_parser!r}: choose auto, h11 or httptools")
+        # Asked for by name, the module must be there; "auto" falls back instead.
+        if self.loop == "uvloop" and not installed(UVLOOP_MODULE):
+            raise ConfigError(f"--loop uvloop: {UVLOOP_MODULE} is not installed (pip install 'asgigw[fast]')")
+        if self.http1_parser == "httptools" and not installed("httptools"):
+            raise ConfigError("--http1-parser httptools: httptools is not installed (pip install 'asgigw[fast]')")
 
     def _validate_logging(self) -> None:
         if self.access_log_format not in ACCESS_LOG_PRESETS:

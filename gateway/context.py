@@ -7,6 +7,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gateway.accelerators import HTTP1ParserName, http1_parser_in_use
 from gateway.access_log import AccessLogFormatter, formatter_for
 from gateway.config import Config
 from gateway.limits import ConnectionLimits, RequestLimits
@@ -40,6 +41,8 @@ class ServerContext:
     access_log: AccessLogFormatter | None = None
     # The --static folders; None without any, so other requests pay one attribute test.
     static: StaticFiles | None = None
+    # The HTTP/1.1 parser every connection uses (--http1-parser, resolved once).
+    http1_parser: HTTP1ParserName = "h11"
     # Requests and WebSocket sessions started so far, and the count at which
     # ``on_request_limit`` is called once (--max-requests in a worker; 0 = never).
     requests_started: int = 0
@@ -56,6 +59,7 @@ class ServerContext:
     def __post_init__(self) -> None:
         self.request_limits = RequestLimits.from_config(self.config)
         self.connection_limits = ConnectionLimits.from_config(self.config)
+        self.http1_parser = http1_parser_in_use(self.config.http1_parser)
         if self.config.static:
             self.static = StaticFiles(self.config.static, self.config.static_max_age)
         self.response_headers = ResponseHeaders.from_config(self.config)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import platform
+from gateway.accelerators import http1_parser_in_use
 from gateway.access_log import reopen_logs, setup_logging
 from gateway.config import BindAddress, Config, ConfigError
 from gateway.connection import Connection
@@ -354,6 +355,9 @@ def log_serving(config: Config, addresses: Sequence[tuple[str, int]], workers: i
     scheme = "https" if config.tls else "http"
     urls = ", ".join(f"{scheme}://{f'[{h}]' if ':' in h else h}:{p}" for h, p in addresses)
     features = ["HTTP/1.1, HTTP/2" if config.http2 else "HTTP/1.1"]
+    # Which accelerators (the fast extra) this server runs on: operators should not guess.
+    features.append(f"{platform.describe_loop(asyncio.get_running_loop())} loop")
+    features.append(f"{http1_parser_in_use(config.http1_parser)} parser")
     if config.tls:
         features.append("TLS")
     if workers > 1:
@@ -407,7 +411,11 @@ def run(
         return 2
     if isinstance(app, str):
         app = load_app(app, factory=factory, app_dir=app_dir, interface=config.interface)
-    loop = platform.new_event_loop()
+    try:
+        loop = platform.new_event_loop(config.loop)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
     try:
         return loop.run_until_complete(serve(app, config))
     except (ConfigError, StartupError) as exc:

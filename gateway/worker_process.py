@@ -134,7 +134,8 @@ def worker_main(
     except ConfigError as exc:
         _report(status, (FAILED, f"asgigw: error: {exc}\n"))
         sys.exit(2)
-    loop = platform.new_event_loop()
+    # Each worker builds its own loop (--loop); the supervisor's choice already started once.
+    loop = platform.new_event_loop(config.loop)
     stops = StopRequests()
     # Installed before the app is imported: a Ctrl+C meanwhile is kept for later, not a
     # KeyboardInterrupt in the middle of the import.

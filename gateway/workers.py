@@ -399,7 +399,11 @@ def run_workers(spec: AppSpec, config: Config, *, windows: bool = platform.IS_WI
     except AppLoadError as exc:
         report_startup_error(str(exc))
         return 2
-    loop = platform.new_event_loop()
+    try:
+        loop = platform.new_event_loop(config.loop)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
     try:
         return loop.run_until_complete(Supervisor(spec, config, windows=windows).run())
     except (ConfigError, StartupError) as exc:

@@ -33,10 +33,10 @@ from gateway.events import (
 )
 from gateway.logs import address_label, escape
 from gateway.protocols.common import Transport, http_date, read_file_chunks
-from gateway.protocols.http1_response import ResponseFramingError
 from gateway.protocols.http2_body_timeout import BodyTimeout
 from gateway.protocols.http2_headers import declared_length, response_headers, trailer_fields
 from gateway.protocols.http2_limits import FloodGuard
+from gateway.protocols.http_rules import ResponseFramingError
 
 if TYPE_CHECKING:
     from gateway.config import Config

@@ -435,6 +435,14 @@ class HTTPStream:
             status = self._status if head_sent else None
             formatter.log_unfinished(self._scope, status, self._response_bytes, duration, self._client_gone)
 
+    def input_ended(self) -> bool:
+        """The client half-closed: the app hears ``http.disconnect`` but may still answer."""
+        self.handle(InputClosed(self.stream_id))
+        return True
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: nothing to do, the response in flight is finished normally."""
+
     def cancel(self) -> None:
         """Stop the app task (graceful timeout passed, or the stream was reset)."""
         self._disconnected = True

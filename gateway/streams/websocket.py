@@ -135,6 +135,11 @@ class WebSocketStream(WebSocketClosing):
         """True once the WebSocket (or the response sent instead) is finished."""
         return self._phase is Phase.CLOSED
 
+    def input_ended(self) -> bool:
+        """The client half-closed before the handshake was answered: the stream is over."""
+        self.handle(StreamClosed(self.stream_id))
+        return False
+
     # -- inbound events ----------------------------------------------------------------
 
     def handle(self, event: InboundEvent) -> None:
