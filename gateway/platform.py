@@ -10,6 +10,7 @@ they receive the listening sockets and how they die is described here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
@@ -18,7 +19,7 @@ import socket
 import ssl
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from gateway.config import ConfigError, LoopChoice, installed
@@ -196,6 +197,42 @@ def open_file_for_reading(path: str) -> int:
     """
     flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
     return os.open(path, flags)
+
+
+@contextlib.contextmanager
+def exclusive_file_lock(path: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) for the block; blocks until free.
+
+    Between processes only, for rare work that must not run twice at once (talking to an
+    ACME CA). POSIX: ``flock``, released by the kernel if the holder dies. Windows:
+    ``msvcrt.locking`` on the first byte, retried as each call waits 10 s at most.
+    """
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
+    try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            while True:
+                try:
+                    msvcrt.locking(descriptor, msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:  # still held after 10 s: keep waiting
+                    continue
+            try:
+                yield
+            finally:
+                os.lseek(descriptor, 0, os.SEEK_SET)
+                msvcrt.locking(descriptor, msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
 
 
 # Exit status of a Windows process ended by Ctrl+C or by closing its console window.

@@ -738,3 +738,65 @@ def test_keep_alive_after_every_kind_of_message() -> None:
     for body in expected:
         assert body in output
     assert output.count(b"HTTP/1.1 200") == len(expected)
+
+
+# -- graceful shutdown and connections that have not sent their first request yet --------
+
+
+def test_shutdown_answers_the_first_request_of_a_connection_accepted_just_before() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await respond(send)
+
+    async def main() -> None:
+        harness = HTTP1Harness(app)
+        harness.context.shutting_down = True
+        harness.protocol.shutdown()
+        # Not closed: its client sent (or is sending) a request it expects an answer to...
+        assert not harness.transport.closed
+        assert harness.transport.timeouts[-1] == (1.0, "shutting down")
+        peer = Peer()
+        harness.feed(peer.request())
+        await harness.settle(lambda: harness.transport.closed)
+        _, response, body, _ = response_parts(peer.events(harness.transport.take()))
+        assert response.status_code == 200 and body == b"ok"
+        # ...answered with Connection: close, then the connection closes.
+        assert (b"connection", b"close") in response.headers
+
+    asyncio.run(main())
+
+
+def test_shutdown_waits_for_a_head_that_is_arriving() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await respond(send)
+
+    async def main() -> None:
+        harness = HTTP1Harness(app)
+        peer = Peer()
+        request = peer.request()
+        harness.feed(request[:10])
+        harness.context.shutting_down = True
+        harness.protocol.shutdown()
+        assert not harness.transport.closed
+        harness.feed(request[10:])
+        await harness.settle(lambda: harness.transport.closed)
+        _, response, _, _ = response_parts(peer.events(harness.transport.take()))
+        assert response.status_code == 200
+
+    asyncio.run(main())
+
+
+def test_shutdown_closes_a_keep_alive_connection_between_requests_at_once() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await respond(send)
+
+    async def main() -> None:
+        harness = HTTP1Harness(app)
+        peer = Peer()
+        harness.feed(peer.request())
+        await harness.settle()
+        assert not harness.transport.closed
+        harness.context.shutting_down = True
+        harness.protocol.shutdown()
+        assert harness.transport.closed
+
+    asyncio.run(main())

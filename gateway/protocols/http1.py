@@ -48,6 +48,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.error")
 
 
+# --metrics-bind's asgigw_rejections_total reason for each status a request is refused with.
+REJECTION_REASONS = {413: "body_too_large", 431: "head_too_large"}
+
+# Seconds a connection that has sent nothing yet may still send its first request once a
+# graceful shutdown has begun (see HTTP1Protocol.shutdown).
+FIRST_REQUEST_GRACE = 1.0
+
+
 class HTTP1Protocol:
     """Serves HTTP/1.1 (and 1.0) requests on one connection."""
 
@@ -71,6 +79,8 @@ class HTTP1Protocol:
         self._closing = False
         self._client_eof = False
         self._close_after_response = False
+        # False until a request head has been read: see shutdown().
+        self._has_served = False
         # After a 101 to a WebSocket upgrade, bytes bypass the parser (RFC 9110 §7.8).
         self._tunnel: Tunnel | None = None
         transport.set_timeout(config.header_timeout, "no request head")
@@ -141,6 +151,7 @@ class HTTP1Protocol:
         if parser is None:
             parser = self._new_parser(self, config.max_header_size)
         cycle = self._cycle = RequestCycle(parser)
+        self._has_served = True
         self._parse(cycle, buffered)
 
     def _parse(self, cycle: RequestCycle, data: bytes) -> None:
@@ -360,6 +371,8 @@ class HTTP1Protocol:
     def reject(self, status: int, reason: str) -> None:
         """Answer a client error with ``status`` and close (client misbehaviour: no traceback)."""
         log.info("%s - rejected request: %d %s", address_label(self._info.client), status, escape(reason))
+        if self._context.metrics is not None and status != 408:  # timeouts: counted by the connection
+            self._context.metrics.rejected(REJECTION_REASONS.get(status, "invalid_request"))
         stream = self._cycle.stream if self._cycle is not None else None
         if stream is not None:
             stream.handle(StreamClosed(STREAM_ID))
@@ -378,10 +391,21 @@ class HTTP1Protocol:
         self._close()
 
     def shutdown(self) -> None:
-        """Graceful shutdown: close now if idle, otherwise after the current response."""
+        """Graceful shutdown: close now if idle, otherwise after the current response.
+
+        Idle means between requests of a keep-alive connection (RFC 9112 §9.6 lets us close
+        then). A connection whose first request is still on its way, accepted just before
+        the listeners closed (a worker being replaced, a SIGTERM under load), gets that
+        request answered with ``Connection: close``, within FIRST_REQUEST_GRACE seconds for a
+        client that has sent nothing yet: its client could not know it was too late.
+        """
         stream = self._cycle.stream if self._cycle is not None else None
-        if stream is None:
+        if stream is None and (self._has_served or self._closing) and not self._reading_head:
             self._close()
+        elif stream is None:
+            self._close_after_response = True
+            if not self._reading_head:
+                self._transport.set_timeout(min(self._config.header_timeout, FIRST_REQUEST_GRACE), "shutting down")
         else:
             # A WebSocket closes with 1001 and its close handshake ends the connection
             # (RFC 6455 §7.4.1); an HTTP response in flight is finished first.
