@@ -502,3 +502,35 @@ def test_bad_limit_options_are_one_line_and_exit_2(option: str, value: str, mess
     result = run_gateway(option, value, "tests.apps.basic:app")
     assert result.returncode == 2
     assert result.stderr.strip().startswith(message) and len(result.stderr.strip().splitlines()) == 1
+
+
+# -- through the PROXY protocol ---------------------------------------------------------------
+
+
+def proxied(port: int, address: str) -> socket.socket:
+    """A connection whose PROXY protocol v1 header names ``address`` as the client."""
+    sock = connect(port)
+    sock.sendall(f"PROXY TCP4 {address} 127.0.0.1 40000 80\r\n".encode())
+    return sock
+
+
+def test_limits_count_the_proxy_protocol_client_address_with_many_addresses() -> None:
+    app = HoldingApp()
+    options: dict[str, Any] = {"proxy_protocol": True, "max_connections_per_ip": 1}
+    with running_server(app, lifespan="off", rate_limit="1/m", rate_limit_table_size=100, **options) as server:
+        per_address = connection_limits(server).per_address
+        assert per_address is not None
+        for number in range(1000):
+            address = f"10.{number // 250}.{number % 250}.1"
+            with proxied(server.port, address) as sock:
+                response, body = exchange(sock)
+                assert response.status_code == 200 and body == address.encode()
+            assert len(rate_limiter(server)) <= 100
+        assert rate_limiter(server).evicted == 900
+        with proxied(server.port, "10.3.249.1") as sock:  # among the last 100: its bucket is empty
+            assert exchange(sock)[0].status_code == 429
+        with proxied(server.port, "192.0.2.7") as first, proxied(server.port, "192.0.2.7") as second:
+            assert exchange(first)[0].status_code == 200
+            second.settimeout(3)
+            assert second.recv(100) == b""  # the same client address: closed after its header
+        wait_until(lambda: len(per_address) == 0)
