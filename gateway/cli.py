@@ -428,6 +428,52 @@ def _show_version(ctx: click.Context, parameter: click.Parameter, value: bool) -
 )
 @click.option("--backlog", type=int, default=2048, show_default=True, help="Listen backlog of pending connections.")
 @click.option(
+    "--limit-concurrency",
+    type=int,
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Requests and WebSockets in the app at once per worker; 503 + Retry-After beyond. 0 = no limit.",
+)
+@click.option(
+    "--max-connections",
+    type=int,
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Open connections per worker; beyond, new ones wait in the listen backlog. 0 = no limit.",
+)
+@click.option(
+    "--max-connections-per-ip",
+    type=int,
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Open connections per client address per worker; beyond, closed at once. 0 = no limit.",
+)
+@click.option(
+    "--rate-limit",
+    default="",
+    metavar="N/s|N/m",
+    help="Requests (and WebSocket handshakes) per client address per worker; 429 + Retry-After beyond.",
+)
+@click.option(
+    "--rate-limit-burst",
+    type=int,
+    default=0,
+    show_default=True,
+    metavar="B",
+    help="Requests a client address may send at once before --rate-limit applies; 0 = N of --rate-limit.",
+)
+@click.option(
+    "--rate-limit-table-size",
+    type=int,
+    default=100_000,
+    show_default=True,
+    metavar="N",
+    help="Client addresses --rate-limit remembers per worker; the least recently seen are forgotten.",
+)
+@click.option(
     "--workers",
     type=int,
     default=1,

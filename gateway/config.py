@@ -172,6 +172,21 @@ class BindAddress:
             return False
 
 
+_RATE_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
+
+
+def parse_rate(text: str) -> tuple[float, float]:
+    """``--rate-limit`` text (``10/s``, ``600/m``, ``0.5/s``) as ``(requests, per seconds)``."""
+    count_text, slash, unit = text.strip().partition("/")
+    try:
+        count = float(count_text)
+    except ValueError:
+        count = -1.0
+    if not slash or unit.strip().lower() not in _RATE_UNITS or not 0 < count < 1e9:
+        raise ConfigError(f"--rate-limit {text!r}: expected N/s or N/m with N greater than 0, e.g. 10/s or 600/m")
+    return count, _RATE_UNITS[unit.strip().lower()]
+
+
 @dataclass(frozen=True, slots=True)
 class ListenerSpec:
     """One listener and what it serves: the app (HTTPS, or HTTP with --no-tls), with or
@@ -311,6 +326,19 @@ class Config:
     static: tuple[str, ...] = ()
     # Cache-Control max-age of static responses in seconds; 0 sends "no-cache".
     static_max_age: int = 3600
+    # Edge limits per worker (gateway/limits/, docs/limits.md); 0 or "" = off.
+    # Requests and WebSockets running in the app at once; beyond, 503 + Retry-After.
+    limit_concurrency: int = 0
+    # Connections open at once; beyond, new ones wait in the kernel's listen backlog.
+    max_connections: int = 0
+    # Connections open at once from one client address; beyond, closed right after accept.
+    max_connections_per_ip: int = 0
+    # Requests per client address: "N/s" or "N/m" (token bucket); beyond, 429 + Retry-After.
+    rate_limit: str = ""
+    # Requests one address may send at once on a full bucket; 0 = N of --rate-limit.
+    rate_limit_burst: int = 0
+    # Client addresses whose buckets are remembered; the least recently seen go first.
+    rate_limit_table_size: int = 100_000
     # Client address behind proxies (gateway/proxy_headers.py, docs/proxies.md): trust
     # Forwarded / X-Forwarded-* only from peers in forwarded_allow_ips ("*" = any peer).
     proxy_headers: bool = False
@@ -426,6 +454,7 @@ class Config:
             raise ConfigError("buffer sizes must be at least 1024 bytes")
         self._validate_http2()
         self._validate_static()
+        self._validate_limits()
         self._validate_edge()
         self._validate_accelerators()
         self._validate_logging()
@@ -461,6 +490,19 @@ class Config:
                 raise ConfigError(
                     f"--log-config {self.log_config!r}: YAML needs PyYAML (pip install pyyaml); or use JSON/TOML"
                 )
+
+    def _validate_limits(self) -> None:
+        for name in ("limit_concurrency", "max_connections", "max_connections_per_ip"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be 0 (off) or more")
+        if self.rate_limit_burst < 0:
+            raise ConfigError("--rate-limit-burst must be 0 (N of --rate-limit) or more")
+        if self.rate_limit_table_size < 1:
+            raise ConfigError("--rate-limit-table-size must be at least 1")
+        if self.rate_limit:
+            parse_rate(self.rate_limit)
+        elif self.rate_limit_burst:
+            raise ConfigError("--rate-limit-burst needs --rate-limit N/s or N/m")
 
     def _validate_response(self) -> None:
         try:

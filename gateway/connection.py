@@ -22,6 +22,7 @@ from gateway.protocols.http2 import PREFACE, HTTP2Protocol
 if TYPE_CHECKING:
     from gateway.asgi import ASGIApp
     from gateway.context import ServerContext
+    from gateway.limits import ConnectionSlot
     from gateway.proxy_protocol import ProxyHeader
 
 log = logging.getLogger("gateway.error")
@@ -62,8 +63,13 @@ class Connection(asyncio.Protocol):
         *,
         proxy_header: ProxyHeader | None = None,
         listener_app: ASGIApp | None = None,
+        slot: ConnectionSlot | None = None,
     ) -> None:
         self._context = context
+        # The --max-connections place this connection holds (gateway/limits/listener.py),
+        # and the address it is counted under for --max-connections-per-ip.
+        self._slot = slot
+        self._address_key: str | None = None
         self._proxy_header = proxy_header
         self._listener_app = listener_app
         self._loop = asyncio.get_running_loop()
@@ -109,6 +115,13 @@ class Connection(asyncio.Protocol):
             proxies=proxies if proxies is not None and proxies.trusts(client) else None,
             listener_app=self._listener_app,
         )
+        limits = self._context.connection_limits
+        if limits is not None and limits.per_address is not None:
+            self._address_key = limits.per_address.opened(self.info.client)
+            if self._address_key is None:  # over --max-connections-per-ip: close, unserved
+                self._closed = True
+                transport.close()
+                return
         self._context.connections.add(self)
         self._sendfile = ssl_object is None
         http2 = self._context.config.http2
@@ -123,7 +136,8 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Bytes from the client go straight to the protocol adapter."""
-        assert self.protocol is not None
+        if self.protocol is None:  # refused in connection_made, closing
+            return
         if self._sniffed is not None:
             data = self._sniff(data)
             if not data:
@@ -169,6 +183,7 @@ class Connection(asyncio.Protocol):
         """The socket is gone: wake writers, stop timers, tell the adapter."""
         self._closed = True
         self._context.connections.discard(self)
+        self._release_limits()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -180,6 +195,15 @@ class Connection(asyncio.Protocol):
         self._wake_writer()
         if self.protocol is not None:
             self.protocol.connection_lost()
+
+    def _release_limits(self) -> None:
+        key, self._address_key = self._address_key, None
+        limits = self._context.connection_limits
+        if key is not None and limits is not None and limits.per_address is not None:
+            limits.per_address.closed(key)
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.release()
 
     def pause_writing(self) -> None:
         """The transport's buffer is full: app ``send()`` calls wait from now on."""

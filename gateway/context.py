@@ -11,6 +11,7 @@ from gateway.accelerators import HTTP1ParserName, http1_parser_in_use
 from gateway.access_log import AccessLogFormatter, formatter_for
 from gateway.config import Config
 from gateway.health import HealthCheck
+from gateway.limits import ConnectionLimits, RequestLimits
 from gateway.metrics import Metrics
 from gateway.proxy_headers import TrustedProxies
 from gateway.response_headers import ResponseHeaders
@@ -54,6 +55,10 @@ class ServerContext:
     requests_started: int = 0
     request_limit: int = 0
     on_request_limit: Callable[[], None] | None = None
+    # --limit-concurrency / --rate-limit, and --max-connections / --max-connections-per-ip
+    # (gateway/limits/); None when off, so the hot path tests one attribute.
+    request_limits: RequestLimits | None = None
+    connection_limits: ConnectionLimits | None = None
     # --forwarded-allow-ips, parsed once; None without --proxy-headers.
     proxies: TrustedProxies | None = None
     # --hsts/--header and --compress; None when off (streams/response_filter.py).
@@ -61,6 +66,8 @@ class ServerContext:
     compression: Compression | None = None
 
     def __post_init__(self) -> None:
+        self.request_limits = RequestLimits.from_config(self.config)
+        self.connection_limits = ConnectionLimits.from_config(self.config)
         self.http1_parser = http1_parser_in_use(self.config.http1_parser)
         if self.config.static:
             self.static = StaticFiles(self.config.static, self.config.static_max_age)

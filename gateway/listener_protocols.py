@@ -10,13 +10,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import ssl
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gateway.connection import Connection
 from gateway.https_redirect import AppPassage, HTTP01Responder, HTTPSRedirect, PlainHTTPOnTLSPort, PlainHTTPResponder
+from gateway.limits.listener import SlotProtocolFactory
 from gateway.pre_tls import ConnectionOpening
 
 if TYPE_CHECKING:
@@ -24,8 +23,6 @@ if TYPE_CHECKING:
     from gateway.asgi import ASGIApp
     from gateway.config import Config, ListenerSpec
     from gateway.context import ServerContext
-
-ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
 
 class ListenerProtocols:
@@ -62,24 +59,27 @@ class ListenerProtocols:
         if self._plain_redirect is not None:
             self._plain_redirect.https_port = port
 
-    def factory(self, listener: ListenerSpec) -> ProtocolFactory:
+    def factory(self, listener: ListenerSpec) -> SlotProtocolFactory:
         """The protocol factory for ``listener`` (its listening call gets no ``ssl=``)."""
         context = self._context
+        # ``slot``: the --max-connections place the connection holds (gateway/limits/), given
+        # by a gated listener; the connection gives it back when it ends.
         if listener.redirect:
             redirect = self.redirect
-            return lambda: Connection(context, listener_app=redirect)
+            return lambda slot=None: Connection(context, listener_app=redirect, slot=slot)
         ssl_context = self._ssl_context
         if ssl_context is None and not listener.proxy_protocol:
-            return lambda: Connection(context)
+            return lambda slot=None: Connection(context, slot=slot)
         plain_on_tls = self._plain_on_tls
         proxy_protocol = listener.proxy_protocol
         challenges = self._challenges
-        return lambda: ConnectionOpening(
+        return lambda slot=None: ConnectionOpening(
             context,
             ssl_context=ssl_context,
             proxy_protocol=proxy_protocol,
             plain_http_app=plain_on_tls,
             acme_challenges=challenges,
+            slot=slot,
         )
 
 

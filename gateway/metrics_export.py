@@ -48,13 +48,19 @@ class PrometheusMetrics:
     """One process's prometheus-client objects, fed from its :class:`Metrics`."""
 
     def __init__(
-        self, metrics: Metrics, registry: Any, open_connections: Callable[[], Mapping[str, int]] = dict
+        self,
+        metrics: Metrics,
+        registry: Any,
+        open_connections: Callable[[], Mapping[str, int]] = dict,
+        limit_refusals: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         client = _client()
         self.metrics = metrics
         # Counted when flushing, from the server's set of connections: nothing to bump on
         # every connect, close and h2c upgrade.
         self._open_connections = open_connections
+        # The --limit-* and --rate-limit refusals, counted by gateway/limits/ itself.
+        self._limit_refusals = limit_refusals
         Counter, Gauge, Histogram = client.Counter, client.Gauge, client.Histogram
         own = {"registry": registry}
         self._requests = Counter(
@@ -113,7 +119,7 @@ class PrometheusMetrics:
         self._add("handshake_failures", metrics.tls_handshake_failures, self._handshake_failures)
         self._add("streams", metrics.h2_streams, self._streams)
         self._add("resets", metrics.h2_resets, self._resets)
-        for reason, count in metrics.rejections.items():
+        for reason, count in [*metrics.rejections.items(), *self._limit_refusals().items()]:
             self._add(("rejections", reason), count, self._rejections.labels(reason))
         self._add("app_exceptions", metrics.app_exceptions, self._app_exceptions)
         self._add("worker_restarts", metrics.worker_restarts, self._worker_restarts)
@@ -177,11 +183,17 @@ class ServedMetrics:
     """A serving process's export and, unless a supervisor serves them, its endpoint."""
 
     def __init__(
-        self, metrics: Metrics, config: Config, open_connections: Callable[[], Mapping[str, int]], *, endpoint: bool
+        self,
+        metrics: Metrics,
+        config: Config,
+        open_connections: Callable[[], Mapping[str, int]],
+        limit_refusals: Callable[[], Mapping[str, int]],
+        *,
+        endpoint: bool,
     ) -> None:
         assert config.metrics_bind is not None
         registry = single_process_registry() if endpoint else None
-        self.export = PrometheusMetrics(metrics, registry, open_connections)
+        self.export = PrometheusMetrics(metrics, registry, open_connections, limit_refusals)
         self.endpoint = MetricsEndpoint(BindAddress.parse(config.metrics_bind), registry) if endpoint else None
         self.export.start()
 

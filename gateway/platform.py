@@ -27,6 +27,9 @@ from gateway.config import ConfigError, LoopChoice, installed
 if TYPE_CHECKING:
     import multiprocessing.context
 
+    from gateway.limits import ConnectionGate, ConnectionSlot
+    from gateway.limits.listener import SlotProtocolFactory
+
 IS_WINDOWS = sys.platform == "win32"
 
 log = logging.getLogger("gateway.error")
@@ -312,20 +315,26 @@ class SharedSocketAcceptor:
     :func:`accept_shared_in_thread`). The thread owns the socket: it polls
     (``ACCEPT_POLL_SECONDS``) so that it notices :meth:`close` and closes the socket itself,
     rather than having it closed under a blocked ``accept()``.
+
+    With a ``gate`` (``--max-connections``) the thread waits for a free place before each
+    ``accept()``, so connections beyond the limit wait in the listen backlog, as with
+    ``gateway.limits.listener.GatedListener`` on the event loop.
     """
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         sock: socket.socket,
-        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        protocol_factory: SlotProtocolFactory,
         *,
         ssl_context: ssl.SSLContext | None,
         ssl_handshake_timeout: float | None,
+        gate: ConnectionGate | None = None,
     ) -> None:
         self._loop = loop
         self._sock = sock
         self._protocol_factory = protocol_factory
+        self._gate = gate
         self._ssl_context = ssl_context
         self._ssl_handshake_timeout = ssl_handshake_timeout
         self._closing = threading.Event()
@@ -337,6 +346,9 @@ class SharedSocketAcceptor:
     def _accept_forever(self) -> None:
         try:
             while not self._closing.is_set():
+                gate = self._gate
+                if gate is not None and not gate.wait_for_room_blocking(ACCEPT_POLL_SECONDS):
+                    continue  # full: leave new connections in the backlog
                 try:
                     connection, _ = self._sock.accept()
                 except TimeoutError:
@@ -345,31 +357,48 @@ class SharedSocketAcceptor:
                     log.debug("accept failed: %s", exc)
                     self._closing.wait(ACCEPT_POLL_SECONDS)
                     continue
+                slot = self._acquire_slot(gate) if gate is not None else None
+                if gate is not None and slot is None:  # closing while waiting for a place
+                    connection.close()
+                    return
                 try:
-                    self._loop.call_soon_threadsafe(self._start_connection, connection)
+                    self._loop.call_soon_threadsafe(self._start_connection, connection, slot)
                 except RuntimeError:  # the loop has closed
                     connection.close()
                     return
         finally:
             self._sock.close()
 
-    def _start_connection(self, connection: socket.socket) -> None:
+    def _acquire_slot(self, gate: ConnectionGate) -> ConnectionSlot | None:
+        # Another listener's thread may have taken the last place since the wait above.
+        slot = gate.try_acquire()
+        while slot is None and not self._closing.is_set():
+            gate.wait_for_room_blocking(ACCEPT_POLL_SECONDS)
+            slot = gate.try_acquire()
+        return slot
+
+    def _start_connection(self, connection: socket.socket, slot: ConnectionSlot | None) -> None:
         if self._closing.is_set():
             connection.close()
+            if slot is not None:
+                slot.release()
             return
         task = self._loop.create_task(
             self._loop.connect_accepted_socket(
-                self._protocol_factory,
+                lambda: self._protocol_factory(slot),
                 connection,
                 ssl=self._ssl_context,
                 ssl_handshake_timeout=self._ssl_handshake_timeout,
             )
         )
         self._starting.add(task)
-        task.add_done_callback(self._started)
+        task.add_done_callback(lambda done: self._started(done, slot))
 
-    def _started(self, task: asyncio.Task[object]) -> None:
+    def _started(self, task: asyncio.Task[object], slot: ConnectionSlot | None) -> None:
         self._starting.discard(task)
+        failed = task.cancelled() or task.exception() is not None
+        if failed and slot is not None:
+            slot.release()  # never started, so its protocol will not release it
         if not task.cancelled() and task.exception() is not None:
             # As asyncio's own servers do: a failed TLS handshake is the client's business.
             log.debug("connection failed before it started: %s", task.exception())

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from gateway.acme.challenges import ChallengeFiles
     from gateway.asgi import ASGIApp
     from gateway.context import ServerContext
+    from gateway.limits import ConnectionSlot
 
 log = logging.getLogger("gateway.error")
 
@@ -58,8 +59,12 @@ class ConnectionOpening(asyncio.Protocol):
         proxy_protocol: bool,
         plain_http_app: ASGIApp | None,
         acme_challenges: ChallengeFiles | None = None,
+        slot: ConnectionSlot | None = None,
     ) -> None:
         self._context = context
+        # The --max-connections place (gateway/limits/): handed to the Connection, or given
+        # back here when the connection ends before one exists.
+        self._slot = slot
         self._loop = asyncio.get_running_loop()
         self._ssl_context = ssl_context
         self._parser = ProxyHeaderParser() if proxy_protocol else None
@@ -137,6 +142,17 @@ class ConnectionOpening(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """Stop the timer; nothing else is owed to a client that never started."""
         self._cancel_timer()
+        if self._upgrade is None:  # a TLS handshake task owns the place once it started
+            self._release_slot()
+
+    def _take_slot(self) -> ConnectionSlot | None:
+        slot, self._slot = self._slot, None
+        return slot
+
+    def _release_slot(self) -> None:
+        slot = self._take_slot()
+        if slot is not None:
+            slot.release()
 
     def _timed_out(self) -> None:
         self._timer = None
@@ -171,7 +187,9 @@ class ConnectionOpening(asyncio.Protocol):
         if self._ssl_context is not None:
             log.info("%s - plain HTTP sent to a TLS port; answering in plain HTTP and closing", self._peer)
             listener_app = self._plain_http_app
-        connection = Connection(self._context, proxy_header=self._proxy_header, listener_app=listener_app)
+        connection = Connection(
+            self._context, proxy_header=self._proxy_header, listener_app=listener_app, slot=self._take_slot()
+        )
         transport.set_protocol(connection)
         connection.connection_made(transport)
         if data:
@@ -202,6 +220,14 @@ class ConnectionOpening(asyncio.Protocol):
     async def _handshake(
         self, transport: asyncio.Transport, ssl_context: ssl.SSLContext, waiting: TLSWaitingRoom, challenge: bool
     ) -> None:
+        try:
+            await self._upgrade_to_tls(transport, ssl_context, waiting, challenge)
+        finally:  # failed, cancelled or a challenge: no Connection took the place
+            self._release_slot()
+
+    async def _upgrade_to_tls(
+        self, transport: asyncio.Transport, ssl_context: ssl.SSLContext, waiting: TLSWaitingRoom, challenge: bool
+    ) -> None:
         metrics = self._context.metrics
         try:
             tls_transport = await self._loop.start_tls(
@@ -226,7 +252,7 @@ class ConnectionOpening(asyncio.Protocol):
             # RFC 8737 §3: the validation is the handshake itself; nothing follows it.
             tls_transport.close()
             return
-        connection = Connection(self._context, proxy_header=self._proxy_header)
+        connection = Connection(self._context, proxy_header=self._proxy_header, slot=self._take_slot())
         tls_transport.set_protocol(connection)
         connection.connection_made(tls_transport)
         if waiting.early:

@@ -18,6 +18,7 @@ from gateway.config import Config, ConfigError, ListenerSpec
 from gateway.context import ServerContext
 from gateway.interface import as_asgi3
 from gateway.lifespan import Lifespan, LifespanFailure
+from gateway.limits.listener import GatedListener
 from gateway.listener_protocols import ListenerProtocols
 from gateway.listeners import ListeningSocket, StartupError, bind_sockets, describe, remove_unix_sockets
 
@@ -31,7 +32,8 @@ log = logging.getLogger("gateway.error")
 
 
 class Listener(Protocol):
-    """What shutdown needs of a listener: an ``asyncio.Server`` or ``platform.SharedSocketAcceptor``."""
+    """What shutdown needs of a listener: an ``asyncio.Server``, ``platform.SharedSocketAcceptor``
+    or ``limits.listener.GatedListener``."""
 
     def close(self) -> None:
         """Stop accepting new connections."""
@@ -202,11 +204,17 @@ class Server:
     async def _accept_on(self, sockets: list[ListeningSocket], protocols: ListenerProtocols) -> None:
         """Serve sockets that are already bound and listening (handed over by the supervisor)."""
         loop = asyncio.get_running_loop()
+        limits = self.context.connection_limits
+        gate = limits.gate if limits is not None else None
         for sock, spec in sockets:
             listener: Listener
             if self._accept_in_thread:
                 listener = platform.SharedSocketAcceptor(
-                    loop, sock, protocols.factory(spec), ssl_context=None, ssl_handshake_timeout=None
+                    loop, sock, protocols.factory(spec), ssl_context=None, ssl_handshake_timeout=None, gate=gate
+                )
+            elif gate is not None:
+                listener = GatedListener(
+                    loop, sock, protocols.factory(spec), gate=gate, ssl_context=None, ssl_handshake_timeout=None
                 )
             else:
                 listener = await loop.create_server(protocols.factory(spec), sock=sock, backlog=self.config.backlog)
@@ -231,6 +239,9 @@ class Server:
             await asyncio.wait(list(context.tasks), timeout=1)
         # Let cancelled app tasks and closing transports run their last callbacks.
         await asyncio.sleep(0)
+        for limits in (context.request_limits, context.connection_limits):
+            if limits is not None:
+                limits.close()  # the last "N more refused" log line
         for listener in self._listeners:
             try:
                 await asyncio.wait_for(listener.wait_closed(), timeout=1)
@@ -275,9 +286,16 @@ def start_metrics(context: ServerContext, config: Config, *, endpoint: bool) -> 
         http2 = sum(isinstance(connection.protocol, HTTP2Protocol) for connection in context.connections)
         return {"h2": http2, "http/1.1": len(context.connections) - http2}
 
+    def limit_refusals() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for limits in (context.request_limits, context.connection_limits):
+            if limits is not None:
+                counts.update(limits.refusals())
+        return counts
+
     metrics = context.metrics = Metrics()
     try:
-        return metrics_export.ServedMetrics(metrics, config, open_connections, endpoint=endpoint)
+        return metrics_export.ServedMetrics(metrics, config, open_connections, limit_refusals, endpoint=endpoint)
     except metrics_export.MetricsUnavailable as exc:
         raise StartupError(str(exc)) from None
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,14 @@ class RunningServer:
 
 
 @contextlib.contextmanager
-def running_server(app: Any, **options: Any) -> Iterator[RunningServer]:
-    """Serve ``app`` on 127.0.0.1 (a free port) until the ``with`` block ends."""
+def running_server(
+    app: Any, *, sockets: Sequence[socket.socket] = (), accept_in_thread: bool = False, **options: Any
+) -> Iterator[RunningServer]:
+    """Serve ``app`` on 127.0.0.1 (a free port) until the ``with`` block ends.
+
+    ``sockets`` and ``accept_in_thread`` go to ``Server`` (listening sockets bound by the
+    test, accepted from a thread as Windows workers do).
+    """
     options.setdefault("port", 0)
     options.setdefault("access_log", False)
     config = Config(**options)
@@ -67,7 +74,7 @@ def running_server(app: Any, **options: Any) -> Iterator[RunningServer]:
         asyncio.set_event_loop(loop)
 
         async def main() -> int:
-            server = Server(app, config)
+            server = Server(app, config, sockets=sockets, accept_in_thread=accept_in_thread)
             holder["server"] = server
             waiter = asyncio.ensure_future(server.started.wait())
             serving = asyncio.ensure_future(server.serve(handle_signals=False))
@@ -151,7 +158,13 @@ class CertFiles:
     cert: Path
     key: Path
     ca: Path
-    client_context: ssl.SSLContext
+
+    @property
+    def client_context(self) -> ssl.SSLContext:
+        """A new client context trusting the CA on each access: httpx with ``http2=True``
+        sets ALPN h2 on the context it is given, and a shared one would then make later
+        HTTP/1.1 and WebSocket clients of the session negotiate HTTP/2."""
+        return ssl.create_default_context(cafile=str(self.ca))
 
 
 @pytest.fixture(scope="session")
@@ -166,5 +179,4 @@ def cert_files(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA, server_
         for blob in server_cert.cert_chain_pems:
             handle.write(blob.bytes())
     ca.cert_pem.write_to_path(str(ca_file))
-    client_context = ssl.create_default_context(cafile=str(ca_file))
-    return CertFiles(cert=cert, key=key, ca=ca_file, client_context=client_context)
+    return CertFiles(cert=cert, key=key, ca=ca_file)

@@ -260,3 +260,13 @@ def test_rejections_by_reason() -> None:
             assert total(samples, "asgigw_rejections_total", reason="timeout") == 1
 
         eventually(counted)
+
+
+def test_limit_refusals_are_counted() -> None:
+    args = ("--port", "0", "--metrics-bind", "127.0.0.1:0", "--rate-limit", "1/m", "tests.apps.basic:app")
+    with gateway_process(*args) as server:
+        metrics_port = metrics_port_of(server)
+        assert httpx.get(f"{server.url}/").status_code == 200
+        assert httpx.get(f"{server.url}/").status_code == 429
+        eventually(lambda: _assert_total(metrics_port, "asgigw_rejections_total", 1))
+        assert total(scrape(metrics_port), "asgigw_rejections_total", reason="rate_limit") == 1

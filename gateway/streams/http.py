@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.access_log import CLIENT_CLOSED, COMPLETE
@@ -46,6 +47,7 @@ from gateway.streams.response_filter import filtered_sender
 
 if TYPE_CHECKING:
     from gateway.context import ServerContext
+    from gateway.limits import ConcurrencyLimit
 
 error_log = logging.getLogger("gateway.error")
 
@@ -180,15 +182,36 @@ class HTTPStream:
             self._started_at = asyncio.get_running_loop().time()
         static = context.static
         health = context.health
+        limits = context.request_limits
+        refusal = None if limits is None else limits.check_rate(self._scope["client"])
         if self._info.listener_app is not None:  # --redirect-http, plain HTTP on a TLS port
             work = self._run(self._info.listener_app)
+        elif refusal is not None:
+            work = self._answer(refusal.status, refusal.headers, refusal.body)
         elif health is not None and self._scope["path"] == health.path:
             work = self._run(health)
         elif static is None:
-            work = self._run(context.app)
+            work = self._run_app()
         else:
             work = self._run_static(static, request)
         self.task = context.start_app_task(work)
+
+    def _run_app(self) -> Coroutine[Any, Any, None]:
+        limits = self._context.request_limits
+        if limits is None or limits.concurrency is None:
+            return self._run(self._context.app)
+        return self._run_counted(limits.concurrency)
+
+    async def _run_counted(self, concurrency: ConcurrencyLimit) -> None:
+        """Run the app in one of the --limit-concurrency places, or answer 503 without one."""
+        refusal = concurrency.try_enter(self._scope["client"])
+        if refusal is not None:
+            await self._answer(refusal.status, refusal.headers, refusal.body)
+            return
+        try:
+            await self._run(self._context.app)
+        finally:  # also when the app raised or the task was cancelled (shutdown, reset)
+            concurrency.leave()
 
     async def _run(self, app: Any) -> None:
         scope = self._scope
@@ -230,7 +253,7 @@ class HTTPStream:
         """Answer from a --static folder, or run the app when no file matches."""
         answer = static.respond(request, self._info.client)
         if answer is None:
-            await self._run(self._context.app)
+            await self._run_app()
             return
         # BODY until the end, as for an app: the adapter must not start the next exchange
         # (HTTP/1.1) while the file is still going out.
@@ -266,19 +289,23 @@ class HTTPStream:
             return
         if self._state is ResponseState.WAITING or self._held_head is not None:
             self._held_head = None
-            self._state = ResponseState.DONE
-            self._status = 500
-            body = b"Internal Server Error"
-            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
-            await self._sender.stream_send(Response(self.stream_id, 500, headers))
-            await self._sender.stream_send(Body(self.stream_id, body))
-            await self._sender.stream_send(EndBody(self.stream_id))
-            self._response_bytes = len(body)
-            self._record_response()
+            await self._answer(500, [], b"Internal Server Error")
         else:
             self._log_unfinished()
             self._state = ResponseState.DONE
             await self._sender.stream_send(StreamAborted(self.stream_id))
+
+    async def _answer(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """A whole plain-text response made by the gateway: an error, or a refusal (gateway/limits/)."""
+        self._state = ResponseState.DONE
+        self._status = status
+        fields = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
+        await self._sender.stream_send(Response(self.stream_id, status, headers + fields))
+        await self._sender.stream_send(Body(self.stream_id, body))
+        await self._sender.stream_send(EndBody(self.stream_id))
+        self._response_bytes = len(body)
+        self._wake_receiver()
+        self._record_response()
 
     async def receive(self) -> Message:
         """The ASGI ``receive`` callable."""

@@ -74,6 +74,7 @@ websocket_masking.install()
 
 if TYPE_CHECKING:
     from gateway.context import ServerContext
+    from gateway.limits import ConcurrencyLimit
     from gateway.streams.http import StreamSender
 
 log = logging.getLogger("gateway.error")
@@ -189,8 +190,16 @@ class WebSocketStream:
             if self._config.ws_per_message_deflate:
                 offers = handshake.requested_extensions(request.headers)
                 self._deflate = negotiate(offers, self._config.ws_max_message_size) if offers else None
-            self._inbox.put({"type": "websocket.connect"})
-            work = self._run(self._info.listener_app or context.app)
+            limits = context.request_limits
+            refusal = None if limits is None else limits.check_rate(self._scope["client"])
+            if refusal is not None:  # the handshake is refused like an HTTP request
+                work = self._send_http_response(refusal.status, refusal.headers, refusal.body)
+            elif limits is not None and limits.concurrency is not None:
+                self._inbox.put({"type": "websocket.connect"})
+                work = self._run_counted(limits.concurrency)
+            else:
+                self._inbox.put({"type": "websocket.connect"})
+                work = self._run(self._info.listener_app or context.app)
         # Handshake answers get --hsts/--header fields; frames go by the writer, unfiltered.
         secure = self._scope.get("scheme", "wss" if self._info.tls else "ws") == "wss"
         self._sender = filtered_sender(context, self._sender, secure=secure, request=None)
@@ -249,6 +258,17 @@ class WebSocketStream:
             self._inbox.put(message)
 
     # -- the app side ---------------------------------------------------------------------
+
+    async def _run_counted(self, concurrency: ConcurrencyLimit) -> None:
+        """Run the app in a --limit-concurrency place for the WebSocket's life, or refuse with 503."""
+        refusal = concurrency.try_enter(self._scope["client"])
+        if refusal is not None:
+            await self._send_http_response(refusal.status, refusal.headers, refusal.body)
+            return
+        try:
+            await self._run(self._context.app)
+        finally:  # also when the app raised or the task was cancelled
+            concurrency.leave()
 
     async def _run(self, app: Any) -> None:
         try:
