@@ -17,6 +17,7 @@ property tests' generators with a large budget for the same time instead.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -41,7 +42,18 @@ def child(target: str, arguments: list[str]) -> None:
     sys.path.insert(0, str(ROOT))
     with atheris.instrument_imports(include=["gateway", "h11", "h2", "hpack", "hyperframe", "wsproto"]):
         from tests.fuzz_targets import TARGETS
-    atheris.Setup([sys.argv[0], *arguments], TARGETS[target])
+    check = TARGETS[target]
+    crashes = ROOT / "tests" / "fuzz_regressions" / target
+
+    def one_input(data: bytes) -> None:
+        try:
+            check(data)
+        except BaseException:
+            # Saved here as well as by libFuzzer, which does not always get to write it.
+            (crashes / f"crash-{hashlib.sha1(data).hexdigest()}").write_bytes(data)
+            raise
+
+    atheris.Setup([sys.argv[0], *arguments], one_input)
     atheris.Fuzz()
 
 

@@ -176,7 +176,10 @@ def test_ipv6_address_port(project: Path) -> None:
         (("127.0.0.1:99999",), "--port 99999: must be a number from 0 to 65535"),
         (("127.0.0.1:0", "--cert", "missing.pem", "--key", "k.pem"), "certificate file not found: missing.pem"),
         (("127.0.0.1:0", "--cert", "only.pem"), "--cert and --key must be given together"),
-        (("--no-tls", "--cert", "c.pem", "--key", "k.pem"), "--no-tls and --cert/--key exclude each other"),
+        (
+            ("127.0.0.1:0", "--no-tls", "--cert", "c.pem", "--key", "k.pem"),
+            "--no-tls and --cert/--key exclude each other",
+        ),
     ],
 )
 def test_errors_are_one_line(project: Path, args: tuple[str, ...], message: str) -> None:

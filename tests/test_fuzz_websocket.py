@@ -26,8 +26,10 @@ from wsproto.frame_protocol import FrameProtocol, Opcode
 from tests.fuzz_harness import Outcome, exchange, http1_adapter, split, websocket_bound
 
 CUTS = st.lists(st.integers(0, 3000), max_size=8)
-# Codes a server may put in its close frame (RFC 6455 §7.4.1; 1005, 1006, 1015 never go on the wire).
-SENDABLE_CLOSE_CODES = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011}
+# Codes a close frame may carry (RFC 6455 §7.4.1, §7.4.2): the defined ones except 1005,
+# 1006 and 1015, which never go on the wire, and 3000-4999 for libraries and applications,
+# which the server echoes when the client closed with one (§5.5.1).
+SENDABLE_CLOSE_CODES = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, *range(3000, 5000)}
 
 
 def handshake(deflate: bool) -> bytes:
@@ -234,6 +236,7 @@ def test_messages_read_with_the_client_close_are_all_answered_before_the_close()
 @example((True, frame(0xC1, b"\xff" * 40)), [], False)  # not a deflate stream: 1007
 @example((True, frame(0xC2, compress(b"\x00" * 100_000))), [5], False)  # inflates past the limit: 1009
 @example((False, frame(0x82, b"x" * 9000)), [], False)  # past --ws-max-message-size: 1009
+@example((False, frame(0x88, (4893).to_bytes(2, "big"))), [], False)  # found by fuzz/: an app code, echoed
 def test_mutated_frames_get_a_defined_answer(session: tuple[bool, bytes], cuts: list[int], eof: bool) -> None:
     deflate, frames = session
     outcome = run(deflate, split(frames, cuts), eof=eof)

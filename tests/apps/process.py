@@ -36,7 +36,20 @@ def gateway_argv(*args: str, plain: bool = True, script: bool = False) -> list[s
     not start with the current directory (``python -m`` puts it there by itself).
     """
     command = [str(ASGIGW_SCRIPT)] if script else [sys.executable, "-m", "gateway"]
-    return [*command, *(PLAIN_HTTP if plain else ()), *args]
+    return [*command, *(PLAIN_HTTP if plain else ()), *_free_port_unless_given(args), *args]
+
+
+def _free_port_unless_given(args: tuple[str, ...]) -> tuple[str, ...]:
+    """``--port 0`` unless ``args`` choose where to listen: no test binds the default 8000.
+
+    Tests that expect asgigw to fail still reach the listener on some paths (an app that
+    fails only at its first call, workers), and a fixed port fails when another process holds it.
+    """
+    if args[:1] == ("certs",) or any(arg in ("--help", "--version") for arg in args):
+        return ()
+    if any(arg.split("=")[0] in ("--port", "--bind", "-b") for arg in args):
+        return ()
+    return ("--port", "0")
 
 
 def gateway_env(**extra: str) -> dict[str, str]:
