@@ -15,9 +15,11 @@ from tests.fuzz_harness import chunks_from_fuzz_input
 
 
 def http1(data: bytes) -> None:
-    """Any bytes to the HTTP/1.1 adapter."""
+    """Any bytes to the HTTP/1.1 adapter (bit 4 of the first byte picks the second parser, if any)."""
     chunks, eof = chunks_from_fuzz_input(data)
-    outcome = test_fuzz_http1.run(chunks, eof=eof)
+    parsers = test_fuzz_http1.PARSERS
+    parser = parsers[1 if len(parsers) > 1 and data[:1] and data[0] & 0x10 else 0]
+    outcome = test_fuzz_http1.run(chunks, eof=eof, **parser)
     test_fuzz_http1.check_answered(outcome, eof)
 
 

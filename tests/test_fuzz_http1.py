@@ -11,13 +11,31 @@ as when they arrive in one read. Profiles and budgets: tests/conftest.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import importlib.util
 from typing import Any
 
 import h11
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from gateway.config import Config
 from tests.fuzz_harness import Outcome, exchange, http1_adapter, http1_bound, split
+
+
+def parser_choices() -> list[dict[str, Any]]:
+    """Config options selecting each HTTP/1.1 parser this install has (h11; httptools with [fast])."""
+    if "http1_parser" not in {option.name for option in dataclasses.fields(Config)}:
+        return [{}]  # one parser, no option
+    choices: list[dict[str, Any]] = [{"http1_parser": "h11"}]
+    if importlib.util.find_spec("httptools") is not None:
+        choices.append({"http1_parser": "httptools"})
+    return choices
+
+
+PARSERS = parser_choices()
+PARSER_IDS = [choice.get("http1_parser", "default") for choice in PARSERS]
 
 TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-0123456789", min_size=1, max_size=12)
 FIELD_VALUE = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC 0123456789/.;=,", max_size=20).map(str.strip)
@@ -174,42 +192,52 @@ def summary(outcome: Outcome) -> tuple[Any, ...]:
     return outcome.scopes, bodies, responses(outcome), outcome.closed
 
 
+@pytest.mark.parametrize("parser", PARSERS, ids=PARSER_IDS)
 @given(PIPELINES, CUTS)
 @example(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", [40, 41, 60])
-def test_valid_requests_split_anywhere_give_the_same_result(data: bytes, cuts: list[int]) -> None:
-    whole = run([data])
-    pieces = run(split(data, cuts))
+def test_valid_requests_split_anywhere_give_the_same_result(
+    parser: dict[str, Any], data: bytes, cuts: list[int]
+) -> None:
+    whole = run([data], **parser)
+    pieces = run(split(data, cuts), **parser)
     assert summary(pieces) == summary(whole)
     # Every request was served: as many 200s as requests.
     assert [status for status, *_ in responses(whole)] == [200] * len(whole.scopes)
     check_answered(whole, eof=False)
 
 
+@pytest.mark.parametrize("parser", PARSERS, ids=PARSER_IDS)
 @given(mutated(), CUTS, st.booleans())
 @example(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", [], False)
 @example(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" + b"x" * 5000, [30], False)
 @example(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n", [], True)
 @example(b"HEAD / HTTP/1.0\r\nHost: a\r\n\r\n", [], False)  # found by fuzz/: 1.0 closes after its answer
-def test_mutated_requests_get_a_defined_answer(data: bytes, cuts: list[int], eof: bool) -> None:
-    outcome = run(split(data, cuts), eof=eof)
+def test_mutated_requests_get_a_defined_answer(parser: dict[str, Any], data: bytes, cuts: list[int], eof: bool) -> None:
+    outcome = run(split(data, cuts), eof=eof, **parser)
     check_answered(outcome, eof)
 
 
+@pytest.mark.parametrize("parser", PARSERS, ids=PARSER_IDS)
 @given(
     st.binary(max_size=600),
     CUTS,
     st.booleans(),
     st.sampled_from([b"", b"GET / HTTP/1.1\r\n", b"POST /x HTTP/1.1\r\nHost: a\r\n"]),
 )
-def test_arbitrary_bytes_get_a_defined_answer(data: bytes, cuts: list[int], eof: bool, prefix: bytes) -> None:
-    outcome = run(split(prefix + data, cuts), eof=eof)
+def test_arbitrary_bytes_get_a_defined_answer(
+    parser: dict[str, Any], data: bytes, cuts: list[int], eof: bool, prefix: bytes
+) -> None:
+    outcome = run(split(prefix + data, cuts), eof=eof, **parser)
     check_answered(outcome, eof)
 
 
+@pytest.mark.parametrize("parser", PARSERS, ids=PARSER_IDS)
 @given(st.integers(1, 12_000), st.sampled_from([b"GET / HTTP/1.1\r\nX-Long: ", b"x" * 3]), CUTS)
-def test_an_endless_head_is_refused_within_the_header_limit(size: int, start: bytes, cuts: list[int]) -> None:
+def test_an_endless_head_is_refused_within_the_header_limit(
+    parser: dict[str, Any], size: int, start: bytes, cuts: list[int]
+) -> None:
     # Bytes that never end a head: answered 431 once past --max-header-size, held until then.
-    outcome = run(split(start + b"a" * size, cuts))
+    outcome = run(split(start + b"a" * size, cuts), **parser)
     answers = responses(outcome)
     if len(start) + size > 4096:
         assert outcome.closed and answers and answers[-1][0] in (400, 431), answers
