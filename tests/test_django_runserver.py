@@ -231,6 +231,7 @@ def edit_until(server: ManageProcess, edit: Callable[[], None], pattern: str) ->
                 raise
 
 
+@pytest.mark.slow
 def test_autoreloader_restarts_on_edit_and_stops_on_sigterm(project: Path) -> None:
     port = free_port()
     with manage_process(project, "runserver", f"127.0.0.1:{port}", "--no-tls") as server:
@@ -252,6 +253,7 @@ def test_autoreloader_restarts_on_edit_and_stops_on_sigterm(project: Path) -> No
     assert "Traceback" not in server.output
 
 
+@pytest.mark.slow
 def test_autoreloader_waits_for_a_fix_after_an_error(project: Path) -> None:
     port = free_port()
     with manage_process(project, "runserver", f"127.0.0.1:{port}", "--no-tls") as server:
