@@ -155,6 +155,16 @@ class Config:
     # Processes serving the same listening sockets; 1 serves in this process. More start
     # a supervisor and that many workers (gateway/workers.py, docs/workers.md).
     workers: int = 1
+    # Worker recycling: a worker that has served this many requests (plus a random 0 to
+    # jitter of its own) is replaced: the supervisor starts the new one, then drains the
+    # old. 0 = never. Like --reload, it needs the supervisor even with one worker.
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    # Restart the workers (new first, then drain the old) when a watched file changes.
+    reload: bool = False
+    reload_dirs: tuple[str, ...] = ()
+    reload_includes: tuple[str, ...] = ()
+    reload_excludes: tuple[str, ...] = ()
     # Static files served by asgigw itself, without calling the app: "URL_PREFIX=DIR"
     # entries, e.g. "/static/=staticfiles"; see docs/static.md.
     static: tuple[str, ...] = ()
@@ -209,12 +219,29 @@ class Config:
             raise ConfigError("--backlog must be at least 1")
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ConfigError(f"--workers must be from 1 to {MAX_WORKERS}")
+        self._validate_recycling()
         self._validate_tls()
         self._validate_websocket()
         if self.read_buffer_size < 1 * KiB or self.write_buffer_size < 1 * KiB:
             raise ConfigError("buffer sizes must be at least 1024 bytes")
         self._validate_http2()
         self._validate_static()
+
+    def _validate_recycling(self) -> None:
+        if self.max_requests < 0 or self.max_requests_jitter < 0:
+            raise ConfigError("--max-requests and --max-requests-jitter must be 0 or more")
+        if self.max_requests_jitter and not self.max_requests:
+            raise ConfigError("--max-requests-jitter needs --max-requests N")
+        if not self.reload and (self.reload_dirs or self.reload_includes or self.reload_excludes):
+            raise ConfigError("--reload-dir, --reload-include and --reload-exclude need --reload")
+        for folder in self.reload_dirs:
+            if not os.path.isdir(folder):
+                raise ConfigError(f"--reload-dir {folder!r}: not a directory")
+
+    @property
+    def supervised(self) -> bool:
+        """True when a supervisor runs the workers: several, recycled or reloaded."""
+        return self.workers > 1 or self.max_requests > 0 or self.reload
 
     def _validate_static(self) -> None:
         for entry in self.static:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,8 +36,27 @@ class ServerContext:
     access_log: bool = False
     # The --static folders; None without any, so other requests pay one attribute test.
     static: StaticFiles | None = None
+    # Requests and WebSocket sessions started so far, and the count at which
+    # ``on_request_limit`` is called once (--max-requests in a worker; 0 = never).
+    requests_started: int = 0
+    request_limit: int = 0
+    on_request_limit: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         if self.config.static:
             self.static = StaticFiles(self.config.static, self.config.static_max_age)
         self.access_log = self.config.access_log and logging.getLogger("gateway.access").isEnabledFor(logging.INFO)
+
+    def start_app_task(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run one request's (or WebSocket's) app task; shutdown waits for it.
+
+        Every request passes here once, so it is also where a worker counts towards
+        --max-requests: one increment and one comparison on the hot path.
+        """
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        self.requests_started += 1
+        if self.requests_started == self.request_limit and self.on_request_limit is not None:
+            self.on_request_limit()
+        return task

@@ -36,6 +36,15 @@ def configure_logging(level: str, access_log: bool, role: str | None = None) -> 
     logging.getLogger("gateway.access").disabled = not access_log
 
 
+def report_startup_error(message: str) -> None:
+    """The one form of every start-up error (docs/options.md): ``asgigw: error: ...`` on stderr.
+
+    The CLI's own checks, bad certificates, unbindable addresses and app-import errors all
+    end this way with exit code 2, whether they are found by the CLI or by the server.
+    """
+    print(f"asgigw: error: {message}", file=sys.stderr, flush=True)
+
+
 def address_label(address: Sequence[Any] | None) -> str:
     """``host:port`` as log lines show a peer: IPv6 in brackets, ``-`` when unknown."""
     if not address:

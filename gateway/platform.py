@@ -74,11 +74,28 @@ def install_reload_signal(
 
     Windows has no SIGHUP; there the certificate poller alone notices new files.
     """
-    sighup = getattr(signal, "SIGHUP", None)
-    if windows or sighup is None or threading.current_thread() is not threading.main_thread():
+    return _install_posix_signal(loop, "SIGHUP", callback, windows)
+
+
+def install_restart_signal(
+    loop: asyncio.AbstractEventLoop, callback: Callable[[], object], *, windows: bool = IS_WINDOWS
+) -> Callable[[], None]:
+    """Call ``callback()`` on SIGUSR2 (POSIX, main thread only): restart the workers.
+
+    Windows has no SIGUSR2 and no other way to signal a running process gracefully; there
+    ``--reload`` with a watched marker file restarts the workers (docs/workers.md).
+    """
+    return _install_posix_signal(loop, "SIGUSR2", callback, windows)
+
+
+def _install_posix_signal(
+    loop: asyncio.AbstractEventLoop, name: str, callback: Callable[[], object], windows: bool
+) -> Callable[[], None]:
+    signum = getattr(signal, name, None)
+    if windows or signum is None or threading.current_thread() is not threading.main_thread():
         return lambda: None
-    undo = _loop_handlers_undo(loop, [sighup])
-    loop.add_signal_handler(sighup, callback)
+    undo = _loop_handlers_undo(loop, [signum])
+    loop.add_signal_handler(signum, callback)
     return undo
 
 

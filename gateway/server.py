@@ -18,6 +18,7 @@ from gateway.context import ServerContext
 from gateway.interface import as_asgi3
 from gateway.lifespan import Lifespan, LifespanFailure
 from gateway.loader import load_app
+from gateway.logs import report_startup_error
 
 if TYPE_CHECKING:
     from gateway.cert_reload import CertificateReloader
@@ -333,10 +334,10 @@ def log_serving(config: Config, addresses: Sequence[tuple[str, int]], workers: i
 def _single_process(config: Config) -> Config:
     # The Server runs in this process; several need the app as "module:attr" (each worker
     # imports it), which only gateway.run() and the CLI take.
-    if config.workers > 1:
+    if config.supervised:
         raise ConfigError(
-            f"workers={config.workers} needs the app as a 'module:attribute' string, since each worker"
-            " process imports it: gateway.run('proj.asgi:application', workers=N) or asgigw --workers N"
+            "workers > 1, max_requests or reload: a supervisor needs the app as a 'module:attribute' string,"
+            " since each worker process imports it: gateway.run('proj.asgi:application', workers=N) or asgigw"
         )
     return config
 
@@ -366,7 +367,7 @@ def run(
         config = Config(**options)
     elif options:
         config = config.replace(**options)
-    if isinstance(app, str) and config.workers > 1:
+    if isinstance(app, str) and config.supervised:
         # Imported here: gateway.workers builds on this module.
         from gateway.workers import AppSpec, run_workers
 
@@ -378,7 +379,7 @@ def run(
     try:
         return loop.run_until_complete(serve(app, config))
     except (ConfigError, StartupError) as exc:
-        log.error("%s", exc)
+        report_startup_error(str(exc))
         return 2
     finally:
         loop.close()

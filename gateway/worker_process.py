@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import sys
 import threading
@@ -30,6 +31,9 @@ log = logging.getLogger("gateway.error")
 
 # Control messages (supervisor -> worker) and status messages (worker -> supervisor).
 STOP, FORCE, RELOAD, READY, FAILED = "stop", "force", "reload", "ready", "failed"
+# Status: this worker reached --max-requests; it keeps serving until its replacement is
+# ready and the supervisor sends STOP.
+RECYCLE = "recycle"
 # Not sent by anyone: what the control reader reports when the pipe reaches end-of-file.
 SUPERVISOR_GONE = "supervisor-gone"
 # Beyond --graceful-timeout: how long an orphaned worker's shutdown may take before it is
@@ -176,6 +180,8 @@ async def _serve(
     accept_in_thread = platform.accept_shared_in_thread(windows)
     server = Server(app, config, sockets=sockets, announce=False, accept_in_thread=accept_in_thread)
     stops.attach(server)
+    if config.max_requests:
+        _count_towards_recycling(server, config, status)
     threading.Thread(target=_read_control, args=(control, loop, stops.on_command), name="control", daemon=True).start()
     # A terminal hang-up reaches the workers too; with TLS it reloads, as in one process.
     restore_reload = None
@@ -197,6 +203,21 @@ async def _serve(
         ready.cancel()
         if restore_reload is not None:
             restore_reload()
+
+
+def _count_towards_recycling(server: Server, config: Config, status: Connection) -> None:
+    """Ask the supervisor for a replacement once this worker has started its own limit.
+
+    Each worker draws its own jitter, so workers started together are not replaced together.
+    """
+    limit = config.max_requests + random.randint(0, config.max_requests_jitter)
+
+    def reached() -> None:
+        log.info("served %d requests (--max-requests): asking for a replacement", limit)
+        _report(status, RECYCLE)
+
+    server.context.request_limit = limit
+    server.context.on_request_limit = reached
 
 
 def _read_control(control: Connection, loop: asyncio.AbstractEventLoop, on_command: Callable[[str], None]) -> None:

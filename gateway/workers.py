@@ -14,7 +14,13 @@ because Windows cannot deliver SIGTERM to another process gracefully:
   however it died: the worker shuts down instead of serving on as an orphan.
 - status, worker -> supervisor: ``ready`` once it accepts connections, or
   ``("failed", text)`` when the app cannot be imported, so that text is printed once, not N
-  times.
+  times; ``recycle`` when it has served --max-requests.
+
+Replacing a live worker (--max-requests, SIGUSR2, --reload) never leaves a slot without a
+serving process: the new worker starts while the old one keeps accepting, and only when the
+new one is ready is the old one told to ``stop`` (drain: requests in flight finish,
+WebSockets get 1001). A replacement that fails to start (new code that does not import)
+leaves the old worker serving. gateway/worker_restarts.py keeps that bookkeeping.
 
 This module is the supervisor's side; gateway/worker_process.py is the worker's.
 
@@ -44,9 +50,10 @@ from typing import Any
 from gateway import platform
 from gateway.config import Config, ConfigError
 from gateway.loader import AppLoadError, split_target
-from gateway.logs import configure_logging
+from gateway.logs import configure_logging, report_startup_error
 from gateway.server import StartupError, bind_sockets, log_serving, log_tls_startup, prepare_tls
-from gateway.worker_process import FAILED, FORCE, READY, RELOAD, STOP, AppSpec, worker_main
+from gateway.worker_process import FAILED, FORCE, READY, RECYCLE, RELOAD, STOP, AppSpec, worker_main
+from gateway.worker_restarts import Replacements
 
 __all__ = ["AppSpec", "Supervisor", "run_workers"]
 
@@ -76,6 +83,8 @@ class Worker:
     status: Connection
     ready_at: float | None = None
     failure: str | None = None
+    # The worker this one replaces; it serves on until this one is ready (Replacements).
+    predecessor: Worker | None = None
 
 
 class Supervisor:
@@ -97,13 +106,14 @@ class Supervisor:
         self._start_failures: dict[int, int] = {}
         self._announce: Callable[[], None] = lambda: None
         self._announced = False
-        self._stopping = False
+        self.stopping = False
         self._signals = 0
         self._exit_code: int | None = None
         self._clean = True
         self._last_failure: str | None = None
         self._kill_timer: asyncio.TimerHandle | None = None
         self._done = asyncio.Event()
+        self.replacements = Replacements(self)
 
     async def run(self) -> int:
         """Serve until stopped; the exit code: 0 when every worker stopped cleanly."""
@@ -123,18 +133,24 @@ class Supervisor:
         restore_reload = (
             platform.install_reload_signal(loop, self._on_reload_signal, windows=self.windows) if config.tls else None
         )
+        restore_restart = platform.install_restart_signal(loop, self._on_restart_signal, windows=self.windows)
+        watcher = self.replacements.watch_files(self.spec, config) if config.reload else None
         try:
             for slot in range(self.config.workers):
-                self._start(slot)
+                self.start(slot)
             await self._done.wait()
         finally:
+            if watcher is not None:
+                watcher.stop()
             restore_signals()
+            restore_restart()
             if restore_reload is not None:
                 restore_reload()
             self._close_sockets()
             for timer in [*self._restarts.values(), self._kill_timer]:
                 if timer is not None:
                     timer.cancel()
+            self.replacements.cancel_timers()
             self._reap_all()
         if self._exit_code is not None:
             return self._exit_code
@@ -142,7 +158,7 @@ class Supervisor:
 
     # -- starting and watching workers ------------------------------------------------
 
-    def _start(self, slot: int) -> None:
+    def start(self, slot: int, predecessor: Worker | None = None) -> None:
         context = platform.worker_context()
         control_reader, control_writer = context.Pipe(duplex=False)
         status_reader, status_writer = context.Pipe(duplex=False)
@@ -158,7 +174,7 @@ class Supervisor:
             # when the other dies.
             control_reader.close()
             status_writer.close()
-        worker = Worker(slot, process.pid or 0, process, control=control_writer, status=status_reader)
+        worker = Worker(slot, process.pid or 0, process, control_writer, status_reader, predecessor=predecessor)
         self.workers[slot] = worker
         threading.Thread(target=self._watch, args=(worker,), name=f"watch-{worker.pid}", daemon=True).start()
         log.debug("started worker %d (slot %d)", worker.pid, slot)
@@ -175,13 +191,13 @@ class Supervisor:
                 except (EOFError, OSError):
                     reading = False
                 else:
-                    self._post(self._on_message, worker, message)
+                    self.post(self._on_message, worker, message)
                 continue
             break
         worker.process.join()
-        self._post(self._on_exit, worker)
+        self.post(self._on_exit, worker)
 
-    def _post(self, callback: Callable[..., None], *args: Any) -> None:
+    def post(self, callback: Callable[..., None], *args: Any) -> None:
         assert self._loop is not None
         try:
             self._loop.call_soon_threadsafe(callback, *args)
@@ -192,14 +208,18 @@ class Supervisor:
         if message == READY:
             worker.ready_at = time.monotonic()
             self._start_failures[worker.slot] = 0
-            if self._announced:
+            if worker.predecessor is not None:
+                self.replacements.ready(worker)
+            elif self._announced:
                 log.info("worker %d replaced the one in slot %d", worker.pid, worker.slot)
-            elif not self._stopping and all(w.ready_at is not None for w in self.workers.values()):
+            elif not self.stopping and all(w.ready_at is not None for w in self.workers.values()):
                 if len(self.workers) == self.config.workers:
                     self._announced = True
                     self._announce()
         elif isinstance(message, tuple) and message[:1] == (FAILED,):
             worker.failure = str(message[1])
+        elif message == RECYCLE and not self.stopping:
+            self.replacements.replace(worker.slot, "it served --max-requests")
 
     def _on_exit(self, worker: Worker) -> None:
         code = worker.process.exitcode
@@ -209,13 +229,15 @@ class Supervisor:
         if self.workers.get(worker.slot) is worker:
             del self.workers[worker.slot]
         how = platform.describe_exit(code, windows=self.windows)
-        if self._stopping:
+        if self.replacements.exited(worker, code, how):
+            self._check_done()
+        elif self.stopping:
             if code != 0:
                 self._clean = False
                 if worker.ready_at is None and self._exit_code is not None:
                     # Stopping because a worker could not start: the others usually fail
                     # the same way; say so only if their reason differs.
-                    self._print_failure(worker)
+                    self.print_failure(worker)
                 else:
                     log.warning("worker %d ended with %s during shutdown", worker.pid, how)
             self._check_done()
@@ -228,7 +250,7 @@ class Supervisor:
             log.warning("worker %d exited unexpectedly (%s); starting a new one in %.1fs", worker.pid, how, delay)
             self._schedule_restart(worker.slot, delay)
 
-    def _print_failure(self, worker: Worker) -> None:
+    def print_failure(self, worker: Worker) -> None:
         if worker.failure and worker.failure != self._last_failure:
             # The worker's own words (an import error), printed once for all N workers.
             sys.stderr.write(worker.failure)
@@ -236,7 +258,11 @@ class Supervisor:
             self._last_failure = worker.failure
 
     def _start_failed(self, worker: Worker, code: int, how: str) -> None:
-        self._print_failure(worker)
+        self.print_failure(worker)
+        if self.config.reload:
+            # Under --reload the fix is a save away: keep the sockets, wait for the next change.
+            log.error("worker %d failed to start (%s); waiting for a file to change", worker.pid, how)
+            return
         failures = self._start_failures[worker.slot] = self._start_failures.get(worker.slot, 0) + 1
         if not self._announced or failures >= MAX_START_FAILURES:
             if self._exit_code is None:
@@ -261,10 +287,10 @@ class Supervisor:
 
     def _restart(self, slot: int) -> None:
         self._restarts.pop(slot, None)
-        if self._stopping:
+        if self.stopping:
             return
         try:
-            self._start(slot)
+            self.start(slot)
         except OSError as exc:  # out of processes or file descriptors: try again later
             delay = self._restart_delay(slot)
             log.error("cannot start a worker: %s; trying again in %.1fs", exc, delay)
@@ -286,30 +312,37 @@ class Supervisor:
             log.warning("second stop request: stopping the workers now")
             self._force()
 
+    def _on_restart_signal(self) -> None:
+        self.replacements.restart_all("SIGUSR2")
+
     def _on_reload_signal(self) -> None:
         log.info("SIGHUP: asking %d workers to reload the TLS certificates", len(self.workers))
         for worker in self.workers.values():
-            self._send(worker, RELOAD)
+            self.send(worker, RELOAD)
 
     def _begin_stop(self) -> None:
-        if self._stopping:
+        if self.stopping:
             return
-        self._stopping = True
+        self.stopping = True
         # Our copies of the listening sockets would keep the port accepting into the
         # backlog after every worker closed its own; close them so new clients are refused.
         self._close_sockets()
         for timer in self._restarts.values():
             timer.cancel()
         self._restarts.clear()
-        for worker in self.workers.values():
-            self._send(worker, STOP)
+        for worker in self.all_workers():
+            self.send(worker, STOP)
         self._kill_later(self.config.graceful_timeout + STOP_MARGIN)
         self._check_done()
 
+    def all_workers(self) -> list[Worker]:
+        """Serving workers and those draining after a replacement."""
+        return [*self.workers.values(), *self.replacements.retiring.values()]
+
     def _force(self) -> None:
         self._begin_stop()
-        for worker in self.workers.values():
-            self._send(worker, FORCE)
+        for worker in self.all_workers():
+            self.send(worker, FORCE)
         self._kill_later(FORCE_MARGIN)
 
     def _kill_later(self, delay: float) -> None:
@@ -319,19 +352,19 @@ class Supervisor:
         self._kill_timer = self._loop.call_later(delay, self._kill_remaining, delay)
 
     def _kill_remaining(self, waited: float) -> None:
-        for worker in self.workers.values():
+        for worker in self.all_workers():
             log.warning("worker %d still running %gs after the stop request; killing it", worker.pid, waited)
             self._clean = False
             worker.process.kill()
 
-    def _send(self, worker: Worker, message: str) -> None:
+    def send(self, worker: Worker, message: str) -> None:
         try:
             worker.control.send(message)
         except (OSError, ValueError):  # the worker has exited (or is exiting): nothing to tell
             pass
 
     def _check_done(self) -> None:
-        if self._stopping and not self.workers:
+        if self.stopping and not self.all_workers():
             self._done.set()
 
     def _close_sockets(self) -> None:
@@ -340,7 +373,7 @@ class Supervisor:
 
     def _reap_all(self) -> None:
         """Leave no worker behind, whatever ended ``run`` (normally none is left)."""
-        for worker in list(self.workers.values()):
+        for worker in self.all_workers():
             if worker.process.is_alive():
                 worker.process.kill()
             worker.process.join(5)
@@ -352,13 +385,13 @@ def run_workers(spec: AppSpec, config: Config, *, windows: bool = platform.IS_WI
     try:
         split_target(spec.target)
     except AppLoadError as exc:
-        log.error("%s", exc)
+        report_startup_error(str(exc))
         return 2
     loop = platform.new_event_loop()
     try:
         return loop.run_until_complete(Supervisor(spec, config, windows=windows).run())
     except (ConfigError, StartupError) as exc:
-        log.error("%s", exc)
+        report_startup_error(str(exc))
         return 2
     finally:
         loop.close()

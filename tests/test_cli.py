@@ -107,7 +107,10 @@ def test_help_parser_sees_option_lines_only() -> None:
 def test_missing_app_argument_is_a_usage_error() -> None:
     result = run_gateway()
     assert result.returncode == 2
-    assert "Missing argument 'APP'" in result.stderr
+    assert (
+        result.stderr
+        == "asgigw: error: missing APP, the application to serve (module:attribute, e.g. proj.asgi:application)\n"
+    )
 
 
 # -- listening ---------------------------------------------------------------------------

@@ -301,6 +301,21 @@ def test_system_check_warns_when_staticfiles_comes_first(project: Path) -> None:
     assert "?: (asgigw.W001) gateway.django is listed after django.contrib.staticfiles" in wrong.stderr
 
 
+@pytest.mark.parametrize(("where", "serves"), [("first", "Daphne's"), ("last", "asgigw's")])
+def test_system_check_warns_when_daphne_is_still_installed(project: Path, where: str, serves: str) -> None:
+    # Django only needs an importable module for an app; Daphne itself is not a test dependency.
+    (project / "daphne").mkdir()
+    (project / "daphne" / "__init__.py").write_text("")
+    assert "asgigw.W002" not in run_manage(project, "check").stderr
+    left_over = run_manage(project, "check", SITE_DAPHNE=where)
+    assert left_over.returncode == 0, left_over.stderr
+    assert (
+        f"?: (asgigw.W002) 'daphne' is in INSTALLED_APPS next to gateway.django; 'manage.py runserver' is {serves} server."
+        in left_over.stderr
+    )
+    assert "HINT: Remove 'daphne' from INSTALLED_APPS" in left_over.stderr
+
+
 def test_the_chat_example(tmp_path: Path, isolated_dev_ca: Path) -> None:
     chat = ROOT / "examples" / "chat"
     env = {

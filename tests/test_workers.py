@@ -306,8 +306,9 @@ def test_bad_certificate_fails_in_the_supervisor(cert_files: CertFiles, tmp_path
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
+    # The same one-line form as every other start-up error (docs/options.md).
+    assert lines[0].startswith("asgigw: error: ")
     assert lines[0].endswith(f"certificate file not found: {missing}")
-    assert "[supervisor " in lines[0]
 
 
 def test_port_in_use_fails_in_the_supervisor() -> None:

@@ -14,9 +14,10 @@ class GatewayConfig(AppConfig):  # type: ignore[misc]  # Django ships no type st
     verbose_name = "asgigw development server"
 
     def ready(self) -> None:
-        """Register the INSTALLED_APPS order check."""
+        """Register the INSTALLED_APPS checks."""
         from django.core import checks
 
-        from gateway.django.checks import check_app_order
+        from gateway.django.checks import check_app_order, check_daphne_installed
 
         checks.register(check_app_order)
+        checks.register(check_daphne_installed)

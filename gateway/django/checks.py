@@ -1,4 +1,4 @@
-"""A system check for the one way installing ``gateway.django`` silently does nothing."""
+"""System checks for the ways installing ``gateway.django`` silently does nothing."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core import checks
 
 ORDER_WARNING_ID = "asgigw.W001"
+DAPHNE_WARNING_ID = "asgigw.W002"
 
 
 def check_app_order(app_configs: Any = None, **kwargs: Any) -> list[Any]:
@@ -27,6 +28,27 @@ def check_app_order(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             "'manage.py runserver' is Django's server, not asgigw.",
             hint="Move 'gateway.django' above 'django.contrib.staticfiles' (first is simplest).",
             id=ORDER_WARNING_ID,
+        )
+    ]
+
+
+def check_daphne_installed(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Warn when ``daphne`` is still an installed app: its own ``runserver`` competes with ours.
+
+    Daphne's app exists only to replace ``runserver``; left in after moving to asgigw, it
+    either wins (when listed first) or does nothing, and readers of the settings cannot tell.
+    """
+    installed = [str(entry) for entry in settings.INSTALLED_APPS]
+    daphne = _position(installed, "daphne")
+    if daphne is None:
+        return []
+    ours = _position(installed, "gateway.django")
+    serves = "Daphne's" if ours is None or daphne < ours else "asgigw's"
+    return [
+        checks.Warning(
+            f"'daphne' is in INSTALLED_APPS next to gateway.django; 'manage.py runserver' is {serves} server.",
+            hint="Remove 'daphne' from INSTALLED_APPS: asgigw serves runserver, HTTPS, HTTP/2 and WebSockets.",
+            id=DAPHNE_WARNING_ID,
         )
     ]
 

@@ -169,10 +169,7 @@ class HTTPStream:
             self._started_at = asyncio.get_running_loop().time()
         static = context.static
         work = self._run(context.app) if static is None else self._run_static(static, request)
-        task = asyncio.get_running_loop().create_task(work)
-        context.tasks.add(task)
-        task.add_done_callback(context.tasks.discard)
-        self.task = task
+        self.task = context.start_app_task(work)
 
     async def _run(self, app: Any) -> None:
         scope = self._scope

@@ -157,7 +157,7 @@ class WebSocketStream(WebSocketClosing):
             self._key = handshake.check_handshake(request)
         except handshake.HandshakeError as exc:
             self._log_client("rejected WebSocket handshake: %d %s", exc.status, exc.reason)
-            task = loop.create_task(self._send_http_response(exc.status, exc.headers, exc.reason.encode() + b"\n"))
+            work = self._send_http_response(exc.status, exc.headers, exc.reason.encode() + b"\n")
         else:
             subprotocols = handshake.requested_subprotocols(request.headers)
             extensions: dict[str, Any] = {"websocket.http.response": {}}
@@ -168,10 +168,8 @@ class WebSocketStream(WebSocketClosing):
                 offers = handshake.requested_extensions(request.headers)
                 self._deflate = negotiate(offers, self._config.ws_max_message_size) if offers else None
             self._inbox.put({"type": "websocket.connect"})
-            task = loop.create_task(self._run(context.app))
-        context.tasks.add(task)
-        task.add_done_callback(context.tasks.discard)
-        self.task = task
+            work = self._run(context.app)
+        self.task = context.start_app_task(work)
 
     def _receive_bytes(self, data: bytes) -> None:
         frames = self._frames

@@ -33,6 +33,8 @@ ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 INSTALLED_APPS = ["gateway.django", "django.contrib.staticfiles", "channels"]
 if os.environ.get("SITE_STATICFILES_FIRST") == "1":  # the wrong order, for the system check
     INSTALLED_APPS = ["django.contrib.staticfiles", "gateway.django", "channels"]
+if os.environ.get("SITE_DAPHNE") in ("first", "last"):  # left over from Daphne, for the system check
+    INSTALLED_APPS.insert(0 if os.environ["SITE_DAPHNE"] == "first" else len(INSTALLED_APPS), "daphne")
 ROOT_URLCONF = "site_project.urls"
 # SITE_PLAIN_DJANGO=1: no ASGI_APPLICATION, so runserver serves Django's own ASGI handler.
 ASGI_APPLICATION = None if os.environ.get("SITE_PLAIN_DJANGO") == "1" else "site_project.asgi.application"
