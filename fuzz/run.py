@@ -108,7 +108,8 @@ def run_atheris(target: str, seconds: int) -> dict[str, float]:
         executions += int(found[-1]) if found else sum(int(n) for n in re.findall(r"Done (\d+) runs", log))
         covered = re.findall(r"\bcov: (\d+)", log)
         edges = max([edges, *(int(n) for n in covered)])
-        new = set(crashes.iterdir()) - before
+        # Only what this run wrote (libFuzzer and one_input name them crash-<sha1>).
+        new = {path for path in set(crashes.iterdir()) - before if path.name.startswith("crash-")}
         crash_count += len(new)
         if result.returncode != 0 and not new:
             sys.exit(f"fuzz/run.py: atheris failed for {target} (exit {result.returncode}); see fuzz/last-{target}.log")
