@@ -14,7 +14,7 @@ from typing import Any, Literal, TypedDict
 from urllib.parse import unquote
 
 from gateway.events import ConnectionInfo, Headers, Request
-from gateway.logs import address_label
+from gateway.logs import address_label, escape
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -169,8 +169,8 @@ def log_app_exception(scope: Scope, exc: BaseException) -> None:
     error_log.error(
         "Exception in ASGI application (%s %s %s)",
         where,
-        scope.get("method", scope["type"]),
-        scope.get("path", ""),
+        escape(scope.get("method", scope["type"])),
+        escape(scope.get("path", "")),
         exc_info=exc,
     )
 
@@ -178,6 +178,5 @@ def log_app_exception(scope: Scope, exc: BaseException) -> None:
 def log_app_problem(scope: Scope, problem: str) -> None:
     """Log an application mistake that has no exception (e.g. returned without responding)."""
     where = address_label(scope.get("client"))
-    error_log.error(
-        "ASGI application error (%s %s %s): %s", where, scope.get("method", ""), scope.get("path", ""), problem
-    )
+    method, path = escape(scope.get("method", "")), escape(scope.get("path", ""))
+    error_log.error("ASGI application error (%s %s %s): %s", where, method, path, problem)

@@ -23,6 +23,7 @@ from gateway.config_sources import (
 )
 from gateway.effective_config import render_effective_config
 from gateway.loader import AppLoadError, load_app, split_target
+from gateway.response_options import DEFAULT_COMPRESS_TYPES
 from gateway.server import run
 from gateway.version_info import version_text
 
@@ -232,6 +233,45 @@ def _show_version(ctx: click.Context, parameter: click.Parameter, value: bool) -
     show_default=True,
     help="Cache-Control max-age of --static files in seconds; 0 = no-cache.",
 )
+@click.option(
+    "--hsts",
+    type=int,
+    metavar="SECONDS",
+    help="Send Strict-Transport-Security: max-age=SECONDS on responses over TLS (not on plain HTTP).",
+)
+@click.option("--hsts-include-subdomains", is_flag=True, help="Add includeSubDomains to --hsts.")
+@click.option(
+    "--hsts-preload",
+    is_flag=True,
+    help="Add preload to --hsts (needs --hsts-include-subdomains and --hsts 31536000 or more).",
+)
+@click.option(
+    "--header",
+    "response_headers",
+    multiple=True,
+    metavar='"NAME: VALUE"',
+    help="Add this field to every response that has none of that name; repeatable.",
+)
+@click.option(
+    "--compress/--no-compress",
+    default=False,
+    show_default=True,
+    help="Compress responses on the fly (gzip; br, zstd with asgigw[compress]). Mind BREACH: docs/compression.md.",
+)
+@click.option(
+    "--compress-types",
+    default=",".join(DEFAULT_COMPRESS_TYPES),
+    show_default=True,
+    metavar="TYPE,...",
+    help="Media types --compress applies to: type/subtype, type/* or type/*+suffix, comma-separated.",
+)
+@click.option(
+    "--compress-min-size",
+    type=int,
+    default=1024,
+    show_default=True,
+    help="Content-Length below which --compress leaves a response as it is (bytes).",
+)
 @click.option("--root-path", default="", help="Path prefix the app is mounted at behind a proxy (ASGI root_path).")
 @click.option(
     "--lifespan",
@@ -249,6 +289,24 @@ def _show_version(ctx: click.Context, parameter: click.Parameter, value: bool) -
 )
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True, help="Log level.")
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="One log line per response.")
+@click.option(
+    "--access-log-file",
+    metavar="FILE",
+    help="Append access-log lines to FILE instead of stderr; reopened on SIGUSR1 (POSIX) for logrotate.",
+)
+@click.option(
+    "--access-log-format",
+    default="default",
+    show_default=True,
+    metavar="FORMAT",
+    help="Access-log line: default, common, combined, json, or a template such as "
+    "'{client} {method} {path} {status}' (fields: docs/logging.md).",
+)
+@click.option(
+    "--log-config",
+    metavar="FILE",
+    help="logging.config.dictConfig file (.json, .toml, or .yaml with PyYAML) for gateway.error and gateway.access.",
+)
 @click.option(
     "--keep-alive-timeout",
     type=float,
@@ -456,6 +514,7 @@ def main(
     try:
         if no_tls and options["certfile"]:
             raise ConfigError("--no-tls and --cert exclude each other")
+        options["compress_types"] = tuple(part.strip() for part in options["compress_types"].split(",") if part.strip())
         settings = Config(bind=bind, dev_tls=not no_tls, **options)
     except ConfigError as exc:
         _fail(_name_the_file(str(exc), ctx))

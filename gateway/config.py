@@ -8,10 +8,13 @@ is created and raises :class:`ConfigError` with a message that names the bad opt
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import ipaddress
 import os
 from dataclasses import dataclass, field
 from typing import Literal
+
+from gateway.response_options import DEFAULT_COMPRESS_TYPES, check_response_options
 
 LifespanMode = Literal["auto", "on", "off"]
 InterfaceMode = Literal["auto", "asgi3", "asgi2"]
@@ -21,12 +24,82 @@ ClientCertMode = Literal["none", "optional", "required"]
 
 KiB = 1024
 MiB = 1024 * KiB
+# Access-log fields a --access-log-format template may name, as {name} (docs/logging.md);
+# gateway/access_log.py implements each one.
+ACCESS_LOG_FIELDS = (
+    "client",
+    "client_host",
+    "method",
+    "path",
+    "query",
+    "path_query",
+    "target",
+    "status",
+    "bytes",
+    "duration",
+    "duration_ms",
+    "http_version",
+    "scheme",
+    "host",
+    "tls_version",
+    "user_agent",
+    "referer",
+    "request_id",
+    "outcome",
+    "time",
+    "time_iso",
+    "pid",
+)
+ACCESS_LOG_PRESETS = ("default", "common", "combined", "json")
+LOG_CONFIG_SUFFIXES = (".json", ".toml", ".yaml", ".yml")
+
 # Far beyond any core count asgigw runs on; a typo like --workers 4000 should not fork-bomb.
 MAX_WORKERS = 512
 
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the option and the problem."""
+
+
+def parse_log_template(template: str) -> list[str | tuple[str]]:
+    """Split an access-log template into literal text and ``(field,)`` parts.
+
+    ``{name}`` is a field from ACCESS_LOG_FIELDS; ``{{`` and ``}}`` are literal braces.
+    Unknown names and unbalanced braces raise ConfigError naming --access-log-format.
+    """
+    parts: list[str | tuple[str]] = []
+    literal: list[str] = []
+    position = 0
+    while position < len(template):
+        char = template[position]
+        if template.startswith("{{", position) or template.startswith("}}", position):
+            literal.append(char)
+            position += 2
+        elif char == "{":
+            end = template.find("}", position)
+            name = template[position + 1 : end] if end > 0 else ""
+            if end < 0 or "{" in name:
+                raise ConfigError(f"--access-log-format {template!r}: unclosed '{{' (write {{{{ for a brace)")
+            if name not in ACCESS_LOG_FIELDS:
+                known = ", ".join(ACCESS_LOG_FIELDS)
+                raise ConfigError(f"--access-log-format: unknown field {{{name}}}; known fields: {known}")
+            if literal:
+                parts.append("".join(literal))
+                literal = []
+            parts.append((name,))
+            position = end + 1
+        elif char == "}":
+            raise ConfigError(f"--access-log-format {template!r}: unmatched '}}' (write }}}} for a brace)")
+        else:
+            literal.append(char)
+            position += 1
+    if literal:
+        parts.append("".join(literal))
+    if not any(isinstance(part, tuple) for part in parts):
+        raise ConfigError(
+            f"--access-log-format {template!r}: choose {', '.join(ACCESS_LOG_PRESETS)} or a {{field}} template"
+        )
+    return parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +181,12 @@ class Config:
     interface: InterfaceMode = "auto"
     log_level: LogLevel = "info"
     access_log: bool = True
+    # A preset (ACCESS_LOG_PRESETS) or a template of {field} names (ACCESS_LOG_FIELDS).
+    access_log_format: str = "default"
+    # Append access-log lines to this file instead of stderr; reopened on SIGUSR1 (POSIX).
+    access_log_file: str | None = None
+    # A logging.config.dictConfig file (JSON, TOML, or YAML with PyYAML) applied last.
+    log_config: str | None = None
     keep_alive_timeout: float = 5.0
     header_timeout: float = 10.0
     graceful_timeout: float = 30.0
@@ -170,6 +249,18 @@ class Config:
     static: tuple[str, ...] = ()
     # Cache-Control max-age of static responses in seconds; 0 sends "no-cache".
     static_max_age: int = 3600
+    # Strict-Transport-Security (RFC 6797) on responses over TLS: max-age in seconds, or
+    # None for none; see docs/options.md "Response headers".
+    hsts: int | None = None
+    hsts_include_subdomains: bool = False
+    hsts_preload: bool = False
+    # "Name: value" fields added to every response that lacks a field of that name.
+    response_headers: tuple[str, ...] = ()
+    # On-the-fly response compression (gzip; br and zstd with the [compress] extra); see
+    # docs/compression.md. Off by default: BREACH.
+    compress: bool = False
+    compress_types: tuple[str, ...] = DEFAULT_COMPRESS_TYPES
+    compress_min_size: int = 1024
     addresses: tuple[BindAddress, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
@@ -226,6 +317,41 @@ class Config:
             raise ConfigError("buffer sizes must be at least 1024 bytes")
         self._validate_http2()
         self._validate_static()
+        self._validate_logging()
+        self._validate_response()
+
+    def _validate_logging(self) -> None:
+        if self.access_log_format not in ACCESS_LOG_PRESETS:
+            parse_log_template(self.access_log_format)
+        if self.access_log_file is not None:
+            if not self.access_log:
+                raise ConfigError("--access-log-file has no effect with --no-access-log")
+            folder = os.path.dirname(os.path.abspath(self.access_log_file))
+            if os.path.isdir(self.access_log_file) or not os.path.isdir(folder):
+                raise ConfigError(f"--access-log-file {self.access_log_file!r}: not a file in an existing directory")
+        if self.log_config is not None:
+            suffix = os.path.splitext(self.log_config)[1].lower()
+            if suffix not in LOG_CONFIG_SUFFIXES:
+                raise ConfigError(f"--log-config {self.log_config!r}: expected a .json, .toml, .yaml or .yml file")
+            if not os.path.isfile(self.log_config):
+                raise ConfigError(f"--log-config {self.log_config!r}: no such file")
+            if suffix in (".yaml", ".yml") and importlib.util.find_spec("yaml") is None:
+                raise ConfigError(
+                    f"--log-config {self.log_config!r}: YAML needs PyYAML (pip install pyyaml); or use JSON/TOML"
+                )
+
+    def _validate_response(self) -> None:
+        try:
+            check_response_options(
+                self.hsts,
+                self.hsts_include_subdomains,
+                self.hsts_preload,
+                self.response_headers,
+                self.compress_types,
+                self.compress_min_size,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def _validate_recycling(self) -> None:
         if self.max_requests < 0 or self.max_requests_jitter < 0:

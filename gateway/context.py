@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gateway.access_log import AccessLogFormatter, formatter_for
 from gateway.config import Config
+from gateway.response_headers import ResponseHeaders
 from gateway.static import StaticFiles
 
 if TYPE_CHECKING:
     from gateway.asgi import ASGIApp
+    from gateway.compression import Compression
     from gateway.connection import Connection
 
 
@@ -32,8 +34,9 @@ class ServerContext:
     # them within the graceful timeout and cancels the rest.
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     shutting_down: bool = False
-    # Decided once at start-up so the hot path tests a bool, not the logging machinery.
-    access_log: bool = False
+    # The compiled --access-log-format, or None when access lines go nowhere: decided once
+    # at start-up so the hot path tests one attribute, not the logging machinery.
+    access_log: AccessLogFormatter | None = None
     # The --static folders; None without any, so other requests pay one attribute test.
     static: StaticFiles | None = None
     # Requests and WebSocket sessions started so far, and the count at which
@@ -41,11 +44,20 @@ class ServerContext:
     requests_started: int = 0
     request_limit: int = 0
     on_request_limit: Callable[[], None] | None = None
+    # --hsts/--header and --compress; None when off (streams/response_filter.py).
+    response_headers: ResponseHeaders | None = None
+    compression: Compression | None = None
 
     def __post_init__(self) -> None:
         if self.config.static:
             self.static = StaticFiles(self.config.static, self.config.static_max_age)
-        self.access_log = self.config.access_log and logging.getLogger("gateway.access").isEnabledFor(logging.INFO)
+        self.response_headers = ResponseHeaders.from_config(self.config)
+        if self.config.compress:
+            # Imported only with --compress: it looks for brotli and zstandard.
+            from gateway.compression import Compression
+
+            self.compression = Compression(self.config)
+        self.access_log = formatter_for(self.config)
 
     def start_app_task(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run one request's (or WebSocket's) app task; shutdown waits for it.

@@ -99,6 +99,23 @@ def _install_posix_signal(
     return undo
 
 
+def install_reopen_signal(
+    loop: asyncio.AbstractEventLoop, callback: Callable[[], object], *, windows: bool = IS_WINDOWS
+) -> Callable[[], None]:
+    """Call ``callback()`` on SIGUSR1 (POSIX, main thread only): reopen the log files.
+
+    logrotate renames the file and sends SIGUSR1 (``postrotate``). Windows has no SIGUSR1 and
+    cannot rename a file another process holds open; there, rotate with --log-config and a
+    RotatingFileHandler/TimedRotatingFileHandler (docs/logging.md).
+    """
+    sigusr1 = getattr(signal, "SIGUSR1", None)
+    if windows or sigusr1 is None or threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    undo = _loop_handlers_undo(loop, [sigusr1])
+    loop.add_signal_handler(sigusr1, callback)
+    return undo
+
+
 def _loop_handlers_undo(loop: asyncio.AbstractEventLoop, signals: list[int]) -> Callable[[], None]:
     """An undo function for ``loop.add_signal_handler`` that restores the previous handlers."""
     # remove_signal_handler resets to SIG_DFL (default_int_handler for SIGINT); a handler

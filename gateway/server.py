@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import platform
+from gateway.access_log import reopen_logs, setup_logging
 from gateway.config import BindAddress, Config, ConfigError
 from gateway.connection import Connection
 from gateway.context import ServerContext
@@ -115,7 +116,7 @@ class Server:
         self.config, ssl_context, dev_certificate = prepare_tls(self.config)
         self.context.config = self.config
         reloader: CertificateReloader | None = None
-        restore_reload = None
+        restore_reload = restore_reopen = None
         lifespan = self._lifespan = Lifespan(self.context.app, self.config.lifespan)
         try:
             try:
@@ -138,6 +139,8 @@ class Server:
             reloader = self._reloader = _start_reloader(ssl_context, self.config, dev_certificate)
             if reloader is not None and handle_signals:
                 restore_reload = platform.install_reload_signal(loop, lambda: reloader.reload("SIGHUP"))
+            if handle_signals:
+                restore_reopen = platform.install_reopen_signal(loop, lambda: reopen_logs("SIGUSR1"))
             self.started.set()
             await self._stop.wait()
             await self._shutdown()
@@ -149,6 +152,8 @@ class Server:
                 restore_signals()
             if restore_reload is not None:
                 restore_reload()
+            if restore_reopen is not None:
+                restore_reopen()
             if reloader is not None:
                 self._reloader = None
                 await reloader.stop()
@@ -361,8 +366,6 @@ def run(
     must be a string: a supervisor binds the addresses and starts that many worker
     processes, each importing the app itself (see gateway/workers.py).
     """
-    from gateway.logs import configure_logging
-
     if config is None:
         config = Config(**options)
     elif options:
@@ -372,7 +375,11 @@ def run(
         from gateway.workers import AppSpec, run_workers
 
         return run_workers(AppSpec(app, factory=factory, app_dir=app_dir), config)
-    configure_logging(config.log_level, config.access_log)
+    try:
+        setup_logging(config)
+    except ConfigError as exc:
+        report_startup_error(str(exc))
+        return 2
     if isinstance(app, str):
         app = load_app(app, factory=factory, app_dir=app_dir, interface=config.interface)
     loop = platform.new_event_loop()

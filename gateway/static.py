@@ -21,7 +21,7 @@ from urllib.parse import quote, unquote_to_bytes
 from gateway import platform
 from gateway.asgi import split_target
 from gateway.events import Headers, Request
-from gateway.logs import address_label
+from gateway.logs import address_label, escape
 from gateway.static_rules import (
     CODINGS,
     RangeNotSatisfiable,
@@ -281,7 +281,7 @@ class StaticFiles:
 
     def _failed(self, client: tuple[str, int] | None, path: str, exc: OSError) -> StaticResponse:
         """One log line for a file we found but cannot read; 403, 404 or 500 for the client."""
-        log.warning("%s - static file %s: %s", address_label(client), path, exc.strerror or exc)
+        log.warning("%s - static file %s: %s", address_label(client), escape(path), exc.strerror or exc)
         if isinstance(exc, PermissionError):
             return error_response(403, "Forbidden")
         if isinstance(exc, (FileNotFoundError, NotADirectoryError)):

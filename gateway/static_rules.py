@@ -14,6 +14,8 @@ import re
 from datetime import UTC
 from email.utils import formatdate, parsedate_to_datetime
 
+from gateway.compression_rules import parse_accept_encoding, quality_of
+
 # Common web types, so the answer does not depend on the operating system's registry
 # (Windows maps .js to text/plain on some machines, for example).
 _CONTENT_TYPES = {
@@ -205,24 +207,7 @@ def accepted_codings(field: bytes | None) -> dict[str, float]:
     A coding the client leaves out is not acceptable; ``*`` stands for those not named;
     ``q=0`` refuses one.
     """
-    if not field:
+    named = parse_accept_encoding(field)
+    if not named:
         return {}
-    named: dict[str, float] = {}
-    for element in field.decode("latin-1").split(","):
-        coding, _, parameters = element.partition(";")
-        coding = coding.strip().lower()
-        if coding == "x-gzip":
-            coding = "gzip"
-        quality = 1.0
-        name, equals, number = parameters.partition("=")
-        if equals and name.strip().lower() == "q":
-            try:
-                quality = float(number.strip())
-            except ValueError:
-                quality = 0.0
-            if not 0.0 <= quality <= 1.0:
-                quality = 0.0
-        if coding:
-            named[coding] = quality
-    wildcard = named.get("*", 0.0)
-    return {coding: named.get(coding, wildcard) for coding, _ in CODINGS}
+    return {coding: quality_of(named, coding) for coding, _ in CODINGS}

@@ -22,15 +22,15 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from gateway import platform
+from gateway.access_log import reopen_logs, setup_logging
 from gateway.config import Config, ConfigError
 from gateway.loader import AppLoadError, load_app
-from gateway.logs import configure_logging
 from gateway.server import Server, StartupError
 
 log = logging.getLogger("gateway.error")
 
 # Control messages (supervisor -> worker) and status messages (worker -> supervisor).
-STOP, FORCE, RELOAD, READY, FAILED = "stop", "force", "reload", "ready", "failed"
+STOP, FORCE, RELOAD, REOPEN, READY, FAILED = "stop", "force", "reload", "reopen", "ready", "failed"
 # Status: this worker reached --max-requests; it keeps serving until its replacement is
 # ready and the supervisor sends STOP.
 RECYCLE = "recycle"
@@ -79,6 +79,8 @@ class StopRequests:
             self._request(force=True, reason="stop requested by the supervisor")
         elif message == RELOAD and self.server is not None:
             self.server.reload_certificates("SIGHUP, passed on by the supervisor")
+        elif message == REOPEN:
+            reopen_logs("SIGUSR1, passed on by the supervisor")
         elif message == SUPERVISOR_GONE:
             self._request(force=False, reason="the supervisor has gone away (its pipe closed); shutting down")
             # Nobody is left to send the second signal that ends a hanging shutdown, or to
@@ -127,7 +129,11 @@ def worker_main(
 
     ``windows`` is the supervisor's choice of platform behaviour (tests force it on Linux).
     """
-    configure_logging(config.log_level, config.access_log, role="worker")
+    try:
+        setup_logging(config, role="worker")
+    except ConfigError as exc:
+        _report(status, (FAILED, f"asgigw: error: {exc}\n"))
+        sys.exit(2)
     loop = platform.new_event_loop()
     stops = StopRequests()
     # Installed before the app is imported: a Ctrl+C meanwhile is kept for later, not a
@@ -195,12 +201,16 @@ async def _serve(
         log.info("worker ready, accepting connections%s", " (accept thread)" if accept_in_thread else "")
         _report(status, READY)
 
+    # A SIGUSR1 sent to the whole process group reaches the workers too (its default
+    # action would end them); the supervisor also passes its own on as REOPEN.
+    restore_reopen = platform.install_reopen_signal(loop, lambda: reopen_logs("SIGUSR1"), windows=windows)
     ready = loop.create_task(report_ready())
     try:
         # The worker handles its signals itself (StopRequests), not the Server.
         return await server.serve(handle_signals=False)
     finally:
         ready.cancel()
+        restore_reopen()
         if restore_reload is not None:
             restore_reload()
 

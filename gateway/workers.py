@@ -10,7 +10,7 @@ Supervisor and worker talk over two one-way pipes per worker, never over signals
 because Windows cannot deliver SIGTERM to another process gracefully:
 
 - control, supervisor -> worker: ``stop`` (graceful), ``force`` (a second stop signal),
-  ``reload`` (SIGHUP: re-read the certificates). End-of-file means the supervisor is gone,
+  ``reload`` (SIGHUP: re-read the certificates), ``reopen`` (SIGUSR1: reopen log files). End-of-file means the supervisor is gone,
   however it died: the worker shuts down instead of serving on as an orphan.
 - status, worker -> supervisor: ``ready`` once it accepts connections, or
   ``("failed", text)`` when the app cannot be imported, so that text is printed once, not N
@@ -48,11 +48,12 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from gateway import platform
+from gateway.access_log import reopen_logs, setup_logging
 from gateway.config import Config, ConfigError
 from gateway.loader import AppLoadError, split_target
-from gateway.logs import configure_logging, report_startup_error
+from gateway.logs import report_startup_error
 from gateway.server import StartupError, bind_sockets, log_serving, log_tls_startup, prepare_tls
-from gateway.worker_process import FAILED, FORCE, READY, RECYCLE, RELOAD, STOP, AppSpec, worker_main
+from gateway.worker_process import FAILED, FORCE, READY, RECYCLE, RELOAD, REOPEN, STOP, AppSpec, worker_main
 from gateway.worker_restarts import Replacements
 
 __all__ = ["AppSpec", "Supervisor", "run_workers"]
@@ -133,6 +134,7 @@ class Supervisor:
         restore_reload = (
             platform.install_reload_signal(loop, self._on_reload_signal, windows=self.windows) if config.tls else None
         )
+        restore_reopen = platform.install_reopen_signal(loop, self._on_reopen_signal, windows=self.windows)
         restore_restart = platform.install_restart_signal(loop, self._on_restart_signal, windows=self.windows)
         watcher = self.replacements.watch_files(self.spec, config) if config.reload else None
         try:
@@ -143,6 +145,7 @@ class Supervisor:
             if watcher is not None:
                 watcher.stop()
             restore_signals()
+            restore_reopen()
             restore_restart()
             if restore_reload is not None:
                 restore_reload()
@@ -320,6 +323,11 @@ class Supervisor:
         for worker in self.workers.values():
             self.send(worker, RELOAD)
 
+    def _on_reopen_signal(self) -> None:
+        reopen_logs("SIGUSR1")
+        for worker in self.workers.values():
+            self.send(worker, REOPEN)
+
     def _begin_stop(self) -> None:
         if self.stopping:
             return
@@ -381,7 +389,11 @@ class Supervisor:
 
 def run_workers(spec: AppSpec, config: Config, *, windows: bool = platform.IS_WINDOWS) -> int:
     """Blocking: supervise ``config.workers`` worker processes serving ``spec``; the exit code."""
-    configure_logging(config.log_level, config.access_log, role="supervisor")
+    try:
+        setup_logging(config, role="supervisor")
+    except ConfigError as exc:
+        report_startup_error(str(exc))
+        return 2
     try:
         split_target(spec.target)
     except AppLoadError as exc:

@@ -57,6 +57,19 @@ class RawClient:
                 return bytes(data), True
             data += piece
 
+    def read_until(self, marker: bytes, timeout: float | None = None) -> bytes:
+        """What the server sent until ``marker`` arrived; AssertionError on a timeout or close."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        data = b""
+        while marker not in data:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no {marker!r} in time; got {data!r}"
+            self.sock.settimeout(remaining)
+            piece = self.sock.recv(65536)
+            assert piece, f"closed before {marker!r}; got {data!r}"
+            data += piece
+        return data
+
     def is_closed(self, timeout: float) -> bool:
         """True if the server closes (EOF or reset) within ``timeout`` without sending more."""
         data, closed = self.read_until_closed(timeout)

@@ -40,6 +40,8 @@ class H2WebSocketClient:
         self.h2.initiate_connection()
         self.sock.sendall(self.h2.data_to_send())
         self.frames: dict[int, FrameConnection] = {}
+        # The response fields of each stream opened by connect().
+        self.responses: dict[int, dict[bytes, bytes]] = {}
         self.pending: list[h2.events.Event] = []
         self.server_settings: dict[int, int] = {}
         self.goaway_received = False
@@ -100,6 +102,7 @@ class H2WebSocketClient:
                 if isinstance(event, h2.events.ResponseReceived) and event.stream_id == stream_id:
                     self.pending.remove(event)
                     fields = dict(event.headers or ())
+                    self.responses[stream_id] = fields
                     extensions = []
                     if b"sec-websocket-extensions" in fields:
                         extension = PerMessageDeflate()

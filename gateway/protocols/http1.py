@@ -33,7 +33,7 @@ from gateway.events import (
     StreamClosed,
     Trailers,
 )
-from gateway.logs import address_label
+from gateway.logs import address_label, escape
 from gateway.protocols.common import Transport, error_response
 from gateway.protocols.http1_body import STREAM_ID
 from gateway.protocols.http1_response import Framing, ResponseWriter, interim_response
@@ -344,7 +344,7 @@ class HTTP1Protocol(HTTP1Upgrades):
             "%s - rejected request: %d %s",
             address_label(self._info.client),
             status,
-            reason,
+            escape(reason),
         )
         if self._stream is not None:
             self._stream.handle(StreamClosed(STREAM_ID))

@@ -31,7 +31,7 @@ from gateway.events import (
     Request,
     StreamClosed,
 )
-from gateway.logs import address_label
+from gateway.logs import address_label, escape
 from gateway.protocols.common import Transport
 from gateway.protocols.http2_body_timeout import BodyTimeout
 from gateway.protocols.http2_headers import (
@@ -371,7 +371,7 @@ class HTTP2Protocol(HTTP2Sender):
         """A connection error: send what h2 queued (the GOAWAY), end every stream, close."""
         if self._closing:
             return
-        log.info("%s - HTTP/2 connection closed: %s", address_label(self._info.client), reason)
+        log.info("%s - HTTP/2 connection closed: %s", address_label(self._info.client), escape(reason))
         output = self._h2.data_to_send()
         if output:
             self._transport.write(output)

@@ -31,7 +31,7 @@ from gateway.events import (
     StreamClosed,
     Trailers,
 )
-from gateway.logs import address_label
+from gateway.logs import address_label, escape
 from gateway.protocols.common import Transport, http_date, read_file_chunks
 from gateway.protocols.http1_response import ResponseFramingError
 from gateway.protocols.http2_body_timeout import BodyTimeout
@@ -311,5 +311,5 @@ class HTTP2Sender:
             "%s - HTTP/2 stream %d: %s",
             address_label(self._info.client),
             stream_id,
-            problem,
+            escape(problem),
         )

@@ -12,7 +12,7 @@ import enum
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway import access_log
+from gateway.access_log import CLIENT_CLOSED, COMPLETE
 from gateway.asgi import (
     ASGIMessageError,
     ClientDisconnected,
@@ -40,7 +40,9 @@ from gateway.events import (
     StreamClosed,
     Trailers,
 )
+from gateway.logs import escape
 from gateway.static import StaticFiles, StaticResponse, open_regular_file
+from gateway.streams.response_filter import filtered_sender
 
 if TYPE_CHECKING:
     from gateway.context import ServerContext
@@ -79,6 +81,7 @@ class HTTPStream:
     __slots__ = (
         "_body",
         "_body_complete",
+        "_client_gone",
         "_context",
         "_disconnected",
         "_expect_continue",
@@ -111,6 +114,8 @@ class HTTPStream:
         self._body_complete = False
         self._final_body_sent = False
         self._disconnected = False
+        # The client (not a server-side cancel) ended the exchange: the access line says so.
+        self._client_gone = False
         self._input_closed = False
         self._waiter: asyncio.Future[None] | None = None
         self._expect_continue = False
@@ -146,7 +151,7 @@ class HTTPStream:
             self._start(event)
             return
         elif type(event) is StreamClosed:
-            self._disconnected = True
+            self._disconnected = self._client_gone = True
         elif type(event) is InputClosed:
             self._input_closed = True
         waiter = self._waiter
@@ -165,6 +170,7 @@ class HTTPStream:
         for name, value in request.headers:
             if name == b"expect" and value.lower() == b"100-continue":
                 self._expect_continue = True
+        self._sender = filtered_sender(context, self._sender, secure=self._scope["scheme"] == "https", request=request)
         if context.access_log:
             self._started_at = asyncio.get_running_loop().time()
         static = context.static
@@ -177,16 +183,29 @@ class HTTPStream:
             await app(scope, self.receive, self.send)
         except ClientDisconnected:
             error_log.debug("client went away while the app was sending (stream %d)", self.stream_id)
+            self._log_unfinished()
             return
         except asyncio.CancelledError:
+            self._log_unfinished()
             raise
         except Exception as exc:
             log_app_exception(scope, exc)
+            if self._disconnected:
+                self._log_unfinished()
             await self._fail()
             return
-        if self._state is ResponseState.WAITING:
-            if not self._disconnected:
-                log_app_problem(scope, "the app returned without sending a response")
+        if self._disconnected:
+            # An app that stops once the client has gone (closed, reset its stream) did
+            # nothing wrong: an access line at INFO, not an application error.
+            self._log_unfinished()
+        elif self._state is ResponseState.WAITING and self._input_closed:
+            # HTTP/1.1 EOF: the app was told http.disconnect and stopped, as it should.
+            self._client_gone = True
+            self._log_unfinished()
+            self._state = ResponseState.DONE
+            await self._sender.stream_send(StreamAborted(self.stream_id))
+        elif self._state is ResponseState.WAITING:
+            log_app_problem(scope, "the app returned without sending a response")
             await self._fail()
         elif self._state is not ResponseState.DONE:
             log_app_problem(scope, f"the app returned while {self._state.value}")
@@ -211,8 +230,11 @@ class HTTPStream:
                 await sender.stream_send(Body(self.stream_id, answer.body))
             self._state = ResponseState.DONE
             await sender.stream_send(EndBody(self.stream_id))
+        except asyncio.CancelledError:
+            self._log_unfinished()
+            raise
         except OSError as exc:  # the file could not be read to its end
-            error_log.warning("static file for %s stopped: %s", self._scope.get("path"), exc.strerror or exc)
+            error_log.warning("static file for %s stopped: %s", escape(self._scope["path"]), exc.strerror or exc)
             self._state = ResponseState.DONE
             await sender.stream_send(StreamAborted(self.stream_id))
             return
@@ -240,6 +262,7 @@ class HTTPStream:
             self._response_bytes = len(body)
             self._log_access()
         else:
+            self._log_unfinished()
             self._state = ResponseState.DONE
             await self._sender.stream_send(StreamAborted(self.stream_id))
 
@@ -366,11 +389,21 @@ class HTTPStream:
             waiter.set_result(None)
 
     def _log_access(self) -> None:
-        if not self._context.access_log:
+        formatter = self._context.access_log
+        if formatter is None:
             return
-        scope = self._scope
         duration = asyncio.get_running_loop().time() - self._started_at
-        access_log.log_response(scope, self._status, self._response_bytes, duration)
+        outcome = CLIENT_CLOSED if self._client_gone else COMPLETE
+        formatter.log(self._scope, self._status, self._response_bytes, duration, outcome)
+
+    def _log_unfinished(self) -> None:
+        # The access line of an exchange that ended before its response was complete.
+        formatter = self._context.access_log
+        if formatter is not None and self._state is not ResponseState.DONE and self._scope:
+            head_sent = self._state is not ResponseState.WAITING and self._held_head is None
+            duration = asyncio.get_running_loop().time() - self._started_at
+            status = self._status if head_sent else None
+            formatter.log_unfinished(self._scope, status, self._response_bytes, duration, self._client_gone)
 
     def cancel(self) -> None:
         """Stop the app task (graceful timeout passed, or the stream was reset)."""

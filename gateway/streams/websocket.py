@@ -18,7 +18,6 @@ from wsproto.connection import Connection as FrameConnection
 from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
-from gateway import access_log
 from gateway.asgi import (
     ASGIMessageError,
     ClientDisconnected,
@@ -46,6 +45,7 @@ from gateway.events import (
 from gateway.streams import websocket_fastpath as fastpath
 from gateway.streams import websocket_handshake as handshake
 from gateway.streams import websocket_masking
+from gateway.streams.response_filter import filtered_sender
 from gateway.streams.websocket_close import (
     ABNORMAL_CLOSURE,
     INTERNAL_ERROR,
@@ -169,6 +169,9 @@ class WebSocketStream(WebSocketClosing):
                 self._deflate = negotiate(offers, self._config.ws_max_message_size) if offers else None
             self._inbox.put({"type": "websocket.connect"})
             work = self._run(context.app)
+        # Handshake answers get --hsts/--header fields; frames go by the writer, unfiltered.
+        secure = self._scope.get("scheme", "wss" if self._info.tls else "ws") == "wss"
+        self._sender = filtered_sender(context, self._sender, secure=secure, request=None)
         self.task = context.start_app_task(work)
 
     def _receive_bytes(self, data: bytes) -> None:
@@ -342,6 +345,7 @@ class WebSocketStream(WebSocketClosing):
 
     def _log_access(self, status: int) -> None:
         # One access-log line per handshake answer (101/200 accepted, else the HTTP status).
-        if self._context.access_log and self._scope:
+        formatter = self._context.access_log
+        if formatter is not None and self._scope:
             duration = asyncio.get_running_loop().time() - self._started_at
-            access_log.log_response(self._scope, status, 0, duration)
+            formatter.log(self._scope, status, 0, duration)

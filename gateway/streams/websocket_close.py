@@ -19,7 +19,7 @@ from wsproto.connection import Connection as FrameConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Ping
 
-from gateway.logs import address_label
+from gateway.logs import address_label, escape
 
 if TYPE_CHECKING:
     from gateway.config import Config
@@ -169,4 +169,6 @@ class WebSocketClosing:
             self._close_timer = None
 
     def _log_client(self, text: str, *args: object) -> None:
-        log.info("%s - " + text + " (stream %d)", address_label(self._info.client), *args, self.stream_id)
+        # Reasons and close texts may come from the client: escaped like every logged field.
+        shown = [escape(arg) if isinstance(arg, str) else arg for arg in args]
+        log.info("%s - " + text + " (stream %d)", address_label(self._info.client), *shown, self.stream_id)
