@@ -144,6 +144,12 @@ def responses(outcome: Outcome) -> list[tuple[int, list[tuple[bytes, bytes]], by
         status, fields, body = 0, [], b""
         while True:
             event = client.next_event()
+            if event is h11.PAUSED:
+                # h11 takes a 2xx to CONNECT as the start of a tunnel (RFC 9110 §9.3.6): for
+                # a client the answer is complete and what follows is not HTTP any more.
+                if status:
+                    answers.append((status, fields, body, True))
+                return answers
             if event is h11.NEED_DATA or type(event) is h11.ConnectionClosed:
                 if status:
                     answers.append((status, fields, body, False))
