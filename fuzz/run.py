@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ("crash-", "timeout-", "oom-", "leak-", "slow-unit-")
 # The modules each target exercises, for the line-coverage figure.
 COVERED = {
     "http1": ["gateway/protocols/http1*.py", "gateway/protocols/request_head.py", "gateway/streams/http.py"],
@@ -108,8 +109,9 @@ def run_atheris(target: str, seconds: int) -> dict[str, float]:
         executions += int(found[-1]) if found else sum(int(n) for n in re.findall(r"Done (\d+) runs", log))
         covered = re.findall(r"\bcov: (\d+)", log)
         edges = max([edges, *(int(n) for n in covered)])
-        # Only what this run wrote (libFuzzer and one_input name them crash-<sha1>).
-        new = {path for path in set(crashes.iterdir()) - before if path.name.startswith("crash-")}
+        # Only what this run wrote: libFuzzer's crash-, timeout- and oom- files (one_input
+        # writes crash- ones too), not inputs added to the folder by hand meanwhile.
+        new = {path for path in set(crashes.iterdir()) - before if path.name.startswith(ARTIFACTS)}
         crash_count += len(new)
         if result.returncode != 0 and not new:
             sys.exit(f"fuzz/run.py: atheris failed for {target} (exit {result.returncode}); see fuzz/last-{target}.log")
