@@ -13,8 +13,9 @@ target="${ASGIGW_WINPY:-/tmp/asgigw-winpy}"
 # Runtime dependencies of gateway/ as win_amd64 wheels. pip resolves markers for Linux, so
 # the Windows-only ones are named here: colorama (click on Windows), cffi (cryptography),
 # tzdata (Django on Windows). cryptography itself is pinned by setup.sh. Django, Channels
-# and asgiref serve the chat example (tests/windows/test_windows_chat.py).
-requirements=(h11 h2 wsproto click trustme colorama cffi django channels asgiref tzdata)
+# and asgiref serve the chat example (tests/windows/test_windows_chat.py). winloop and httptools
+# are the fast extra (win_amd64 wheels; native_checks.py proves --loop auto falls back).
+requirements=(h11 h2 wsproto click trustme colorama cffi django channels asgiref tzdata winloop httptools)
 
 stamp_text() {
   printf 'project=%s\nrequirements=%s\nsetup=%s\n' "$repo" "${requirements[*]}" \

@@ -1,4 +1,4 @@
-"""HTTP/2 benchmarks with h2load (nghttp2-client): asgigw against hypercorn.
+"""HTTP/2 benchmarks with h2load (nghttp2-client): asgigw against hypercorn, granian and itself.
 
 Scenarios, all ``h2load -c 16 -m 32`` from one thread pinned to its own core:
 
@@ -6,11 +6,16 @@ Scenarios, all ``h2load -c 16 -m 32`` from one thread pinned to its own core:
 - ``h2c-hello``: cleartext HTTP/2 with prior knowledge, the same app, req/s;
 - ``tls-stream``: HTTP/2 over TLS, a 10 MB body streamed in 64 KiB pieces, MB/s.
 
-Servers and scenarios are interleaved round by round so both see the same machine state;
-medians over the rounds are reported with the asgigw/hypercorn ratio. Every run is bounded
-by a request count and a timeout. Run from the repository root::
+Servers: asgigw; ``asgigw-base``, the same command run from another checkout
+(``--baseline DIR``, e.g. a worktree of the previous commit) to measure a change; hypercorn;
+granian (Rust, when installed) as the ceiling. Servers and scenarios are interleaved round
+by round so all see the same machine state; medians over the rounds are reported, with the
+ratios of asgigw to each peer taken within each round (the steadier figure on a shared
+machine), and the server's CPU time per request. Every run is bounded by a request count and
+a timeout. Run from the repository root::
 
-    python -m benchmarks.h2load --rounds 3
+    git worktree add --detach ../base HEAD~1
+    python -m benchmarks.h2load --rounds 3 --baseline ../base
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -49,10 +55,29 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-def start(pool: servers.ServerPool, name: str, tls: servers.TLSFiles | None) -> servers.ServerProcess:
+def server_argv(name: str, options: servers.Options, baseline: Path | None) -> list[str]:
+    """The command line of ``name`` serving this module's app."""
+    if name == "granian":
+        argv = [servers.executable("granian"), "--interface", "asgi", "--host", servers.HOST]
+        argv += ["--port", str(options.port), "--workers", "1", "--log-level", "warning", "--no-ws"]
+        argv += ["--http", "auto"]  # HTTP/1.1 (the readiness probe), h2 by ALPN or prior knowledge
+        if options.tls is not None:
+            argv += ["--ssl-certificate", options.tls.cert, "--ssl-keyfile", options.tls.key]
+        return [*argv, APP]
+    if name == "asgigw-base":
+        assert baseline is not None
+        # -P: the baseline's gateway package, not the one in the current directory.
+        command = ["env", f"PYTHONPATH={baseline.resolve()}", sys.executable, "-P", "-m", "gateway"]
+        return [*command, *servers.asgigw_argv(options)[1:-1], APP]
+    return [*servers.SERVERS[name](options)[:-1], APP]
+
+
+def start(
+    pool: servers.ServerPool, name: str, tls: servers.TLSFiles | None, baseline: Path | None
+) -> servers.ServerProcess:
     """Start ``name`` serving this module's app (same flags as the HTTP/1.1 benchmarks)."""
     options = servers.Options(port=servers.free_port(), tls=tls, keep_alive=30)
-    argv = [*servers.SERVERS[name](options)[:-1], APP]
+    argv = server_argv(name, options, baseline)
     if name == "hypercorn":
         # hypercorn closes a connection after keep_alive_max_requests (1000) requests, and
         # h2load counts every request it had not sent yet as failed; lift that limit.
@@ -63,6 +88,21 @@ def start(pool: servers.ServerPool, name: str, tls: servers.TLSFiles | None) -> 
     pool.running.append(server)
     server.wait_ready()
     return server
+
+
+def session_cpu_seconds(pid: int) -> float:
+    """CPU time of every process in ``pid``'s session (granian serves from a child process)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[3]) == pid:  # field 6 of the line: the session id
+            total += servers.cpu_seconds(int(entry.name))
+    return total
 
 
 def run_h2load(url: str, requests: int, core: int | None, timeout: float) -> dict[str, float]:
@@ -86,38 +126,48 @@ def run_h2load(url: str, requests: int, core: int | None, timeout: float) -> dic
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Interleaved rounds: for each round, each scenario, each server (order rotated)."""
     server_core, load_core = servers.cores()
-    names = ["asgigw", "hypercorn"]
+    names = ["asgigw", *(["asgigw-base"] if args.baseline else []), "hypercorn"]
+    if shutil.which("granian") or (servers.BIN_DIR / "granian").exists():
+        names.append("granian")
     runs: dict[str, dict[str, list[dict[str, float]]]] = {s: {n: [] for n in names} for s in args.scenarios}
     with servers.tls_files() as tls, servers.ServerPool(server_core) as pool:
         for round_index in range(args.rounds):
             for scenario in args.scenarios:
                 use_tls, path, requests = SCENARIOS[scenario]
                 requests = max(1, int(requests * args.scale))
-                order = names if round_index % 2 == 0 else names[::-1]
-                for name in order:
-                    server = start(pool, name, tls if use_tls else None)
+                shift = round_index % len(names)
+                for name in names[shift:] + names[:shift]:
+                    server = start(pool, name, tls if use_tls else None, args.baseline)
                     try:
                         url = server.url.rstrip("/") + path
                         run_h2load(url, max(16, requests // 10), load_core, args.timeout)  # warm-up
+                        cpu_before = session_cpu_seconds(server.pid)
                         result = run_h2load(url, requests, load_core, args.timeout)
+                        cpu = session_cpu_seconds(server.pid) - cpu_before
+                        result["cpu_us_per_request"] = cpu * 1e6 / max(1, result["succeeded"])
                     finally:
                         pool.stop(server)
                     runs[scenario][name].append(result)
-                    print(f"round {round_index + 1} {scenario:10} {name:9} {result}", file=sys.stderr)
+                    print(f"round {round_index + 1} {scenario:10} {name:11} {result}", file=sys.stderr)
     return runs
 
 
 def summarise(runs: dict[str, dict[str, list[dict[str, float]]]]) -> dict[str, dict[str, float]]:
-    """Median req/s and MB/s per scenario and server, and the asgigw/hypercorn ratios."""
+    """Medians per scenario and server; asgigw's ratio to each peer, median of the per-round ratios."""
     summary: dict[str, dict[str, float]] = {}
     for scenario, by_server in runs.items():
         row: dict[str, float] = {}
+        metric = "mb_per_s" if scenario.endswith("stream") else "req_per_s"
         for name, results in by_server.items():
             row[f"{name}_req_per_s"] = statistics.median(r["req_per_s"] for r in results)
             row[f"{name}_mb_per_s"] = statistics.median(r["mb_per_s"] for r in results)
+            row[f"{name}_cpu_us"] = statistics.median(r["cpu_us_per_request"] for r in results)
             row[f"{name}_failed"] = sum(r["failed"] for r in results)
-        metric = "mb_per_s" if scenario.endswith("stream") else "req_per_s"
-        row["ratio"] = row[f"asgigw_{metric}"] / row[f"hypercorn_{metric}"]
+            if name != "asgigw":
+                ratios = [a[metric] / b[metric] for a, b in zip(by_server["asgigw"], results, strict=True)]
+                row[f"ratio_{name}"] = statistics.median(ratios)
+                row[f"ratio_{name}_min"] = min(ratios)
+                row[f"ratio_{name}_max"] = max(ratios)
         summary[scenario] = row
     return summary
 
@@ -185,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds before an h2load run is abandoned")
     parser.add_argument("--json", type=Path, help="write raw runs and the summary here")
     parser.add_argument(
+        "--baseline", type=Path, help="another checkout of asgigw (e.g. the previous commit) to run as asgigw-base"
+    )
+    parser.add_argument(
         "--header-checks", action="store_true", help="only measure h2's header checks against ours, in-process"
     )
     args = parser.parse_args(argv)
@@ -198,13 +251,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown scenarios: {sorted(unknown)}")
     runs = measure(args)
     summary = summarise(runs)
-    print("\n| scenario | asgigw | hypercorn | asgigw / hypercorn |\n|---|---|---|---|")
+    names = list(next(iter(runs.values())))
+    peers = [n for n in names if n != "asgigw"]
+    print("\n| scenario | " + " | ".join(names) + " | " + " | ".join(f"asgigw / {p}" for p in peers) + " |")
+    print("|---" * (len(names) + len(peers) + 1) + "|")
     for scenario, row in summary.items():
         unit, metric = ("MB/s", "mb_per_s") if scenario.endswith("stream") else ("req/s", "req_per_s")
-        print(
-            f"| {scenario} | {row[f'asgigw_{metric}']:.0f} {unit} | {row[f'hypercorn_{metric}']:.0f} {unit} "
-            f"| {row['ratio']:.2f}x |"
-        )
+        cells = [f"{row[f'{n}_{metric}']:.0f} {unit}, {row[f'{n}_cpu_us']:.0f} µs/req" for n in names]
+        ratios = [f"{row[f'ratio_{p}']:.2f}x ({row[f'ratio_{p}_min']:.2f}-{row[f'ratio_{p}_max']:.2f})" for p in peers]
+        print(f"| {scenario} | " + " | ".join(cells + ratios) + " |")
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "summary": summary}, indent=2))
     return 0

@@ -59,14 +59,32 @@ def executable(name: str) -> str:
     return found
 
 
-def asgigw_argv(options: Options) -> list[str]:
-    """The one place the asgigw command line is built (plain HTTP needs ``--no-tls``)."""
-    argv = [executable("asgigw"), "--no-access-log", "--log-level", "warning"]
+def asgigw_argv(options: Options, *accelerators: str) -> list[str]:
+    """The one place the asgigw command line is built (plain HTTP needs ``--no-tls``).
+
+    Without ``accelerators`` asgigw runs with ``--loop auto --http1-parser auto``: uvloop
+    and httptools when the ``fast`` extra is installed.
+    """
+    argv = [executable("asgigw"), "--no-access-log", "--log-level", "warning", *accelerators]
     argv += ["--host", HOST, "--port", str(options.port), "--keep-alive-timeout", str(options.keep_alive)]
     if options.tls is None:
         argv.append("--no-tls")
     else:
         argv += ["--cert", options.tls.cert, "--key", options.tls.key]
+    return [*argv, APP]
+
+
+def asgigw_pure_argv(options: Options) -> list[str]:
+    """asgigw without the fast extra's backends: h11 on the stock asyncio loop."""
+    return asgigw_argv(options, "--loop", "asyncio", "--http1-parser", "h11")
+
+
+def granian_argv(options: Options) -> list[str]:
+    """granian (Rust HTTP core) with one worker: the reference ceiling, reported without a target."""
+    argv = [executable("granian"), "--interface", "asgi", "--workers", "1", "--log-level", "warning"]
+    argv += ["--host", HOST, "--port", str(options.port)]
+    if options.tls is not None:
+        argv += ["--ssl-certificate", options.tls.cert, "--ssl-keyfile", options.tls.key]
     return [*argv, APP]
 
 
@@ -99,9 +117,11 @@ def hypercorn_argv(options: Options) -> list[str]:
 
 SERVERS: dict[str, Callable[[Options], list[str]]] = {
     "asgigw": asgigw_argv,
+    "asgigw-pure": asgigw_pure_argv,
     "uvicorn-h11": uvicorn_h11_argv,
     "uvicorn-httptools": uvicorn_httptools_argv,
     "hypercorn": hypercorn_argv,
+    "granian": granian_argv,
 }
 
 
@@ -143,12 +163,28 @@ def tls_files() -> Iterator[TLSFiles]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads) so far, from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        # Field 2 (comm) may contain spaces; the fields after its closing parenthesis do not.
-        fields = stat.read().rpartition(")")[2].split()
-    # utime and stime are fields 14 and 15 of the whole line (proc(5)), in clock ticks.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time so far of process ``pid`` and its live descendants (/proc).
+
+    Descendants count because some servers (granian) serve from a child process.
+    """
+    total = 0.0
+    pending = [pid]
+    for _ in range(256):  # a server has a handful of processes; bound the walk anyway
+        if not pending:
+            break
+        current = pending.pop()
+        try:
+            with open(f"/proc/{current}/stat", encoding="ascii") as stat:
+                # Field 2 (comm) may contain spaces; the fields after its closing parenthesis do not.
+                fields = stat.read().rpartition(")")[2].split()
+            # utime and stime are fields 14 and 15 of the whole line (proc(5)), in clock ticks.
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as children:
+                    pending.extend(int(child) for child in children.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the process (or a thread) ended meanwhile
+    return total
 
 
 class ServerProcess:

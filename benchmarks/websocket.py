@@ -10,7 +10,7 @@ this load generator pins itself to the second). Scenarios, each bounded in time 
 - ``echo``: many connections, each sending a small binary message and waiting for its echo
   (one in flight per connection); messages/s = echoed messages / duration, and the
   server's CPU time per message (from /proc/PID/stat), which other load moves far less.
-- ``large``: a few connections echoing 1 MiB messages; messages/s and MiB/s.
+- ``large``: a few connections echoing 1 MiB messages (``--large-size``); messages/s and MiB/s.
 - ``memory``: N idle WebSockets held open; the server's RSS growth per connection.
 
 The client is a minimal asyncio WebSocket client written for load (constant mask, no
@@ -38,7 +38,7 @@ from benchmarks import memory, servers
 
 ECHO_APP = "examples.websocket_echo:app"
 DEFAULT_SERVERS = ("asgigw", "uvicorn-h11", "hypercorn")
-BASELINES = ("uvicorn-h11", "hypercorn")
+BASELINES = ("uvicorn-h11", "uvicorn-httptools", "hypercorn", "granian")
 _MASK = b"\x37\xfa\x21\x3d"
 
 
@@ -204,7 +204,7 @@ def run_round(name: str, args: argparse.Namespace, core: int | None, logs: str) 
             result["echo_messages_per_second"], result["echo_cpu_us_per_message"] = rate, cpu
         if "large" in args.scenarios:
             rate, cpu = asyncio.run(
-                echo_rate(server.pid, port, args.large_connections, 1024 * 1024, args.duration, args.warmup)
+                echo_rate(server.pid, port, args.large_connections, args.large_size, args.duration, args.warmup)
             )
             result["large_messages_per_second"], result["large_cpu_us_per_message"] = rate, cpu
         if "memory" in args.scenarios:
@@ -226,6 +226,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=100, help="echo scenario connections")
     parser.add_argument("--message-size", type=int, default=32)
     parser.add_argument("--large-connections", type=int, default=4)
+    parser.add_argument("--large-size", type=int, default=1024 * 1024, help="bytes per message of the large scenario")
     parser.add_argument("--memory-connections", type=int, default=1000)
     parser.add_argument("--json", metavar="FILE", help="also write the raw results to FILE")
     args = parser.parse_args(argv)

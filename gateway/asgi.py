@@ -15,6 +15,7 @@ from urllib.parse import unquote
 
 from gateway.events import ConnectionInfo, Headers, Request
 from gateway.logs import address_label, escape
+from gateway.proxy_headers import Forwarded
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -100,12 +101,29 @@ def build_http_scope(
         "server": info.server,
         "extensions": extensions,
     }
+    if info.proxies is not None:
+        _apply_forwarded(scope, info.proxies.resolve(info.client, request.headers))
     if state is not None:
         # ASGI lifespan spec: each request gets a shallow copy of the lifespan state.
         scope["state"] = state.copy()
     if info.tls_extension is not None:
         extensions["tls"] = info.tls_extension
     return scope
+
+
+def _apply_forwarded(scope: Scope, forwarded: Forwarded) -> None:
+    """What trusted proxies said about the client (gateway/proxy_headers.py) goes in the scope."""
+    scope["client"] = forwarded.client
+    if forwarded.scheme is not None:
+        # A WebSocket scope maps https to wss after this (build_websocket_scope).
+        scope["scheme"] = "https" if forwarded.scheme in ("https", "wss") else "http"
+    if forwarded.host is not None:
+        host = forwarded.host.encode("ascii")
+        scope["headers"] = [(b"host", host)] + [(n, v) for n, v in scope["headers"] if n != b"host"]
+        name, _, port = forwarded.host.rpartition(":") if not forwarded.host.endswith("]") else ("", "", "")
+        if not name or not port.isdigit():
+            name, port = forwarded.host, "443" if scope["scheme"] == "https" else "80"
+        scope["server"] = (name.strip("[]"), int(port))
 
 
 def build_websocket_scope(

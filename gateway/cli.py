@@ -221,6 +221,38 @@ def _show_version(ctx: click.Context, parameter: click.Parameter, value: bool) -
     help="Seconds between checks for changed certificate files; 0 = off (SIGHUP still reloads).",
 )
 @click.option(
+    "--acme-domain",
+    "acme_domains",
+    multiple=True,
+    metavar="NAME[,NAME...]",
+    help="Get a certificate for NAME from an ACME CA (Let's Encrypt by default); commas make one SAN set; repeatable.",
+)
+@click.option("--acme-email", metavar="ADDRESS", help="Contact address for the ACME account (expiry notices).")
+@click.option(
+    "--acme-agree-tos", is_flag=True, help="Agree to the ACME CA's terms of service (required with --acme-domain)."
+)
+@click.option(
+    "--acme-directory",
+    metavar="URL",
+    help="ACME directory URL of another CA (default: Let's Encrypt production).",
+)
+@click.option(
+    "--acme-staging", is_flag=True, help="Use Let's Encrypt's staging CA (untrusted certificates; for trials)."
+)
+@click.option("--acme-ca-bundle", metavar="FILE", help="CA bundle to trust the ACME server itself (Pebble, step-ca).")
+@click.option(
+    "--acme-dir", metavar="DIR", help="Where the ACME account and certificates are kept (or $ASGIGW_ACME_DIR)."
+)
+@click.option(
+    "--acme-challenge",
+    type=click.Choice(["auto", "tls-alpn-01", "http-01"]),
+    default="auto",
+    show_default=True,
+    help="How the CA checks the name: tls-alpn-01 on the TLS port, http-01 on port 80; auto picks.",
+)
+@click.option("--acme-eab-kid", metavar="KID", help="External account binding key id (ZeroSSL-style CAs).")
+@click.option("--acme-eab-hmac", metavar="KEY", help="External account binding HMAC key, base64url.")
+@click.option(
     "--static",
     multiple=True,
     metavar="URL_PREFIX=DIR",
@@ -368,6 +400,16 @@ def _show_version(ctx: click.Context, parameter: click.Parameter, value: bool) -
     help="Worker processes sharing the listeners (about one per CPU core); 1 serves in this process.",
 )
 @click.option(
+    "--metrics-bind",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (its own listener; needs asgigw[metrics]).",
+)
+@click.option(
+    "--health-path",
+    metavar="PATH",
+    help="Answer PATH on the app's listeners without the app: 200 while serving, 503 while draining.",
+)
+@click.option(
     "--max-requests",
     type=int,
     default=0,
@@ -435,7 +477,21 @@ def _show_version(ctx: click.Context, parameter: click.Parameter, value: bool) -
     type=float,
     default=10.0,
     show_default=True,
-    help="Seconds to wait for the client's close frame after the server's.",
+    help="Seconds to wait for the client's close frame after the server's (and for the app's last replies after the client's).",
+)
+@click.option(
+    "--loop",
+    type=click.Choice(["auto", "asyncio", "uvloop"]),
+    default="auto",
+    show_default=True,
+    help="Event loop; uvloop is winloop on Windows. auto: uvloop if installed (asgigw[fast]), else asyncio.",
+)
+@click.option(
+    "--http1-parser",
+    type=click.Choice(["auto", "h11", "httptools"]),
+    default="auto",
+    show_default=True,
+    help="HTTP/1.1 request parser. auto: httptools if installed (asgigw[fast]), else h11.",
 )
 @click.option(
     "--http2/--no-http2",
@@ -488,6 +544,36 @@ def _show_version(ctx: click.Context, parameter: click.Parameter, value: bool) -
     show_default=True,
     help="PING/SETTINGS/WINDOW_UPDATE/PRIORITY/empty DATA frames per 10 s (plus 2 per DATA frame sent, 1 per request).",
 )
+@click.option(
+    "--proxy-headers",
+    is_flag=True,
+    help="Take client address, scheme (and host) from Forwarded / X-Forwarded-* sent by trusted proxies.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    multiple=True,
+    metavar="ADDRESSES",
+    help="Proxies trusted by --proxy-headers: IPs, networks (10.0.0.0/8) or *, comma-separated; repeatable."
+    "  [default: 127.0.0.1,::1]",
+)
+@click.option(
+    "--forwarded-host", is_flag=True, help="With --proxy-headers, let X-Forwarded-Host / host= replace the Host header."
+)
+@click.option(
+    "--proxy-protocol", is_flag=True, help="Every --bind listener expects a PROXY protocol v1/v2 header first."
+)
+@click.option(
+    "--proxy-protocol-bind",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Extra listener (same TLS) that expects a PROXY protocol header first; repeatable.",
+)
+@click.option(
+    "--redirect-http",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Plain-HTTP listener answering 308 to the https URL (ACME http-01 excepted); repeatable.",
+)
 def main(
     app: str | None,
     config: str | None,
@@ -514,6 +600,13 @@ def main(
     try:
         if no_tls and options["certfile"]:
             raise ConfigError("--no-tls and --cert exclude each other")
+        if options["acme_domains"] and (options["certfile"] or no_tls):
+            # After start-up the Config points certfile at the ACME files; only here can
+            # a user's own --cert be told apart from them.
+            raise ConfigError("--acme-domain excludes --cert and --no-tls: the ACME CA provides the certificate")
+        allow = options.pop("forwarded_allow_ips")
+        if allow:
+            options["forwarded_allow_ips"] = tuple(part.strip() for entry in allow for part in entry.split(","))
         options["compress_types"] = tuple(part.strip() for part in options["compress_types"].split(",") if part.strip())
         settings = Config(bind=bind, dev_tls=not no_tls, **options)
     except ConfigError as exc:

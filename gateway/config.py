@@ -11,6 +11,8 @@ import dataclasses
 import importlib.util
 import ipaddress
 import os
+import re
+import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,6 +23,15 @@ InterfaceMode = Literal["auto", "asgi3", "asgi2"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 TLSVersionText = Literal["1.2", "1.3"]
 ClientCertMode = Literal["none", "optional", "required"]
+AcmeChallenge = Literal["auto", "tls-alpn-01", "http-01"]
+
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+# A DNS name as a CA will issue for it: labels of letters, digits and hyphens (a "*." first
+# label is a wildcard, which needs dns-01, a challenge asgigw cannot answer).
+_DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+LoopChoice = Literal["auto", "asyncio", "uvloop"]
+HTTP1ParserChoice = Literal["auto", "h11", "httptools"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -55,6 +66,18 @@ LOG_CONFIG_SUFFIXES = (".json", ".toml", ".yaml", ".yml")
 
 # Far beyond any core count asgigw runs on; a typo like --workers 4000 should not fork-bomb.
 MAX_WORKERS = 512
+
+
+# The libuv loop: uvloop on POSIX, its Windows port winloop on Windows (same API).
+UVLOOP_MODULE = "winloop" if sys.platform == "win32" else "uvloop"
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (start-up stays cheap)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # already imported without a spec (made at run time)
+        return module in sys.modules
 
 
 class ConfigError(ValueError):
@@ -110,26 +133,29 @@ class BindAddress:
     port: int
 
     @classmethod
-    def parse(cls, text: str) -> BindAddress:
-        """Parse ``127.0.0.1:8000``, ``localhost:8000``, ``[::1]:8443`` or ``:8000``."""
+    def parse(cls, text: str, option: str = "--bind") -> BindAddress:
+        """Parse ``127.0.0.1:8000``, ``localhost:8000``, ``[::1]:8443`` or ``:8000``.
+
+        ``option`` names the option the text came from in the error message.
+        """
         if text.startswith("["):
             end = text.find("]")
             if end < 0 or text[end + 1 : end + 2] != ":":
-                raise ConfigError(f"--bind {text!r}: expected [IPv6]:PORT, e.g. [::1]:8443")
+                raise ConfigError(f"{option} {text!r}: expected [IPv6]:PORT, e.g. [::1]:8443")
             host, port_text = text[1:end], text[end + 2 :]
             try:
                 ipaddress.IPv6Address(host)
             except ValueError:
-                raise ConfigError(f"--bind {text!r}: {host!r} is not an IPv6 address") from None
+                raise ConfigError(f"{option} {text!r}: {host!r} is not an IPv6 address") from None
         else:
             host, sep, port_text = text.rpartition(":")
             if not sep:
-                raise ConfigError(f"--bind {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8000")
+                raise ConfigError(f"{option} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8000")
             if ":" in host:
-                raise ConfigError(f"--bind {text!r}: write IPv6 addresses in brackets, [::1]:8443")
+                raise ConfigError(f"{option} {text!r}: write IPv6 addresses in brackets, [::1]:8443")
             host = host or "0.0.0.0"
         if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-            raise ConfigError(f"--bind {text!r}: port must be a number from 0 to 65535")
+            raise ConfigError(f"{option} {text!r}: port must be a number from 0 to 65535")
         return cls(host, int(port_text))
 
     def url_host(self) -> str:
@@ -144,6 +170,16 @@ class BindAddress:
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSpec:
+    """One listening address and what it serves: the app (HTTPS, or HTTP with --no-tls),
+    with or without a PROXY protocol header first, or the --redirect-http responder."""
+
+    address: BindAddress
+    proxy_protocol: bool = False
+    redirect: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +210,18 @@ class Config:
     client_cert: ClientCertMode = "none"
     # Seconds between checks of the certificate files for changes; 0 turns it off.
     cert_reload_interval: float = 5.0
+    # Certificates from an ACME CA (gateway/acme/, docs/tls.md): each entry is one
+    # certificate, "name" or "name,name2,..." for a SAN set.
+    acme_domains: tuple[str, ...] = ()
+    acme_email: str | None = None
+    acme_agree_tos: bool = False
+    acme_directory: str | None = None
+    acme_staging: bool = False
+    acme_ca_bundle: str | None = None
+    acme_dir: str | None = None
+    acme_challenge: AcmeChallenge = "auto"
+    acme_eab_kid: str | None = None
+    acme_eab_hmac: str | None = None
     root_path: str = ""
     lifespan: LifespanMode = "auto"
     # How the app is called: "asgi3" app(scope, receive, send), "asgi2" app(scope)(receive,
@@ -234,6 +282,10 @@ class Config:
     # Processes serving the same listening sockets; 1 serves in this process. More start
     # a supervisor and that many workers (gateway/workers.py, docs/workers.md).
     workers: int = 1
+    # Prometheus metrics on their own listener (HOST:PORT), never on the app's; needs the
+    # metrics extra. health_path is answered by the gateway on the app's listeners.
+    metrics_bind: str | None = None
+    health_path: str | None = None
     # Worker recycling: a worker that has served this many requests (plus a random 0 to
     # jitter of its own) is replaced: the supervisor starts the new one, then drains the
     # old. 0 = never. Like --reload, it needs the supervisor even with one worker.
@@ -249,6 +301,22 @@ class Config:
     static: tuple[str, ...] = ()
     # Cache-Control max-age of static responses in seconds; 0 sends "no-cache".
     static_max_age: int = 3600
+    # Client address behind proxies (gateway/proxy_headers.py, docs/proxies.md): trust
+    # Forwarded / X-Forwarded-* only from peers in forwarded_allow_ips ("*" = any peer).
+    proxy_headers: bool = False
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
+    # X-Forwarded-Host (and Forwarded host=) replace the Host header only when asked.
+    forwarded_host: bool = False
+    # PROXY protocol v1/v2 (gateway/proxy_protocol.py) on every --bind listener, and extra
+    # listeners that require it while the --bind ones do not.
+    proxy_protocol: bool = False
+    proxy_protocol_bind: tuple[str, ...] = ()
+    # Plain-HTTP listeners that redirect to the HTTPS listener (gateway/https_redirect.py).
+    redirect_http: tuple[str, ...] = ()
+    # The event loop and the HTTP/1.1 parser (the ``fast`` extra, docs/options.md): "auto"
+    # takes uvloop (winloop on Windows) and httptools when they are installed.
+    loop: LoopChoice = "auto"
+    http1_parser: HTTP1ParserChoice = "auto"
     # Strict-Transport-Security (RFC 6797) on responses over TLS: max-age in seconds, or
     # None for none; see docs/options.md "Response headers".
     hsts: int | None = None
@@ -262,6 +330,7 @@ class Config:
     compress_types: tuple[str, ...] = DEFAULT_COMPRESS_TYPES
     compress_min_size: int = 1024
     addresses: tuple[BindAddress, ...] = field(init=False, default=())
+    listeners: tuple[ListenerSpec, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         if not self.bind and not 0 <= self.port <= 65535:
@@ -276,6 +345,19 @@ class Config:
                 raise ConfigError(f"--host {self.host!r}: not a host name or IP address") from None
         object.__setattr__(self, "addresses", addresses)
         self._validate()
+        object.__setattr__(self, "listeners", self._listener_specs())
+
+    def _listener_specs(self) -> tuple[ListenerSpec, ...]:
+        main = [ListenerSpec(address, proxy_protocol=self.proxy_protocol) for address in self.addresses]
+        proxied = [
+            ListenerSpec(BindAddress.parse(text, "--proxy-protocol-bind"), proxy_protocol=True)
+            for text in self.proxy_protocol_bind
+        ]
+        redirect = [
+            ListenerSpec(BindAddress.parse(text, "--redirect-http"), proxy_protocol=False, redirect=True)
+            for text in self.redirect_http
+        ]
+        return (*main, *proxied, *redirect)
 
     def _host_for_bind(self) -> str:
         # --host accepts an IPv6 address with or without brackets: ::1 or [::1].
@@ -311,14 +393,37 @@ class Config:
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ConfigError(f"--workers must be from 1 to {MAX_WORKERS}")
         self._validate_recycling()
+        if self.metrics_bind is not None:
+            try:
+                address = BindAddress.parse(self.metrics_bind)
+            except ConfigError as exc:
+                raise ConfigError(str(exc).replace("--bind", "--metrics-bind", 1)) from None
+            if address.port and address in self.addresses:  # port 0: each gets its own
+                raise ConfigError(f"--metrics-bind {self.metrics_bind}: must not be one of the app's listeners")
+        if self.health_path is not None and not self.health_path.startswith("/"):
+            raise ConfigError(f"--health-path {self.health_path!r}: must start with '/'")
         self._validate_tls()
+        self._validate_acme()
         self._validate_websocket()
         if self.read_buffer_size < 1 * KiB or self.write_buffer_size < 1 * KiB:
             raise ConfigError("buffer sizes must be at least 1024 bytes")
         self._validate_http2()
         self._validate_static()
+        self._validate_edge()
+        self._validate_accelerators()
         self._validate_logging()
         self._validate_response()
+
+    def _validate_accelerators(self) -> None:
+        if self.loop not in ("auto", "asyncio", "uvloop"):
+            raise ConfigError(f"--loop {self.loop!r}: choose auto, asyncio or uvloop")
+        if self.http1_parser not in ("auto", "h11", "httptools"):
+            raise ConfigError(f"--http1-parser {self.http1_parser!r}: choose auto, h11 or httptools")
+        # Asked for by name, the module must be there; "auto" falls back instead.
+        if self.loop == "uvloop" and not installed(UVLOOP_MODULE):
+            raise ConfigError(f"--loop uvloop: {UVLOOP_MODULE} is not installed (pip install 'asgigw[fast]')")
+        if self.http1_parser == "httptools" and not installed("httptools"):
+            raise ConfigError("--http1-parser httptools: httptools is not installed (pip install 'asgigw[fast]')")
 
     def _validate_logging(self) -> None:
         if self.access_log_format not in ACCESS_LOG_PRESETS:
@@ -352,6 +457,24 @@ class Config:
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+    def _validate_edge(self) -> None:
+        for text in self.forwarded_allow_ips:
+            if text.strip() != "*":
+                try:
+                    ipaddress.ip_network(text.strip(), strict=False)
+                except ValueError:
+                    raise ConfigError(
+                        f"--forwarded-allow-ips {text!r}: not an IP address, a network (10.0.0.0/8) or *"
+                    ) from None
+        if self.forwarded_host and not self.proxy_headers:
+            raise ConfigError("--forwarded-host needs --proxy-headers")
+        for text in self.proxy_protocol_bind:
+            BindAddress.parse(text, "--proxy-protocol-bind")
+        for text in self.redirect_http:
+            BindAddress.parse(text, "--redirect-http")
+        if self.redirect_http and not self.tls:
+            raise ConfigError("--redirect-http redirects to the HTTPS listener: it needs TLS (drop --no-tls)")
 
     def _validate_recycling(self) -> None:
         if self.max_requests < 0 or self.max_requests_jitter < 0:
@@ -428,10 +551,56 @@ class Config:
         if not self.tls and (self.sni_certs or self.ca_certs or self.ciphers):
             raise ConfigError("--sni-cert, --ca-certs and --ciphers need TLS: give --cert/--key")
 
+    def _validate_acme(self) -> None:
+        acme_only = {
+            "--acme-email": self.acme_email,
+            "--acme-agree-tos": self.acme_agree_tos,
+            "--acme-directory": self.acme_directory,
+            "--acme-staging": self.acme_staging,
+            "--acme-ca-bundle": self.acme_ca_bundle,
+            "--acme-eab-kid": self.acme_eab_kid,
+        }
+        if not self.acme_domains:
+            given = [name for name, value in acme_only.items() if value]
+            if given or self.acme_challenge != "auto":
+                raise ConfigError(f"{', '.join(given) or '--acme-challenge'} needs --acme-domain NAME")
+            return
+        for entry in self.acme_domains:
+            for name in entry.split(","):
+                if not _DNS_NAME.match(name.strip().lower()):
+                    raise ConfigError(f"--acme-domain {entry!r}: {name.strip()!r} is not a DNS name a CA can validate")
+        if self.acme_staging and self.acme_directory:
+            raise ConfigError("--acme-staging and --acme-directory exclude each other")
+        if self.acme_directory and not self.acme_directory.startswith("https://"):
+            raise ConfigError(f"--acme-directory {self.acme_directory!r}: must be an https:// URL")
+        if bool(self.acme_eab_kid) != bool(self.acme_eab_hmac):
+            raise ConfigError("--acme-eab-kid and --acme-eab-hmac must be given together")
+        if self.acme_ca_bundle and not os.path.isfile(self.acme_ca_bundle):
+            raise ConfigError(f"--acme-ca-bundle {self.acme_ca_bundle!r}: no such file")
+        if self.acme_challenge not in ("auto", "tls-alpn-01", "http-01"):
+            raise ConfigError(f"--acme-challenge {self.acme_challenge!r}: choose auto, tls-alpn-01 or http-01")
+
+    @property
+    def acme_directory_url(self) -> str:
+        """The ACME directory asked: --acme-directory, staging, or Let's Encrypt production."""
+        return self.acme_directory or (LETS_ENCRYPT_STAGING if self.acme_staging else LETS_ENCRYPT)
+
+    @property
+    def acme_challenge_type(self) -> str:
+        """The challenge answered: as chosen, or tls-alpn-01 unless a plain port 80 serves here."""
+        if self.acme_challenge != "auto":
+            return self.acme_challenge
+        return "http-01" if any(address.port == 80 for address in self.plain_addresses) else "tls-alpn-01"
+
+    @property
+    def plain_addresses(self) -> tuple[BindAddress, ...]:
+        """Listeners that serve plain HTTP alongside the TLS ones: the --redirect-http ones."""
+        return tuple(spec.address for spec in self.listeners if spec.redirect)
+
     @property
     def tls(self) -> bool:
-        """True when the listeners speak TLS (a given certificate or the development one)."""
-        return self.certfile is not None or self.dev_tls
+        """True when the listeners speak TLS (a given certificate, the dev one or ACME's)."""
+        return self.certfile is not None or self.dev_tls or bool(self.acme_domains)
 
     def replace(self, **changes: object) -> Config:
         """A copy with ``changes`` applied, validated again."""

@@ -20,7 +20,9 @@ from gateway.protocols.http1 import HTTP1Protocol
 from gateway.protocols.http2 import PREFACE, HTTP2Protocol
 
 if TYPE_CHECKING:
+    from gateway.asgi import ASGIApp
     from gateway.context import ServerContext
+    from gateway.proxy_protocol import ProxyHeader
 
 log = logging.getLogger("gateway.error")
 
@@ -47,10 +49,23 @@ def _address(value: Any) -> tuple[str, int] | None:
 
 
 class Connection(asyncio.Protocol):
-    """One client connection: transport callbacks, write buffer, flow control, timer."""
+    """One client connection: transport callbacks, write buffer, flow control, timer.
 
-    def __init__(self, context: ServerContext) -> None:
+    ``proxy_header`` is the PROXY protocol header read before (``pre_tls.py``): its source
+    address stands for the peer's. ``listener_app`` serves the connection instead of the
+    application (``ConnectionInfo.listener_app``).
+    """
+
+    def __init__(
+        self,
+        context: ServerContext,
+        *,
+        proxy_header: ProxyHeader | None = None,
+        listener_app: ASGIApp | None = None,
+    ) -> None:
         self._context = context
+        self._proxy_header = proxy_header
+        self._listener_app = listener_app
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self.protocol: ProtocolAdapter | None = None
@@ -78,12 +93,21 @@ class Connection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
         self._transport = cast(asyncio.Transport, transport)
         ssl_object = transport.get_extra_info("ssl_object")
+        client = _address(transport.get_extra_info("peername"))
+        server = _address(transport.get_extra_info("sockname"))
+        proxy_header = self._proxy_header
+        if proxy_header is not None and proxy_header.source is not None:
+            client, server = proxy_header.source, proxy_header.destination
+        proxies = self._context.proxies
         self.info = ConnectionInfo(
-            client=_address(transport.get_extra_info("peername")),
-            server=_address(transport.get_extra_info("sockname")),
+            client=client,
+            server=server,
             tls=ssl_object is not None,
             # Once per connection: every stream (HTTP/2, WebSocket) shares the same dict.
             tls_extension=_tls_extension(ssl_object) if ssl_object is not None else None,
+            # Trust is a property of the peer, so it is decided once per connection.
+            proxies=proxies if proxies is not None and proxies.trusts(client) else None,
+            listener_app=self._listener_app,
         )
         self._context.connections.add(self)
         self._sendfile = ssl_object is None
@@ -109,7 +133,7 @@ class Connection(asyncio.Protocol):
     def _sniff(self, data: bytes) -> bytes:
         # RFC 9113 §3.3: a client with prior knowledge starts with the connection preface.
         # Its first line already tells it apart from any HTTP/1.1 request line; with that
-        # line seen, h2 judges the rest and answers a bad preface with GOAWAY.
+        # line seen, the HTTP/2 adapter judges the rest and answers a bad preface with GOAWAY.
         data = self._sniffed + data if self._sniffed else data
         line = PREFACE[:16]
         if len(data) < len(line) and line.startswith(data):
@@ -130,10 +154,16 @@ class Connection(asyncio.Protocol):
             self.protocol.feed(leftover)
 
     def eof_received(self) -> bool:
-        """The client half-closed; the adapter decides whether a response is still owed."""
-        if self.protocol is not None:
-            return self.protocol.feed_eof()
-        return False
+        """The client half-closed; the adapter decides whether a response is still owed.
+
+        On TLS the answer is always False: asyncio's SSL transport shuts down after the
+        peer's EOF whatever this returns, and logs a warning for True. The adapter still
+        hears the EOF; ``connection_lost`` follows.
+        """
+        if self.protocol is None:
+            return False
+        keep_open = self.protocol.feed_eof()
+        return keep_open and not (self.info is not None and self.info.tls)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The socket is gone: wake writers, stop timers, tell the adapter."""
@@ -206,6 +236,10 @@ class Connection(asyncio.Protocol):
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
         self._pending_size = 0
+        if self._transport.is_closing():
+            # The peer is gone and connection_lost is on its way: asyncio would drop the
+            # bytes anyway, and log a warning for each write past the fifth.
+            return
         self._transport.write(data)
 
     async def drain(self) -> None:
@@ -326,6 +360,10 @@ class Connection(asyncio.Protocol):
             return
         if self._loop.time() >= deadline:
             self._deadline = None
+            metrics = self._context.metrics
+            # An idle keep-alive connection or a drained one closing is no client's fault.
+            if metrics is not None and self._timeout_reason not in ("keep-alive idle", "shutting down"):
+                metrics.rejected("timeout")
             if self.protocol is not None:
                 self.protocol.timeout(self._timeout_reason)
         else:

@@ -7,8 +7,12 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gateway.accelerators import HTTP1ParserName, http1_parser_in_use
 from gateway.access_log import AccessLogFormatter, formatter_for
 from gateway.config import Config
+from gateway.health import HealthCheck
+from gateway.metrics import Metrics
+from gateway.proxy_headers import TrustedProxies
 from gateway.response_headers import ResponseHeaders
 from gateway.static import StaticFiles
 
@@ -39,18 +43,31 @@ class ServerContext:
     access_log: AccessLogFormatter | None = None
     # The --static folders; None without any, so other requests pay one attribute test.
     static: StaticFiles | None = None
+    # --health-path, answered without the app; None without one.
+    health: HealthCheck | None = None
+    # Counters for --metrics-bind (gateway/metrics.py); None without metrics.
+    metrics: Metrics | None = None
+    # The HTTP/1.1 parser every connection uses (--http1-parser, resolved once).
+    http1_parser: HTTP1ParserName = "h11"
     # Requests and WebSocket sessions started so far, and the count at which
     # ``on_request_limit`` is called once (--max-requests in a worker; 0 = never).
     requests_started: int = 0
     request_limit: int = 0
     on_request_limit: Callable[[], None] | None = None
+    # --forwarded-allow-ips, parsed once; None without --proxy-headers.
+    proxies: TrustedProxies | None = None
     # --hsts/--header and --compress; None when off (streams/response_filter.py).
     response_headers: ResponseHeaders | None = None
     compression: Compression | None = None
 
     def __post_init__(self) -> None:
+        self.http1_parser = http1_parser_in_use(self.config.http1_parser)
         if self.config.static:
             self.static = StaticFiles(self.config.static, self.config.static_max_age)
+        if self.config.health_path:
+            self.health = HealthCheck(self.config.health_path, lambda: self.shutting_down)
+        if self.config.proxy_headers:
+            self.proxies = TrustedProxies(self.config.forwarded_allow_ips, use_host=self.config.forwarded_host)
         self.response_headers = ResponseHeaders.from_config(self.config)
         if self.config.compress:
             # Imported only with --compress: it looks for brotli and zstandard.

@@ -75,7 +75,7 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _write_atomic(path: Path, data: bytes, private: bool = False) -> None:
+def write_atomic(path: Path, data: bytes, private: bool = False) -> None:
     # Write then rename, so a server reloading the file never reads half of it.
     temporary = path.with_name(f".{path.name}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
@@ -127,8 +127,8 @@ class CertificateAuthority:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             authority = cls.create(folder)
-            _write_atomic(key_path, _key_pem(authority.key), private=True)
-            _write_atomic(cert_path, _cert_pem(authority.cert))
+            write_atomic(key_path, _key_pem(authority.key), private=True)
+            write_atomic(cert_path, _cert_pem(authority.cert))
         except OSError as exc:
             raise DevCertError(f"cannot create the local CA in {folder}: {exc.strerror or exc}") from None
         return authority
@@ -295,8 +295,8 @@ def ensure_dev_certificate(
         try:
             # Key first: a reload that sees the new key before the new cert fails the
             # key/cert check and keeps the old pair until the cert follows.
-            _write_atomic(key_path, _key_pem(key), private=True)
-            _write_atomic(cert_path, _cert_pem(cert))
+            write_atomic(key_path, _key_pem(key), private=True)
+            write_atomic(cert_path, _cert_pem(cert))
         except OSError as exc:
             raise DevCertError(f"cannot write the development certificate in {folder}: {exc.strerror}") from None
     return DevCertificate(
@@ -341,8 +341,8 @@ def issue_files(
     cert_path, key_path = out_folder / f"{stem}.pem", out_folder / f"{stem}-key.pem"
     try:
         out_folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(key_path, _key_pem(key), private=True)
-        _write_atomic(cert_path, _cert_pem(cert) + _cert_pem(authority.cert))
+        write_atomic(key_path, _key_pem(key), private=True)
+        write_atomic(cert_path, _cert_pem(cert) + _cert_pem(authority.cert))
     except OSError as exc:
         raise DevCertError(f"cannot write into {out_folder}: {exc.strerror or exc}") from None
     return cert_path, key_path

@@ -8,7 +8,11 @@ always uses stream id 1; HTTP/2 uses its own stream ids. Events carry data, neve
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:  # a type-only import: events.py stays a leaf at run time
+    from gateway.asgi import ASGIApp
+    from gateway.proxy_headers import TrustedProxies
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -22,6 +26,12 @@ class ConnectionInfo:
     tls: bool
     # The ASGI ``tls`` extension dict when TLS is in use (RFC-free, ASGI TLS extension).
     tls_extension: dict[str, object] | None = None
+    # Set when --proxy-headers is on and the peer is a trusted proxy: the scope then takes
+    # client, scheme and host from its Forwarded / X-Forwarded-* headers.
+    proxies: TrustedProxies | None = None
+    # The gateway's own responder that serves this connection instead of the application:
+    # the --redirect-http listener, plain HTTP sent to a TLS port (gateway/https_redirect.py).
+    listener_app: ASGIApp | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ they receive the listening sockets and how they die is described here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -17,8 +19,10 @@ import socket
 import ssl
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
+
+from gateway.config import ConfigError, LoopChoice, installed
 
 if TYPE_CHECKING:
     import multiprocessing.context
@@ -146,9 +150,38 @@ def reuse_port_available() -> bool:
     return not IS_WINDOWS and hasattr(socket, "SO_REUSEPORT")
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """The default loop for this platform (Proactor on Windows, selector elsewhere)."""
-    return asyncio.new_event_loop()
+def new_event_loop(choice: LoopChoice = "asyncio", *, windows: bool = IS_WINDOWS) -> asyncio.AbstractEventLoop:
+    """A new event loop for ``--loop choice``; each process (and each worker) builds its own.
+
+    ``asyncio`` is the platform's default (Proactor on Windows, selector elsewhere).
+    ``uvloop`` is the libuv loop: uvloop on POSIX, its port winloop on Windows. ``auto``
+    takes it when it is installed and can start, and otherwise falls back to asyncio, with
+    an INFO line when it is installed but fails (winloop under Wine, say) or when the rest
+    of the fast extra is there without it. Asked for by name, a libuv loop that cannot
+    start is a ConfigError.
+    """
+    if choice == "asyncio":
+        return asyncio.new_event_loop()
+    module_name = "winloop" if windows else "uvloop"
+    try:
+        module = importlib.import_module(module_name)
+        loop: asyncio.AbstractEventLoop = module.new_event_loop()
+    except Exception as exc:  # ImportError, or a build that cannot run on this system
+        if choice == "uvloop":
+            raise ConfigError(f"--loop uvloop: {module_name} cannot start: {type(exc).__name__}: {exc}") from None
+        if installed(module_name):
+            log.info("%s is installed but cannot start (%s); using the asyncio loop", module_name, exc)
+        elif installed("httptools"):
+            # The fast extra is there but its loop is not (a platform without a wheel).
+            log.info("%s is not installed; using the asyncio loop", module_name)
+        return asyncio.new_event_loop()
+    return loop
+
+
+def describe_loop(loop: asyncio.AbstractEventLoop) -> str:
+    """The loop's name for the start-up line: ``uvloop``, ``winloop`` or ``asyncio``."""
+    package = type(loop).__module__.partition(".")[0]
+    return package if package in ("uvloop", "winloop") else "asyncio"
 
 
 def open_file_for_reading(path: str) -> int:
@@ -161,6 +194,42 @@ def open_file_for_reading(path: str) -> int:
     """
     flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
     return os.open(path, flags)
+
+
+@contextlib.contextmanager
+def exclusive_file_lock(path: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) for the block; blocks until free.
+
+    Between processes only, for rare work that must not run twice at once (talking to an
+    ACME CA). POSIX: ``flock``, released by the kernel if the holder dies. Windows:
+    ``msvcrt.locking`` on the first byte, retried as each call waits 10 s at most.
+    """
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
+    try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            while True:
+                try:
+                    msvcrt.locking(descriptor, msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:  # still held after 10 s: keep waiting
+                    continue
+            try:
+                yield
+            finally:
+                os.lseek(descriptor, 0, os.SEEK_SET)
+                msvcrt.locking(descriptor, msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
 
 
 # Exit status of a Windows process ended by Ctrl+C or by closing its console window.

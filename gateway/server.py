@@ -8,28 +8,39 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from gateway import platform
+from gateway.accelerators import http1_parser_in_use
 from gateway.access_log import reopen_logs, setup_logging
-from gateway.config import BindAddress, Config, ConfigError
-from gateway.connection import Connection
+from gateway.config import BindAddress, Config, ConfigError, ListenerSpec
 from gateway.context import ServerContext
 from gateway.interface import as_asgi3
 from gateway.lifespan import Lifespan, LifespanFailure
+from gateway.listener_protocols import ListenerProtocols
 from gateway.loader import load_app
 from gateway.logs import report_startup_error
 
 if TYPE_CHECKING:
+    from gateway.acme.manager import CertificateManager
     from gateway.cert_reload import CertificateReloader
     from gateway.devcerts import DevCertificate
+    from gateway.metrics_export import ServedMetrics
 
 log = logging.getLogger("gateway.error")
 
 
 class StartupError(Exception):
     """The server cannot start (e.g. the port is taken); the message is one line."""
+
+
+class ListeningSocket(NamedTuple):
+    """A socket bound by :func:`bind_sockets` and the listener it serves."""
+
+    sock: socket.socket
+    listener: ListenerSpec
 
 
 class Listener(Protocol):
@@ -49,8 +60,8 @@ class Server:
     ``(host, port)`` pairs (port 0 in the config becomes the real port).
 
     ``sockets``, when given, are listening sockets bound elsewhere (by the workers'
-    supervisor, see gateway/workers.py): the server accepts on them instead of binding
-    ``config.addresses`` itself. ``announce=False`` leaves the start-up lines (the URLs and
+    supervisor, see gateway/workers.py), each with the listener it serves: the server
+    accepts on them instead of binding ``config.listeners`` itself. ``announce=False`` leaves the start-up lines (the URLs and
     the TLS certificate) to whoever bound the sockets, so N workers do not print them N times.
     ``accept_in_thread`` accepts on those sockets from a thread instead, as Windows workers
     must (``platform.accept_shared_in_thread`` says why).
@@ -61,15 +72,18 @@ class Server:
         app: Any,
         config: Config,
         *,
-        sockets: Sequence[socket.socket] = (),
+        sockets: Sequence[ListeningSocket] = (),
         announce: bool = True,
         accept_in_thread: bool = False,
+        supervised: bool = False,
     ) -> None:
         self.config = config
         # Here, not in the loader: embedders and gateway.serve() hand over app objects too.
         self.context = ServerContext(config=config, app=as_asgi3(app, config.interface))
         self.started = asyncio.Event()
         self.addresses: list[tuple[str, int]] = []
+        # The --redirect-http listeners' bound addresses (not in ``addresses``).
+        self.redirect_addresses: list[tuple[str, int]] = []
         self._sockets = list(sockets)
         self._announce = announce
         self._accept_in_thread = accept_in_thread
@@ -79,6 +93,10 @@ class Server:
         self._stop_requests = 0
         self._lifespan: Lifespan | None = None
         self._reloader: CertificateReloader | None = None
+        self._metrics: ServedMetrics | None = None
+        # True in workers: their supervisor talks to the ACME CA and serves the metrics of
+        # all of them (gateway/workers.py).
+        self._supervised = supervised
 
     @property
     def shutdown_requested(self) -> bool:
@@ -116,6 +134,8 @@ class Server:
         self.config, ssl_context, dev_certificate = prepare_tls(self.config)
         self.context.config = self.config
         reloader: CertificateReloader | None = None
+        certificates: CertificateManager | None = None
+        metrics: ServedMetrics | None = None
         restore_reload = restore_reopen = None
         lifespan = self._lifespan = Lifespan(self.context.app, self.config.lifespan)
         try:
@@ -134,11 +154,14 @@ class Server:
                 await lifespan.shutdown()
                 raise
             if self._announce:
-                log_serving(self.config, self.addresses)
+                log_serving(self.config, self.addresses, redirects=self.redirect_addresses)
                 log_tls_startup(self.config, dev_certificate)
             reloader = self._reloader = _start_reloader(ssl_context, self.config, dev_certificate)
             if reloader is not None and handle_signals:
                 restore_reload = platform.install_reload_signal(loop, lambda: reloader.reload("SIGHUP"))
+            if not self._supervised:
+                certificates = start_certificate_manager(self.config, self.reload_certificates)
+            metrics = self._metrics = start_metrics(self.context, self.config, endpoint=not self._supervised)
             if handle_signals:
                 restore_reopen = platform.install_reopen_signal(loop, lambda: reopen_logs("SIGUSR1"))
             self.started.set()
@@ -148,6 +171,10 @@ class Server:
                 await lifespan.shutdown()
             return 0
         finally:
+            if metrics is not None:
+                metrics.stop()
+            if certificates is not None:
+                await certificates.stop()
             if restore_signals is not None:
                 restore_signals()
             if restore_reload is not None:
@@ -158,23 +185,32 @@ class Server:
                 self._reloader = None
                 await reloader.stop()
 
+    def _bound(self, spec: ListenerSpec, sock: socket.socket, protocols: ListenerProtocols) -> None:
+        host, port = sock.getsockname()[:2]
+        if spec.redirect:
+            self.redirect_addresses.append((host, port))
+            return
+        self.addresses.append((host, port))
+        if not protocols.https_port:
+            protocols.set_https_port(port)
+
     async def _bind(self, ssl_context: ssl.SSLContext | None) -> None:
+        # TLS starts inside each connection (gateway/pre_tls.py), so no listener gets ssl=.
+        protocols = ListenerProtocols(self.context, ssl_context)
         if self._sockets:
-            await self._accept_on(self._sockets, ssl_context)
+            await self._accept_on(self._sockets, protocols)
             return
         loop = asyncio.get_running_loop()
         config = self.config
-        context = self.context
-        for address in config.addresses:
+        for spec in config.listeners:
+            address = spec.address
             try:
                 listener = await loop.create_server(
-                    lambda: Connection(context),
+                    protocols.factory(spec),
                     address.host,
                     address.port,
-                    ssl=ssl_context,
                     backlog=config.backlog,
                     reuse_address=platform.reuse_address(),
-                    ssl_handshake_timeout=config.tls_handshake_timeout if ssl_context else None,
                 )
             except OSError as exc:
                 for previous in self._listeners:
@@ -182,35 +218,21 @@ class Server:
                 raise listen_error(address, exc) from None
             self._listeners.append(listener)
             for sock in listener.sockets:
-                host, port = sock.getsockname()[:2]
-                self.addresses.append((host, port))
+                self._bound(spec, sock, protocols)
 
-    async def _accept_on(self, sockets: list[socket.socket], ssl_context: ssl.SSLContext | None) -> None:
+    async def _accept_on(self, sockets: list[ListeningSocket], protocols: ListenerProtocols) -> None:
         """Serve sockets that are already bound and listening (handed over by the supervisor)."""
         loop = asyncio.get_running_loop()
-        context = self.context
-        handshake_timeout = self.config.tls_handshake_timeout if ssl_context else None
-        for sock in sockets:
-            host, port = sock.getsockname()[:2]
+        for sock, spec in sockets:
             listener: Listener
             if self._accept_in_thread:
                 listener = platform.SharedSocketAcceptor(
-                    loop,
-                    sock,
-                    lambda: Connection(context),
-                    ssl_context=ssl_context,
-                    ssl_handshake_timeout=handshake_timeout,
+                    loop, sock, protocols.factory(spec), ssl_context=None, ssl_handshake_timeout=None
                 )
             else:
-                listener = await loop.create_server(
-                    lambda: Connection(context),
-                    sock=sock,
-                    ssl=ssl_context,
-                    backlog=self.config.backlog,
-                    ssl_handshake_timeout=handshake_timeout,
-                )
+                listener = await loop.create_server(protocols.factory(spec), sock=sock, backlog=self.config.backlog)
             self._listeners.append(listener)
-            self.addresses.append((host, port))
+            self._bound(spec, sock, protocols)
 
     async def _shutdown(self) -> None:
         context = self.context
@@ -252,8 +274,51 @@ def prepare_tls(config: Config) -> tuple[Config, ssl.SSLContext | None, DevCerti
         return config, None, None
     from gateway import cert_reload, tls
 
+    if config.acme_domains:
+        config = _acme_manager().prepare(config)
     config, dev_certificate = cert_reload.use_dev_certificate(config)
     return config, tls.create_server_context(config), dev_certificate
+
+
+def start_metrics(context: ServerContext, config: Config, *, endpoint: bool) -> ServedMetrics | None:
+    """Count into ``context.metrics`` and export them (None without --metrics-bind).
+
+    ``endpoint=False`` in a worker: its values go to the supervisor's multi-process folder
+    and the supervisor serves them.
+    """
+    if config.metrics_bind is None:
+        return None
+    from gateway import metrics_export
+    from gateway.metrics import Metrics
+    from gateway.protocols.http2 import HTTP2Protocol
+
+    def open_connections() -> dict[str, int]:
+        http2 = sum(isinstance(connection.protocol, HTTP2Protocol) for connection in context.connections)
+        return {"h2": http2, "http/1.1": len(context.connections) - http2}
+
+    metrics = context.metrics = Metrics()
+    try:
+        return metrics_export.ServedMetrics(metrics, config, open_connections, endpoint=endpoint)
+    except metrics_export.MetricsUnavailable as exc:
+        raise StartupError(str(exc)) from None
+
+
+def _acme_manager() -> ModuleType:
+    # The acme extra (acme, josepy, requests) is loaded only with --acme-domain.
+    try:
+        from gateway.acme import manager
+    except ImportError as exc:
+        raise ConfigError(f"--acme-domain needs the acme extra: pip install 'asgigw[acme]' ({exc})") from None
+    return manager
+
+
+def start_certificate_manager(config: Config, reload: Callable[[str], object]) -> CertificateManager | None:
+    """Obtain and renew --acme-domain certificates in the background (None without ACME)."""
+    if not config.acme_domains:
+        return None
+    manager: CertificateManager = _acme_manager().CertificateManager(config, reload)
+    manager.start()
+    return manager
 
 
 def log_tls_startup(config: Config, dev_certificate: DevCertificate | None) -> None:
@@ -280,7 +345,7 @@ def listen_error(address: BindAddress, exc: OSError) -> StartupError:
     return StartupError(f"cannot listen on {address.url_host()}:{address.port}: {reason}")
 
 
-def bind_sockets(config: Config) -> list[socket.socket]:
+def bind_sockets(config: Config) -> list[ListeningSocket]:
     """Bind and listen on every address of ``config`` once, as ``loop.create_server`` would.
 
     The workers' supervisor binds here and hands the sockets to its workers, so port 0,
@@ -288,12 +353,12 @@ def bind_sockets(config: Config) -> list[socket.socket]:
     starts. Like asyncio, a host name gets one socket per address it resolves to, and IPv6
     sockets are IPv6-only (an IPv4 bind of the same port is a separate socket).
     """
-    bound: list[socket.socket] = []
+    bound: list[ListeningSocket] = []
     try:
-        for address in config.addresses:
-            bound.extend(_bind_address(address, config.backlog))
+        for spec in config.listeners:
+            bound.extend(ListeningSocket(sock, spec) for sock in _bind_address(spec.address, config.backlog))
     except BaseException:
-        for sock in bound:
+        for sock, _ in bound:
             sock.close()
         raise
     return bound
@@ -324,16 +389,29 @@ def _bind_address(address: BindAddress, backlog: int) -> list[socket.socket]:
     return bound
 
 
-def log_serving(config: Config, addresses: Sequence[tuple[str, int]], workers: int = 1) -> None:
+def log_serving(
+    config: Config,
+    addresses: Sequence[tuple[str, int]],
+    workers: int = 1,
+    redirects: Sequence[tuple[str, int]] = (),
+) -> None:
     """The start-up line operators (and tests) look for: every URL and what it speaks."""
     scheme = "https" if config.tls else "http"
     urls = ", ".join(f"{scheme}://{f'[{h}]' if ':' in h else h}:{p}" for h, p in addresses)
     features = ["HTTP/1.1, HTTP/2" if config.http2 else "HTTP/1.1"]
+    # Which accelerators (the fast extra) this server runs on: operators should not guess.
+    features.append(f"{platform.describe_loop(asyncio.get_running_loop())} loop")
+    features.append(f"{http1_parser_in_use(config.http1_parser)} parser")
     if config.tls:
         features.append("TLS")
+    if config.proxy_protocol or config.proxy_protocol_bind:
+        features.append("PROXY protocol" if config.proxy_protocol else "PROXY protocol on --proxy-protocol-bind")
     if workers > 1:
         features.append(f"{workers} worker processes")
     log.info("asgigw serving %s (%s); press Ctrl+C to stop", urls, ", ".join(features))
+    if redirects:
+        urls = ", ".join(f"http://{f'[{h}]' if ':' in h else h}:{p}" for h, p in redirects)
+        log.info("redirecting %s to https (308)", urls)
 
 
 def _single_process(config: Config) -> Config:
@@ -382,7 +460,11 @@ def run(
         return 2
     if isinstance(app, str):
         app = load_app(app, factory=factory, app_dir=app_dir, interface=config.interface)
-    loop = platform.new_event_loop()
+    try:
+        loop = platform.new_event_loop(config.loop)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
     try:
         return loop.run_until_complete(serve(app, config))
     except (ConfigError, StartupError) as exc:

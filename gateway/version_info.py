@@ -7,7 +7,7 @@ import sys
 from importlib import metadata
 
 # The protocol and TLS libraries every install has.
-CORE = ("h11", "h2", "wsproto", "cryptography", "click")
+CORE = ("h11", "hpack", "wsproto", "cryptography", "click")
 # Optional accelerators and features, by the extra that brings them (pyproject.toml); the
 # event loop package is uvloop on POSIX and winloop on Windows.
 _LOOP_PACKAGE = "winloop" if sys.platform == "win32" else "uvloop"

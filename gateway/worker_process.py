@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import socket
 import sys
 import threading
 import traceback
@@ -25,7 +24,7 @@ from gateway import platform
 from gateway.access_log import reopen_logs, setup_logging
 from gateway.config import Config, ConfigError
 from gateway.loader import AppLoadError, load_app
-from gateway.server import Server, StartupError
+from gateway.server import ListeningSocket, Server, StartupError
 
 log = logging.getLogger("gateway.error")
 
@@ -120,7 +119,7 @@ class StopRequests:
 def worker_main(
     spec: AppSpec,
     config: Config,
-    sockets: list[socket.socket],
+    sockets: list[ListeningSocket],
     control: Connection,
     status: Connection,
     windows: bool = platform.IS_WINDOWS,
@@ -134,7 +133,8 @@ def worker_main(
     except ConfigError as exc:
         _report(status, (FAILED, f"asgigw: error: {exc}\n"))
         sys.exit(2)
-    loop = platform.new_event_loop()
+    # Each worker builds its own loop (--loop); the supervisor's choice already started once.
+    loop = platform.new_event_loop(config.loop)
     stops = StopRequests()
     # Installed before the app is imported: a Ctrl+C meanwhile is kept for later, not a
     # KeyboardInterrupt in the middle of the import.
@@ -151,7 +151,7 @@ def _load_and_serve(
     loop: asyncio.AbstractEventLoop,
     spec: AppSpec,
     config: Config,
-    sockets: list[socket.socket],
+    sockets: list[ListeningSocket],
     control: Connection,
     status: Connection,
     stops: StopRequests,
@@ -176,7 +176,7 @@ def _load_and_serve(
 async def _serve(
     app: Any,
     config: Config,
-    sockets: list[socket.socket],
+    sockets: list[ListeningSocket],
     control: Connection,
     status: Connection,
     stops: StopRequests,
@@ -184,7 +184,7 @@ async def _serve(
 ) -> int:
     loop = asyncio.get_running_loop()
     accept_in_thread = platform.accept_shared_in_thread(windows)
-    server = Server(app, config, sockets=sockets, announce=False, accept_in_thread=accept_in_thread)
+    server = Server(app, config, sockets=sockets, announce=False, accept_in_thread=accept_in_thread, supervised=True)
     stops.attach(server)
     if config.max_requests:
         _count_towards_recycling(server, config, status)

@@ -37,7 +37,6 @@ import asyncio
 import logging
 import multiprocessing.connection
 import signal
-import socket
 import sys
 import threading
 import time
@@ -45,16 +44,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import platform
 from gateway.access_log import reopen_logs, setup_logging
-from gateway.config import Config, ConfigError
+from gateway.config import BindAddress, Config, ConfigError
 from gateway.loader import AppLoadError, split_target
 from gateway.logs import report_startup_error
-from gateway.server import StartupError, bind_sockets, log_serving, log_tls_startup, prepare_tls
+from gateway.server import (
+    ListeningSocket,
+    StartupError,
+    bind_sockets,
+    log_serving,
+    log_tls_startup,
+    prepare_tls,
+    start_certificate_manager,
+)
 from gateway.worker_process import FAILED, FORCE, READY, RECYCLE, RELOAD, REOPEN, STOP, AppSpec, worker_main
 from gateway.worker_restarts import Replacements
+
+if TYPE_CHECKING:
+    from gateway.metrics_export import SupervisorMetrics
 
 __all__ = ["AppSpec", "Supervisor", "run_workers"]
 
@@ -99,7 +109,7 @@ class Supervisor:
         self.spec = spec
         self.config = config
         self.windows = windows
-        self.sockets: list[socket.socket] = []
+        self.sockets: list[ListeningSocket] = []
         self.workers: dict[int, Worker] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._restarts: dict[int, asyncio.TimerHandle] = {}
@@ -115,6 +125,7 @@ class Supervisor:
         self._kill_timer: asyncio.TimerHandle | None = None
         self._done = asyncio.Event()
         self.replacements = Replacements(self)
+        self.metrics: SupervisorMetrics | None = None
 
     async def run(self) -> int:
         """Serve until stopped; the exit code: 0 when every worker stopped cleanly."""
@@ -122,11 +133,16 @@ class Supervisor:
         # Checked here, once, before any worker exists: a bad --cert fails in one line.
         config, _, dev_certificate = prepare_tls(self.config)
         self.sockets = bind_sockets(config)
-        addresses = [(str(sock.getsockname()[0]), int(sock.getsockname()[1])) for sock in self.sockets]
+        addresses = [
+            (str(sock.getsockname()[0]), int(sock.getsockname()[1])) for sock, spec in self.sockets if not spec.redirect
+        ]
+        redirects = [
+            (str(sock.getsockname()[0]), int(sock.getsockname()[1])) for sock, spec in self.sockets if spec.redirect
+        ]
 
         def announce() -> None:
             log_tls_startup(config, dev_certificate)
-            log_serving(config, addresses, workers=self.config.workers)
+            log_serving(config, addresses, workers=self.config.workers, redirects=redirects)
 
         self._announce = announce
         restore_signals = platform.install_signal_handlers(loop, self._on_signal, windows=self.windows)
@@ -136,12 +152,21 @@ class Supervisor:
         )
         restore_reopen = platform.install_reopen_signal(loop, self._on_reopen_signal, windows=self.windows)
         restore_restart = platform.install_restart_signal(loop, self._on_restart_signal, windows=self.windows)
+        # The supervisor alone talks to the ACME CA; its new certificates reach the workers
+        # as a reload order (they read the same files).
+        certificates = start_certificate_manager(config, self._reload_workers)
+        # Before the first worker starts: they inherit the shared metrics folder.
+        self.metrics = _supervisor_metrics(config)
         watcher = self.replacements.watch_files(self.spec, config) if config.reload else None
         try:
             for slot in range(self.config.workers):
                 self.start(slot)
             await self._done.wait()
         finally:
+            if self.metrics is not None:
+                self.metrics.close()
+            if certificates is not None:
+                await certificates.stop()
             if watcher is not None:
                 watcher.stop()
             restore_signals()
@@ -232,6 +257,8 @@ class Supervisor:
         if self.workers.get(worker.slot) is worker:
             del self.workers[worker.slot]
         how = platform.describe_exit(code, windows=self.windows)
+        if self.metrics is not None:
+            self.metrics.worker_exited(worker.pid)
         if self.replacements.exited(worker, code, how):
             self._check_done()
         elif self.stopping:
@@ -292,6 +319,8 @@ class Supervisor:
         self._restarts.pop(slot, None)
         if self.stopping:
             return
+        if self.metrics is not None:
+            self.metrics.counts.worker_restarts += 1
         try:
             self.start(slot)
         except OSError as exc:  # out of processes or file descriptors: try again later
@@ -319,7 +348,10 @@ class Supervisor:
         self.replacements.restart_all("SIGUSR2")
 
     def _on_reload_signal(self) -> None:
-        log.info("SIGHUP: asking %d workers to reload the TLS certificates", len(self.workers))
+        self._reload_workers("SIGHUP")
+
+    def _reload_workers(self, reason: str) -> None:
+        log.info("%s: asking %d workers to reload the TLS certificates", reason, len(self.workers))
         for worker in self.workers.values():
             self.send(worker, RELOAD)
 
@@ -376,7 +408,7 @@ class Supervisor:
             self._done.set()
 
     def _close_sockets(self) -> None:
-        for sock in self.sockets:
+        for sock, _ in self.sockets:
             sock.close()
 
     def _reap_all(self) -> None:
@@ -385,6 +417,17 @@ class Supervisor:
             if worker.process.is_alive():
                 worker.process.kill()
             worker.process.join(5)
+
+
+def _supervisor_metrics(config: Config) -> SupervisorMetrics | None:
+    if config.metrics_bind is None:
+        return None
+    from gateway import metrics_export
+
+    try:
+        return metrics_export.SupervisorMetrics(BindAddress.parse(config.metrics_bind))
+    except metrics_export.MetricsUnavailable as exc:
+        raise StartupError(str(exc)) from None
 
 
 def run_workers(spec: AppSpec, config: Config, *, windows: bool = platform.IS_WINDOWS) -> int:
@@ -399,7 +442,11 @@ def run_workers(spec: AppSpec, config: Config, *, windows: bool = platform.IS_WI
     except AppLoadError as exc:
         report_startup_error(str(exc))
         return 2
-    loop = platform.new_event_loop()
+    try:
+        loop = platform.new_event_loop(config.loop)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
     try:
         return loop.run_until_complete(Supervisor(spec, config, windows=windows).run())
     except (ConfigError, StartupError) as exc:

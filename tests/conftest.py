@@ -16,8 +16,11 @@ import pytest
 import trustme
 from hypothesis import settings as hypothesis_settings
 
-from gateway.config import Config
+from gateway import accelerators
+from gateway.config import Config, installed
 from gateway.server import Server
+
+HTTP1_PARSERS = ["h11", "httptools"]
 
 
 @dataclass
@@ -103,6 +106,21 @@ def running_server(app: Any, **options: Any) -> Iterator[RunningServer]:
             running.exit_code.append(holder["exit"])
         if "error" in holder:
             raise holder["error"]
+
+
+@pytest.fixture(scope="module", params=HTTP1_PARSERS)
+def http1_parser(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a module's tests with each HTTP/1.1 parser (``--http1-parser auto`` picks it).
+
+    Module-scoped, so a module's shared servers are built once per parser; they must
+    request this fixture so they are rebuilt when it changes.
+    """
+    name: str = request.param
+    if name == "httptools" and not installed("httptools"):
+        pytest.skip("httptools is not installed (pip install 'asgigw[fast]')")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(accelerators, "PREFERRED_HTTP1_PARSERS", (name,))
+        yield name
 
 
 @pytest.fixture(scope="session", autouse=True)

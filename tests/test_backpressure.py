@@ -36,7 +36,11 @@ READ_RATE = 25_000_000
 # and for the sampling noise of a shared machine, and is a tenth of the upload.
 MAX_GROWTH = 20 * MiB
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads VmRSS from /proc")
+# Every test here runs with each HTTP/1.1 parser (h11, httptools): results must be identical.
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="reads VmRSS from /proc"),
+    pytest.mark.usefixtures("http1_parser"),
+]
 
 
 def rss_of(pid: int) -> int:

@@ -18,6 +18,9 @@ from tests.apps.http1 import echo
 from tests.conftest import RunningServer, running_server
 from tests.raw import RawClient, get, status_of
 
+# Every test here runs with each HTTP/1.1 parser (h11, httptools): results must be identical.
+pytestmark = pytest.mark.usefixtures("http1_parser")
+
 MAX_HEADER_SIZE = 2048
 MAX_BODY_SIZE = 1000
 HEADER_TIMEOUT = 0.5
@@ -25,7 +28,7 @@ KEEP_ALIVE_TIMEOUT = 0.3
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[RunningServer]:
+def server(http1_parser: str) -> Iterator[RunningServer]:
     with running_server(
         echo,
         max_header_size=MAX_HEADER_SIZE,

@@ -17,6 +17,9 @@ from tests.conftest import running_server
 from tests.test_http2_attacks import bystander, wait_until
 from tests.test_http2_peer import CANCEL, FramePeer
 
+# Every test here runs with each HTTP/1.1 parser (h11, httptools): results must be identical.
+pytestmark = pytest.mark.usefixtures("http1_parser")
+
 
 def make_app(log: list[Any], read_delay: float = 0.0) -> Any:
     async def app(scope: Any, receive: Any, send: Any) -> None:

@@ -220,7 +220,7 @@ def test_version_lists_libraries_and_fast_paths() -> None:
     lines = result.stdout.splitlines()
     assert lines[0].startswith("asgigw 0.")
     assert lines[1].startswith("Python 3.")
-    for library in ("h11 ", "h2 ", "wsproto ", "cryptography "):
+    for library in ("h11 ", "hpack ", "wsproto ", "cryptography "):
         assert library in lines[2]
     assert lines[3].startswith("optional: ")
 

@@ -22,6 +22,9 @@ from tests.apps.http1 import FAILURES, broken, echo, read_body, respond
 from tests.conftest import CertFiles, RunningServer, running_server
 from tests.raw import RawClient, get
 
+# Every test here runs with each HTTP/1.1 parser (h11, httptools): results must be identical.
+pytestmark = pytest.mark.usefixtures("http1_parser")
+
 
 @pytest.fixture
 def logs(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
@@ -32,13 +35,13 @@ def logs(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> p
 
 
 @pytest.fixture(scope="module")
-def echo_server() -> Iterator[RunningServer]:
+def echo_server(http1_parser: str) -> Iterator[RunningServer]:
     with running_server(echo) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def broken_server() -> Iterator[RunningServer]:
+def broken_server(http1_parser: str) -> Iterator[RunningServer]:
     with running_server(broken) as server:
         yield server
 

@@ -15,6 +15,9 @@ import pytest
 from tests.apps.http1 import FAILURES
 from tests.fake_transport import CLIENT, SERVER, HTTP1Harness, Peer, response_parts
 
+# Every test here runs with each HTTP/1.1 parser (h11, httptools): results must be identical.
+pytestmark = pytest.mark.usefixtures("http1_parser")
+
 Message = dict[str, Any]
 
 
@@ -703,3 +706,97 @@ def test_reading_resumes_after_a_response_that_left_the_body_unread() -> None:
         assert response_parts(peer.events(harness.transport.take()))[2] == b"without reading"
 
     run(main())
+
+
+def test_keep_alive_after_every_kind_of_message() -> None:
+    # One connection, one request after another, each of a kind that leaves a parser in a
+    # different state: chunked body, body left unread, a non-WebSocket Upgrade answered
+    # 200, an extension method (llhttp does not know it: h11 judges), then a plain GET.
+    # httptools reuses its parser only where that is safe; every answer must come.
+    async def app(scope: Message, receive: Any, send: Any) -> None:
+        if scope["path"] != "/unread":
+            await read_body(receive)
+        await respond(send, f"{scope['method']} {scope['path']}".encode())
+
+    chunked = b"POST /chunked HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    unread = b"POST /unread HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello"
+    upgrade = b"GET /upgrade HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: foo/1\r\n\r\n"
+    extension = b"BREW /extension HTTP/1.1\r\nhost: x\r\n\r\n"
+    plain = b"GET /plain HTTP/1.1\r\nhost: x\r\n\r\n"
+    expected = [b"POST /chunked", b"POST /unread", b"GET /upgrade", b"BREW /extension", b"GET /plain"]
+
+    async def main() -> bytes:
+        harness = HTTP1Harness(app)
+        for index, request in enumerate((chunked, unread, upgrade, extension, plain)):
+            harness.feed(request)
+            await harness.settle(lambda index=index: harness.transport.output.count(b"HTTP/1.1 200") == index + 1)
+        await harness.finish()
+        assert not harness.transport.closed
+        return harness.transport.take()
+
+    output = run(main())
+    for body in expected:
+        assert body in output
+    assert output.count(b"HTTP/1.1 200") == len(expected)
+
+
+# -- graceful shutdown and connections that have not sent their first request yet --------
+
+
+def test_shutdown_answers_the_first_request_of_a_connection_accepted_just_before() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await respond(send)
+
+    async def main() -> None:
+        harness = HTTP1Harness(app)
+        harness.context.shutting_down = True
+        harness.protocol.shutdown()
+        # Not closed: its client sent (or is sending) a request it expects an answer to...
+        assert not harness.transport.closed
+        assert harness.transport.timeouts[-1] == (1.0, "shutting down")
+        peer = Peer()
+        harness.feed(peer.request())
+        await harness.settle(lambda: harness.transport.closed)
+        _, response, body, _ = response_parts(peer.events(harness.transport.take()))
+        assert response.status_code == 200 and body == b"ok"
+        # ...answered with Connection: close, then the connection closes.
+        assert (b"connection", b"close") in response.headers
+
+    asyncio.run(main())
+
+
+def test_shutdown_waits_for_a_head_that_is_arriving() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await respond(send)
+
+    async def main() -> None:
+        harness = HTTP1Harness(app)
+        peer = Peer()
+        request = peer.request()
+        harness.feed(request[:10])
+        harness.context.shutting_down = True
+        harness.protocol.shutdown()
+        assert not harness.transport.closed
+        harness.feed(request[10:])
+        await harness.settle(lambda: harness.transport.closed)
+        _, response, _, _ = response_parts(peer.events(harness.transport.take()))
+        assert response.status_code == 200
+
+    asyncio.run(main())
+
+
+def test_shutdown_closes_a_keep_alive_connection_between_requests_at_once() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await respond(send)
+
+    async def main() -> None:
+        harness = HTTP1Harness(app)
+        peer = Peer()
+        harness.feed(peer.request())
+        await harness.settle()
+        assert not harness.transport.closed
+        harness.context.shutting_down = True
+        harness.protocol.shutdown()
+        assert harness.transport.closed
+
+    asyncio.run(main())

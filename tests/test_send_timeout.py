@@ -7,7 +7,12 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from tests.conftest import running_server
+
+# Every test here runs with each HTTP/1.1 parser (h11, httptools): results must be identical.
+pytestmark = pytest.mark.usefixtures("http1_parser")
 
 CHUNK = b"x" * 65536
 

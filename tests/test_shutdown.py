@@ -14,6 +14,9 @@ from tests.apps.basic import SLOW_PIECE, SLOW_PIECES
 from tests.apps.process import free_port, gateway_process
 from tests.conftest import CertFiles
 
+# Every test here runs with each HTTP/1.1 parser (h11, httptools): results must be identical.
+pytestmark = pytest.mark.usefixtures("http1_parser")
+
 SHUTTING_DOWN = r"shutting down \(waiting up to"
 
 

@@ -56,8 +56,10 @@ def test_https_request_has_https_scheme(cert_files: CertFiles) -> None:
         assert server.url.startswith("https://127.0.0.1:")
         with httpx.Client(verify=cert_files.client_context) as client:
             report = client.get(f"{server.url}/secure").json()
-        with pytest.raises(httpx.HTTPError):
-            httpx.get(f"{server.url.replace('https', 'http', 1)}/secure", timeout=5)
+        # Plain HTTP to the TLS port is answered with a 400 that says so (tests/test_https_redirect.py).
+        plain = httpx.get(f"{server.url.replace('https', 'http', 1)}/secure", timeout=5)
+        assert plain.status_code == 400
+        assert b"plain HTTP request was sent to the HTTPS port" in plain.content
     assert report["scheme"] == "https"
     assert report["path"] == "/secure"
 

@@ -33,6 +33,9 @@ from django.urls import path  # noqa: E402
 
 from tests.conftest import CertFiles, running_server  # noqa: E402
 
+# Every test here runs with each HTTP/1.1 parser (h11, httptools): results must be identical.
+pytestmark = pytest.mark.usefixtures("http1_parser")
+
 disconnect_codes: list[int] = []
 
 

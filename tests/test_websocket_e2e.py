@@ -18,6 +18,9 @@ from wsproto.events import AcceptConnection, Request
 
 from tests.conftest import CertFiles, running_server
 
+# Every test here runs with each HTTP/1.1 parser (h11, httptools): results must be identical.
+pytestmark = pytest.mark.usefixtures("http1_parser")
+
 
 class RecordingApp:
     """Echo app that reports its scope first and records what it received."""

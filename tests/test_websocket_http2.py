@@ -193,9 +193,15 @@ def test_rejection_and_shutdown_over_http2(cert_files: CertFiles) -> None:
         server.loop.call_soon_threadsafe(server.server.request_shutdown)
         (closing,) = client.events(stream_id, 1)
         assert isinstance(closing, CloseConnection) and closing.code == 1001
-        assert client.goaway_received
+        # No GOAWAY while the stream is open (docs/http2.md): it follows the close handshake.
+        assert not client.goaway_received
         client.send(stream_id, closing.response())
         assert app.done.wait(5)
+        for _ in range(50):
+            if client.goaway_received:
+                break
+            client._read()
+        assert client.goaway_received
         server.thread.join(5)
         assert not server.thread.is_alive()
     assert app.messages[-1]["type"] == "websocket.disconnect" and app.messages[-1]["code"] == 1001

@@ -8,7 +8,8 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import BinaryIO, Protocol
 
-from gateway.events import OutboundEvent, Request
+from gateway.events import InboundEvent, OutboundEvent, Request
+from gateway.protocols.http_rules import error_body
 
 REASON_PHRASES: dict[int, bytes] = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 
@@ -28,7 +29,7 @@ def http_date() -> bytes:
 
 def error_response(status: int, reason: str, *, http_version: bytes = b"1.1") -> bytes:
     """A complete plain-text error response that also closes the connection."""
-    body = f"{status} {HTTPStatus(status).phrase}: {reason}\n".encode()
+    body = error_body(status, reason)
     return b"".join(
         (
             b"HTTP/%s %d %s\r\n" % (http_version, status, REASON_PHRASES.get(status, b"")),
@@ -104,6 +105,34 @@ class Transport(Protocol):
         ``request`` becomes stream 1, ``settings`` is the decoded-later ``HTTP2-Settings``
         value and ``leftover`` the bytes already received after the request head.
         """
+
+
+class Stream(Protocol):
+    """What a protocol adapter may ask of a stream (HTTP or WebSocket), whatever its class.
+
+    Adapters hold streams through this protocol only; which class serves a request is
+    decided once, when the request head arrives.
+    """
+
+    @property
+    def response_started(self) -> bool:
+        """True once the response head (or the WebSocket accept) has been sent."""
+
+    @property
+    def response_complete(self) -> bool:
+        """True once the response (or the WebSocket) is finished."""
+
+    def handle(self, event: InboundEvent) -> None:
+        """Take one inbound event."""
+
+    def input_ended(self) -> bool:
+        """The client half-closed after its request; True when the response may still be sent."""
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: finish what is in flight (a WebSocket closes with 1001)."""
+
+    def cancel(self) -> None:
+        """Stop the app task (graceful timeout passed, or the stream was reset)."""
 
 
 class ProtocolAdapter(Protocol):

@@ -1,20 +1,18 @@
-"""HTTP/1.1 adapter: bytes <-> h11 <-> stream events.
+"""HTTP/1.1 adapter: bytes <-> a parser (h11 or httptools) <-> stream events.
 
-One request at a time is handed to an :class:`HTTPStream` (stream id 1). Pipelined requests
-wait in h11's buffer, and reading pauses until the current response is complete, so the
-order of answers is the order of requests (RFC 9112 §9.3.2) and memory stays bounded.
-The class is built in three layers: this module (heads, the request/response cycle,
-keep-alive, shutdown), ``http1_upgrade.py`` (h2c and WebSocket) and ``http1_body.py``
-(request bodies and read backpressure).
+One request at a time is handed to a stream (stream id 1). The adapter finds and checks
+each request head itself (``request_head.py``) and gives a fresh parser that one message
+(``http1_parser.py``); bytes of a pipelined request wait here, and reading pauses until the
+current response is complete, so the order of answers is the order of requests (RFC 9112
+§9.3.2) and memory stays bounded. Per-request state lives in a :class:`RequestCycle`;
+read backpressure in ``http1_body.ReadFlow``; upgrades in ``http1_upgrade.py``; response
+framing in ``http1_response.py``.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 from typing import TYPE_CHECKING
-
-import h11
 
 from gateway.events import (
     Body,
@@ -23,9 +21,7 @@ from gateway.events import (
     EndBody,
     EndData,
     FileBody,
-    Headers,
     InformationalResponse,
-    InputClosed,
     OutboundEvent,
     Request,
     Response,
@@ -35,9 +31,12 @@ from gateway.events import (
 )
 from gateway.logs import address_label, escape
 from gateway.protocols.common import Transport, error_response
-from gateway.protocols.http1_body import STREAM_ID
-from gateway.protocols.http1_response import Framing, ResponseWriter, interim_response
-from gateway.protocols.http1_upgrade import HTTP1Upgrades
+from gateway.protocols.http1_body import MAX_DISCARD, STREAM_ID, ReadFlow
+from gateway.protocols.http1_cycle import RequestCycle
+from gateway.protocols.http1_parser import HTTP1Parser, ParseError, RequestHead, parser_backend
+from gateway.protocols.http1_response import Framing, interim_response, serialize_head
+from gateway.protocols.http1_upgrade import Tunnel, switch_to_http2
+from gateway.protocols.http_rules import expects_continue
 from gateway.protocols.request_head import InvalidRequestHead, check_request_head, find_head_end
 from gateway.streams.http import HTTPStream
 from gateway.streams.websocket import WebSocketStream
@@ -48,60 +47,63 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.error")
 
-_HTTP_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
+
+# --metrics-bind's asgigw_rejections_total reason for each status a request is refused with.
+REJECTION_REASONS = {413: "body_too_large", 431: "head_too_large"}
+
+# Seconds a connection that has sent nothing yet may still send its first request once a
+# graceful shutdown has begun (see HTTP1Protocol.shutdown).
+FIRST_REQUEST_GRACE = 1.0
 
 
-class Phase(enum.Enum):
-    """What the connection is waiting for."""
-
-    IDLE = "waiting for a request"
-    HEAD = "reading a request head"
-    REQUEST = "serving a request"
-    CLOSING = "closing"
-
-
-class HTTP1Protocol(HTTP1Upgrades):
+class HTTP1Protocol:
     """Serves HTTP/1.1 (and 1.0) requests on one connection."""
 
     def __init__(self, context: ServerContext, transport: Transport, info: ConnectionInfo) -> None:
         self._context = context
-        self._config = context.config
+        config = self._config = context.config
         self._transport = transport
         self._info = info
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self._config.max_header_size)
-        self._phase = Phase.IDLE
-        self._stream: HTTPStream | WebSocketStream | None = None
-        # After a 101 to a WebSocket upgrade, bytes bypass h11 both ways (RFC 9110 §7.8).
-        self._upgraded = False
-        self._head_checked = False
-        self._body_size = 0
-        self._buffered = 0
-        self._paused_for_body = False
-        self._paused_for_pipeline = False
-        self._discarding = 0
-        self._http10 = False
-        self._keep_alive = True
-        self._body_allowed = True
-        self._expect_continue = False
+        self._new_parser = parser_backend(context.http1_parser)
+        # The last request's parser, when it can take the next message (httptools can).
+        self._spare_parser: HTTP1Parser | None = None
+        self._flow = ReadFlow(transport, config.read_buffer_size, config.body_timeout)
+        self._cycle: RequestCycle | None = None
+        # Bytes received that no parser has taken yet: a head still arriving, or a
+        # pipelined request waiting for the response before it.
+        self._pending = b""
+        self._reading_head = False
+        # The bytes the current head arrived in, and where the head ends in them.
+        self._head_buffer = b""
+        self._head_end = 0
+        self._closing = False
         self._client_eof = False
-        self._writer = ResponseWriter()
         self._close_after_response = False
-        transport.set_timeout(self._config.header_timeout, "no request head")
+        # False until a request head has been read: see shutdown().
+        self._has_served = False
+        # After a 101 to a WebSocket upgrade, bytes bypass the parser (RFC 9110 §7.8).
+        self._tunnel: Tunnel | None = None
+        transport.set_timeout(config.header_timeout, "no request head")
 
     @property
     def idle(self) -> bool:
         """True between requests: nothing in flight that shutdown would cut off."""
-        return self._phase is Phase.IDLE
+        return self._cycle is None and not self._reading_head and not self._closing
 
     # -- bytes in -------------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
         """Take bytes from the client."""
-        if self._upgraded:
-            self._feed_upgraded(data)
+        if self._tunnel is not None:
+            self._tunnel.feed(data)
             return
-        self._h11.receive_data(data)
-        self._process()
+        cycle = self._cycle
+        if cycle is not None and not cycle.message_done:
+            self._parse(cycle, data)
+        elif not self._closing:
+            self._pending += data
+            if cycle is None:
+                self._start_request()
 
     def feed_eof(self) -> bool:
         """The client half-closed its side; True keeps ours open to finish a response.
@@ -109,252 +111,278 @@ class HTTP1Protocol(HTTP1Upgrades):
         After a complete request the app hears ``http.disconnect`` from ``receive()`` but
         may still answer, and the connection closes after it (see events.InputClosed).
         """
-        if self._upgraded:
-            assert self._stream is not None
-            self._stream.handle(EndData(STREAM_ID))
+        if self._tunnel is not None:
+            self._tunnel.feed_eof()
             return False
-        if self._phase is Phase.REQUEST and self._h11.their_state is h11.DONE:
+        cycle = self._cycle
+        if cycle is not None and cycle.message_done and not self._closing:
             self._client_eof = True
-            stream = self._stream
-            if isinstance(stream, HTTPStream):
-                stream.handle(InputClosed(STREAM_ID))
-                return True
-            if stream is not None:
-                stream.handle(StreamClosed(STREAM_ID))
-            return False
-        self._h11.receive_data(b"")
-        self._process()
+            return cycle.stream.input_ended() if cycle.stream is not None else False
+        if cycle is not None or self._pending:
+            # RFC 9112 §8: a message cut short by the end of the connection is incomplete.
+            self.reject(400, "connection closed in the middle of a request")
+        else:
+            self._close()
         return False
 
-    def _process(self) -> None:
-        h11_connection = self._h11
-        while self._phase is not Phase.CLOSING:
-            if not self._head_checked and h11_connection.their_state is h11.IDLE:
-                if not self._check_head():
-                    return
-            try:
-                event = h11_connection.next_event()
-            except h11.RemoteProtocolError as exc:
-                self._reject(exc.error_status_hint, str(exc))
-                return
-            event_type = type(event)
-            if event_type is h11.Data:
-                self._on_data(event.data)  # type: ignore[union-attr]
-            elif event_type is h11.Request:
-                self._on_request(event)  # type: ignore[arg-type]
-            elif event_type is h11.EndOfMessage:
-                self._on_end_of_request()
-                if self._phase is Phase.REQUEST and self._h11 is h11_connection:
-                    # The response is pending: h11 would only say NEED_DATA or PAUSED.
-                    if h11_connection.trailing_data[0]:
-                        self._paused_for_pipeline = True
-                        self._transport.pause_reading()
-                    return
-            elif event is h11.NEED_DATA:
-                return
-            elif event is h11.PAUSED:
-                # A pipelined request waits until the current response is complete.
-                self._paused_for_pipeline = True
-                self._transport.pause_reading()
-                return
-            else:  # h11.ConnectionClosed
-                self._on_client_gone()
-                return
-
-    def _check_head(self) -> bool:
-        """Apply the smuggling defences to the next head before h11 parses it."""
-        buffered = self._h11.trailing_data[0]
-        if not buffered:
-            return False
+    def _start_request(self) -> None:
+        """Check the head waiting in ``_pending`` and start its cycle once it is complete."""
+        buffered = self._pending
+        config = self._config
         try:
             end = find_head_end(buffered)
             if end < 0:
-                if len(buffered) > self._config.max_header_size:
+                if len(buffered) > config.max_header_size:
                     raise InvalidRequestHead(431, "request head too large")
-                if self._phase is Phase.IDLE:
-                    self._phase = Phase.HEAD
-                    self._transport.set_timeout(self._config.header_timeout, "request head incomplete")
-                return False
-            if end > self._config.max_header_size:
+                if not self._reading_head:
+                    self._reading_head = True
+                    self._transport.set_timeout(config.header_timeout, "request head incomplete")
+                return
+            if end > config.max_header_size:
                 raise InvalidRequestHead(431, "request head too large")
             check_request_head(buffered[:end])
         except InvalidRequestHead as exc:
-            self._reject(exc.status, exc.reason)
-            return False
-        self._head_checked = True
-        return True
+            self.reject(exc.status, exc.reason)
+            return
+        self._pending = b""
+        self._reading_head = False
+        self._head_buffer, self._head_end = buffered, end
+        parser, self._spare_parser = self._spare_parser, None
+        if parser is None:
+            parser = self._new_parser(self, config.max_header_size)
+        cycle = self._cycle = RequestCycle(parser)
+        self._has_served = True
+        self._parse(cycle, buffered)
 
-    def _on_request(self, event: h11.Request) -> None:
+    def _parse(self, cycle: RequestCycle, data: bytes) -> None:
+        try:
+            leftover = cycle.parser.feed(data)
+        except ParseError as exc:
+            self.reject(exc.status, exc.reason)
+            return
+        if leftover is None or self._closing or self._cycle is not cycle:
+            return
+        self._pending = leftover
+        stream = cycle.stream
+        if stream is None or stream.response_complete:
+            self._next_cycle()
+        elif leftover:
+            self._flow.pause_for_pipeline()
+
+    # -- what the parser reports (ParserSink) ----------------------------------------------
+
+    def on_head(self, head: RequestHead) -> None:
+        """A request head: choose its stream (HTTP, WebSocket) or switch to HTTP/2."""
+        cycle = self._cycle
+        if cycle is None or self._closing:
+            return
         self._transport.clear_timeout()
-        self._phase = Phase.REQUEST
-        http_version = _HTTP_VERSIONS[event.http_version]
-        self._http10 = http_version == "1.0"
+        cycle.method = head.method
+        http10 = cycle.http10 = head.http_version == "1.0"
         # HTTP/1.0 connections close after one response (RFC 9112 §9.3).
-        self._keep_alive = not self._http10
-        self._body_allowed = event.method != b"HEAD"
-        self._expect_continue = False
-        # raw_items() is h11's public, fast view; ASGI wants lower-case names.
-        headers = [(name.lower(), value) for name, value in event.headers.raw_items()]
+        cycle.keep_alive = not http10
+        cycle.body_allowed = head.method != b"HEAD"
         max_body = self._config.max_body_size
-        upgrade = False
-        for name, value in headers:
+        upgrade = has_host = False
+        body_follows = False
+        for name, value in head.headers:
             if name == b"content-length":
-                if max_body and int(value) > max_body:
-                    self._reject(413, "request body larger than --max-body-size")
+                length = int(value)
+                if max_body and length > max_body:
+                    self.reject(413, "request body larger than --max-body-size")
                     return
+                body_follows = length > 0
+            elif name == b"transfer-encoding":
+                body_follows = True
+            elif name == b"host":
+                has_host = True
             elif name == b"connection":
                 if b"close" in value.lower():
-                    self._keep_alive = False
+                    cycle.keep_alive = False
             elif name == b"expect":
-                self._expect_continue = value.lower() == b"100-continue"
+                cycle.expect_continue = expects_continue(value)
             elif name == b"upgrade":
                 upgrade = True
-        self._body_size = 0
-        if upgrade and self._config.http2 and not self._info.tls and not self._http10:
-            if self._switch_to_http2(event, headers):
+        if not has_host and not http10:
+            # RFC 9112 §3.2 (h11 enforces it; so does the adapter, for every parser).
+            self.reject(400, "Missing mandatory Host header")
+            return
+        if upgrade and self._config.http2 and not self._info.tls and not http10:
+            # The head came in one piece; what followed it is HTTP/2 (the client preface).
+            if switch_to_http2(self._transport, head, self._head_buffer[self._head_end :]):
+                self._closing = True  # this adapter is done; the transport stays open
                 return
         stream: HTTPStream | WebSocketStream
-        if upgrade and is_websocket_upgrade(event.method, headers):
+        if upgrade and is_websocket_upgrade(head.method, head.headers):
             # Whatever the app answers, this connection will not carry another request.
-            self._keep_alive = False
+            cycle.keep_alive = False
             stream = WebSocketStream(self._context, self, self._info, STREAM_ID)
         else:
             stream = HTTPStream(self._context, self, self._info, STREAM_ID)
-        self._stream = stream
-        stream.handle(Request(STREAM_ID, event.method, event.target, http_version, headers))
-        if self._h11.their_state is h11.SEND_BODY and not self._expect_continue:
-            self._wait_for_body()
+        cycle.stream = stream
+        stream.handle(Request(STREAM_ID, head.method, head.target, head.http_version, head.headers))
+        if body_follows and not cycle.expect_continue:
+            self._flow.wait_for_body()
 
-    def _on_client_gone(self) -> None:
-        if self._stream is not None:
-            self._stream.handle(StreamClosed(STREAM_ID))
-        self._close()
+    def on_body(self, data: bytes) -> None:
+        """A piece of request body."""
+        cycle = self._cycle
+        if cycle is None or self._closing:
+            return
+        flow = self._flow
+        flow.wait_for_body()
+        stream = cycle.stream
+        if stream is None or stream.response_complete:
+            cycle.discarded += len(data)
+            if cycle.discarded > MAX_DISCARD:
+                self._close()
+            return
+        cycle.body_size += len(data)
+        max_body = self._config.max_body_size
+        if max_body and cycle.body_size > max_body:
+            # A chunked body outgrew the limit; the app already runs and gets a disconnect.
+            stream.handle(StreamClosed(STREAM_ID))
+            if stream.response_started:
+                self._close()
+            else:
+                self.reject(413, "request body larger than --max-body-size")
+            return
+        flow.buffered += len(data)
+        stream.handle(Body(STREAM_ID, data))
+        flow.check_buffered()
 
-    def _detach(self) -> None:
-        """Upgraded to HTTP/2: this adapter is done, the transport stays open."""
-        self._phase = Phase.CLOSING
+    def on_message_end(self) -> None:
+        """The request is complete (its response may be, too: see ``_parse``)."""
+        cycle = self._cycle
+        if cycle is None or self._closing:
+            return
+        cycle.message_done = True
+        self._transport.clear_timeout()
+        stream = cycle.stream
+        if stream is not None and not stream.response_complete:
+            stream.handle(EndBody(STREAM_ID))
+
+    def body_consumed(self, stream_id: int, size: int) -> None:
+        """The app has read ``size`` bytes: read from the client again if we had paused."""
+        cycle = self._cycle
+        self._flow.consumed(size, cycle is not None and not cycle.message_done and self._tunnel is None)
 
     # -- events out -----------------------------------------------------------------
 
     async def stream_send(self, event: OutboundEvent) -> None:
         """Turn a stream's event into bytes for the client."""
-        if self._phase is Phase.CLOSING:
+        cycle = self._cycle
+        if self._closing or cycle is None:
             return
         transport = self._transport
-        event_type = type(event)
-        if event_type is Data:
-            transport.write(event.data)  # type: ignore[union-attr]
+        if isinstance(event, Body):
+            writer = cycle.writer
+            # A body that completes its Content-Length goes out now: the end of the
+            # response adds nothing, so waiting for the loop turn only costs a callback.
+            transport.write(writer.body(event.data), flush=writer.length_reached)
             if transport.write_paused:
                 await transport.drain()
-        elif event_type is Body:
-            transport.write(self._writer.body(event.data))  # type: ignore[union-attr]
+        elif isinstance(event, Data):
+            transport.write(event.data)
             if transport.write_paused:
                 await transport.drain()
-        elif event_type is FileBody:
-            await self._send_file(event)  # type: ignore[arg-type]
-        elif event_type is Response and event.status == 101:  # type: ignore[union-attr]
-            self._switch_protocols(event.headers)  # type: ignore[union-attr]
-        elif event_type is EndData:
-            self._close()
-        elif event_type is Response:
+        elif isinstance(event, Response):
+            if event.status == 101:
+                self._switch_protocols(cycle, event)
+                return
             # A final answer without a 100 while the client still holds its body back: the
             # next bytes may be that body or a new request, so close (RFC 9110 §10.1.1).
-            if self._expect_continue and self._h11.their_state is not h11.DONE:
-                self._keep_alive = False
-            self._keep_alive = self._writer.start(
-                event.status,  # type: ignore[union-attr]
-                event.headers,  # type: ignore[union-attr]
-                body_allowed=self._body_allowed and event.status not in (204, 304),  # type: ignore[union-attr]
-                http10=self._http10,
-                keep_alive=self._keep_alive and not self._close_after_response,
+            if cycle.expect_continue and not cycle.message_done:
+                cycle.keep_alive = False
+            cycle.keep_alive = cycle.writer.start(
+                event.status,
+                event.headers,
+                body_allowed=cycle.body_allowed and event.status not in (204, 304),
+                http10=cycle.http10,
+                keep_alive=cycle.keep_alive and not self._close_after_response,
             )
-        elif event_type is EndBody or event_type is Trailers:
-            self._end_body(event.headers if event_type is Trailers else None)  # type: ignore[union-attr]
-        elif event_type is InformationalResponse:
+        elif isinstance(event, EndBody):
+            self._end_body(cycle, None)
+        elif isinstance(event, Trailers):
+            self._end_body(cycle, event.headers)
+        elif isinstance(event, FileBody):
+            before, after, send = cycle.writer.file_body(event.count)
+            transport.write(before)
+            if send:
+                await transport.send_file(event.file, event.offset, event.count)
+                transport.write(after)
+        elif isinstance(event, InformationalResponse):
             # RFC 9110 §15.2: no 1xx responses to an HTTP/1.0 client.
-            if not self._http10:
-                if event.status == 100:  # type: ignore[union-attr]
-                    self._expect_continue = False
-                    self._wait_for_body()
-                transport.write(interim_response(event.status, event.headers))  # type: ignore[union-attr]
-        elif event_type is StreamAborted:
+            if not cycle.http10:
+                if event.status == 100:
+                    cycle.expect_continue = False
+                    self._flow.wait_for_body()
+                transport.write(interim_response(event.status, event.headers))
+        elif isinstance(event, EndData | StreamAborted):
             self._close()
 
-    async def _send_file(self, event: FileBody) -> None:
-        before, after, send = self._writer.file_body(event.count)
-        transport = self._transport
-        transport.write(before)
-        if send:
-            await transport.send_file(event.file, event.offset, event.count)
-            transport.write(after)
+    def _switch_protocols(self, cycle: RequestCycle, response: Response) -> None:
+        """Send the app's 101: from now on the connection carries WebSocket frames."""
+        head = serialize_head(101, response.headers, body_allowed=False, http10=False, keep_alive=True)[0]
+        self._transport.write(head)
+        cycle.writer.framing = Framing.NONE
+        assert cycle.stream is not None
+        tunnel = self._tunnel = Tunnel(cycle.stream, self._flow)
+        leftover, self._pending = self._pending, b""
+        # The parser stopped at the upgrade request; reading resumes for the frames.
+        self._flow.end_pipeline_pause()
+        if leftover:
+            tunnel.feed(leftover)
 
-    def _end_body(self, trailers: Headers | None) -> None:
-        ending = self._writer.end(trailers)
+    def _end_body(self, cycle: RequestCycle, trailers: list[tuple[bytes, bytes]] | None) -> None:
+        ending = cycle.writer.end(trailers)
         if ending is None:
             # The client must see a truncated body, not a short one that looks complete.
-            log.error("response body shorter than its Content-Length (%d bytes missing)", self._writer.missing)
+            log.error("response body shorter than its Content-Length (%d bytes missing)", cycle.writer.missing)
             self._close()
             return
         self._transport.write(ending, flush=True)
-        self._on_response_complete()
-
-    def _on_response_complete(self) -> None:
-        if not self._keep_alive or self._writer.framing is Framing.CLOSE or self._client_eof:
+        if not cycle.keep_alive or cycle.writer.framing is Framing.CLOSE or self._client_eof:
             self._close()
-        elif self._h11.their_state is h11.DONE:
+        elif cycle.message_done:
             self._next_cycle()
-        elif self._expect_continue:
+        elif cycle.expect_continue:
             # The client holds its body back for a 100 that will not come: close.
             self._close()
         else:
             # The app answered without reading the whole body: read and drop the rest.
-            self._discarding = 0
-            self._buffered = 0
-            if self._paused_for_body:
-                self._paused_for_body = False
-                self._transport.resume_reading()
-            self._wait_for_body()
+            self._flow.reset()
+            self._flow.wait_for_body()
 
     def _next_cycle(self) -> None:
-        # Responses are written here, not through h11, so h11's own side never advances;
-        # a fresh parser per request (about a microsecond) takes the bytes already received.
-        leftover = self._h11.trailing_data[0]
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self._config.max_header_size)
-        self._stream = None
-        self._head_checked = False
-        self._phase = Phase.IDLE
-        self._buffered = 0
+        cycle = self._cycle
+        if cycle is not None and cycle.parser.reuse():
+            self._spare_parser = cycle.parser
+        self._cycle = None
         self._transport.set_timeout(self._config.keep_alive_timeout, "keep-alive idle")
-        # Both pauses end with the exchange, including one for a body the app never read.
-        if self._paused_for_pipeline or self._paused_for_body:
-            self._paused_for_pipeline = self._paused_for_body = False
-            self._transport.resume_reading()
+        self._flow.reset()
         if self._context.shutting_down:
             self._close()
-            return
-        if leftover:
-            self._h11.receive_data(leftover)
-            self._process()
+        elif self._pending:
+            self._start_request()
 
     # -- errors, shutdown -------------------------------------------------------------
 
-    def _reject(self, status: int, reason: str) -> None:
+    def reject(self, status: int, reason: str) -> None:
         """Answer a client error with ``status`` and close (client misbehaviour: no traceback)."""
-        log.info(
-            "%s - rejected request: %d %s",
-            address_label(self._info.client),
-            status,
-            escape(reason),
-        )
-        if self._stream is not None:
-            self._stream.handle(StreamClosed(STREAM_ID))
-        if self._stream is None or not self._stream.response_started:
+        log.info("%s - rejected request: %d %s", address_label(self._info.client), status, escape(reason))
+        if self._context.metrics is not None and status != 408:  # timeouts: counted by the connection
+            self._context.metrics.rejected(REJECTION_REASONS.get(status, "invalid_request"))
+        stream = self._cycle.stream if self._cycle is not None else None
+        if stream is not None:
+            stream.handle(StreamClosed(STREAM_ID))
+        if stream is None or not stream.response_started:
             self._transport.write(error_response(status, reason))
         self._close()
 
     def _close(self) -> None:
-        if self._phase is not Phase.CLOSING:
-            self._phase = Phase.CLOSING
+        if not self._closing:
+            self._closing = True
             self._transport.close()
 
     def timeout(self, reason: str) -> None:
@@ -363,23 +391,36 @@ class HTTP1Protocol(HTTP1Upgrades):
         self._close()
 
     def shutdown(self) -> None:
-        """Graceful shutdown: close now if idle, otherwise after the current response."""
-        if self._phase in (Phase.IDLE, Phase.HEAD):
+        """Graceful shutdown: close now if idle, otherwise after the current response.
+
+        Idle means between requests of a keep-alive connection (RFC 9112 §9.6 lets us close
+        then). A connection whose first request is still on its way, accepted just before
+        the listeners closed (a worker being replaced, a SIGTERM under load), gets that
+        request answered with ``Connection: close``, within FIRST_REQUEST_GRACE seconds for a
+        client that has sent nothing yet: its client could not know it was too late.
+        """
+        stream = self._cycle.stream if self._cycle is not None else None
+        if stream is None and (self._has_served or self._closing) and not self._reading_head:
             self._close()
-        elif isinstance(self._stream, WebSocketStream):
-            # Close 1001 and let the close handshake end the connection (RFC 6455 §7.4.1).
+        elif stream is None:
             self._close_after_response = True
-            self._stream.shutdown()
+            if not self._reading_head:
+                self._transport.set_timeout(min(self._config.header_timeout, FIRST_REQUEST_GRACE), "shutting down")
         else:
+            # A WebSocket closes with 1001 and its close handshake ends the connection
+            # (RFC 6455 §7.4.1); an HTTP response in flight is finished first.
             self._close_after_response = True
+            stream.shutdown()
 
     def connection_lost(self) -> None:
         """The socket is gone; tell the stream so its app sees ``http.disconnect``."""
-        self._phase = Phase.CLOSING
-        if self._stream is not None:
-            self._stream.handle(StreamClosed(STREAM_ID))
+        self._closing = True
+        stream = self._cycle.stream if self._cycle is not None else None
+        if stream is not None:
+            stream.handle(StreamClosed(STREAM_ID))
 
     def cancel_streams(self) -> None:
         """Cancel app tasks still running (graceful timeout passed)."""
-        if self._stream is not None:
-            self._stream.cancel()
+        stream = self._cycle.stream if self._cycle is not None else None
+        if stream is not None:
+            stream.cancel()

@@ -14,15 +14,9 @@ import enum
 
 from gateway.events import Headers
 from gateway.protocols.common import REASON_PHRASES, http_date
+from gateway.protocols.http_rules import ResponseFramingError, check_fields
 
-# RFC 9110 §5.6.2 token characters, and §5.5 field-value characters (VCHAR, SP, HTAB,
-# obs-text). ``bytes.translate(None, allowed)`` deletes the allowed ones: what remains is bad.
-_TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_FIELD_VALUE = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
-
-
-class ResponseFramingError(RuntimeError):
-    """The app's response cannot be framed as it asked (bad header, body past its length)."""
+__all__ = ["Framing", "ResponseFramingError", "ResponseWriter", "check_fields", "serialize_head"]
 
 
 class Framing(enum.Enum):
@@ -32,13 +26,6 @@ class Framing(enum.Enum):
     LENGTH = "Content-Length"
     CHUNKED = "chunked"
     CLOSE = "closing the connection (HTTP/1.0)"
-
-
-def check_fields(headers: Headers) -> None:
-    """Reject field names that are not tokens and values with control characters."""
-    for name, value in headers:
-        if not name or name.translate(None, _TOKEN) or value.translate(None, _FIELD_VALUE):
-            raise ResponseFramingError(f"invalid response header {name!r}: {value!r}")
 
 
 def field_lines(headers: Headers) -> list[bytes]:
@@ -165,6 +152,11 @@ class ResponseWriter:
         if self.framing is Framing.LENGTH and self._remaining > 0:
             return None
         return head
+
+    @property
+    def length_reached(self) -> bool:
+        """True once a Content-Length body has all its bytes (nothing more may follow)."""
+        return self.framing is Framing.LENGTH and self._remaining == 0
 
     @property
     def missing(self) -> int:

@@ -1,70 +1,56 @@
 """The two ways an HTTP/1.1 connection stops carrying HTTP/1.1: ``Upgrade: h2c`` and WebSocket.
 
 Both start as an ordinary request with an ``Upgrade`` header (RFC 9110 §7.8). On a plain
-connection ``Upgrade: h2c`` is answered here with 101 and the connection is handed to
-HTTP/2, the request becoming its stream 1 (RFC 7540 §3.2). A WebSocket handshake goes to a
-``WebSocketStream``; once its app has accepted and the 101 is out, bytes bypass h11 in both
-directions as ``Data`` events, read no faster than the stream takes them (the same
-backpressure as a request body's, from ``http1_body.py``).
-:class:`HTTP1Upgrades` is the half of ``HTTP1Protocol`` that does this.
+connection ``Upgrade: h2c`` is answered with 101 and the connection is handed to HTTP/2,
+the request becoming its stream 1 (RFC 7540 §3.2). A WebSocket handshake goes to a
+``WebSocketStream``; once its app has accepted and the 101 is out, a :class:`Tunnel` carries
+bytes past the parser in both directions as ``Data`` events, read no faster than the
+stream takes them (the same :class:`ReadFlow` as a request body's).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.events import Data, Headers
-from gateway.protocols.http1_body import STREAM_ID, HTTP1RequestBody
-from gateway.protocols.http1_response import Framing, ResponseWriter, serialize_head
+from gateway.events import Data, EndData
+from gateway.protocols.http1_body import STREAM_ID, ReadFlow
 from gateway.protocols.http2_headers import h2c_upgrade
 
 if TYPE_CHECKING:
-    import h11
+    from gateway.protocols.common import Stream, Transport
+    from gateway.protocols.http1_parser import RequestHead
+
+SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 
 
-class HTTP1Upgrades(HTTP1RequestBody):
-    """The upgrade half of :class:`HTTP1Protocol`, which creates the state declared here.
+def switch_to_http2(transport: Transport, head: RequestHead, leftover: bytes) -> bool:
+    """``Upgrade: h2c`` (RFC 7540 §3.2): answer 101 and hand the connection to HTTP/2.
 
-    It builds on the request-body half: the tunnel uses the same read backpressure.
+    False when the upgrade is not taken (the request is then served as HTTP/1.1).
     """
+    upgrade = h2c_upgrade(head.method, head.target, head.headers)
+    if upgrade is None:
+        return False
+    transport.write(SWITCHING_TO_H2C)
+    transport.upgrade_to_http2(upgrade[0], upgrade[1], leftover)
+    return True
 
-    _upgraded: bool
-    _writer: ResponseWriter
 
-    def _detach(self) -> None:
-        raise NotImplementedError
+class Tunnel:
+    """Bytes after a 101 to a WebSocket upgrade: no parser, only read backpressure."""
 
-    def _switch_to_http2(self, event: h11.Request, headers: Headers) -> bool:
-        """``Upgrade: h2c`` (RFC 7540 §3.2): answer 101 and hand the connection to HTTP/2."""
-        upgrade = h2c_upgrade(event.method, event.target, headers)
-        if upgrade is None:
-            return False
-        self._transport.write(b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n")
-        leftover = self._h11.trailing_data[0]
-        self._detach()  # this adapter is done; the transport stays open
-        self._transport.upgrade_to_http2(upgrade[0], upgrade[1], leftover)
-        return True
+    __slots__ = ("_flow", "_stream")
 
-    def _feed_upgraded(self, data: bytes) -> None:
-        assert self._stream is not None
-        self._buffered += len(data)
-        # The stream usually hands the credit back at once (body_consumed): check after it.
+    def __init__(self, stream: Stream, flow: ReadFlow) -> None:
+        self._stream = stream
+        self._flow = flow
+
+    def feed(self, data: bytes) -> None:
+        """Frames from the client, to the stream."""
+        self._flow.buffered += len(data)
         self._stream.handle(Data(STREAM_ID, data))
-        if self._buffered > self._config.read_buffer_size and not self._paused_for_body:
-            self._paused_for_body = True
-            self._transport.pause_reading()
+        self._flow.check_buffered()
 
-    def _switch_protocols(self, headers: Headers) -> None:
-        """Send the app's 101: from now on the connection carries WebSocket frames."""
-        head = serialize_head(101, headers, body_allowed=False, http10=False, keep_alive=True)[0]
-        self._transport.write(head)
-        self._upgraded = True
-        self._writer.framing = Framing.NONE
-        leftover = self._h11.trailing_data[0]
-        if self._paused_for_pipeline:
-            # h11 paused at the upgrade request; reading resumes for the frames.
-            self._paused_for_pipeline = False
-            if not self._paused_for_body:
-                self._transport.resume_reading()
-        if leftover:
-            self._feed_upgraded(leftover)
+    def feed_eof(self) -> None:
+        """The client will send no more frames."""
+        self._stream.handle(EndData(STREAM_ID))

@@ -12,7 +12,7 @@ import base64
 import binascii
 
 from gateway.events import Headers, Request
-from gateway.protocols.http1_response import ResponseFramingError, check_fields
+from gateway.protocols.http_rules import ResponseFramingError, check_fields
 
 # RFC 9113 §8.2.2: connection-specific fields are malformed in HTTP/2.
 CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"))

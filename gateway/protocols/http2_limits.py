@@ -52,7 +52,7 @@ class FloodGuard:
         return self._control > self._max_control + self._credit
 
     def request_opened(self) -> None:
-        """A request was accepted: its HEADERS may carry priority (h2 reports it as PRIORITY)."""
+        """A request was accepted: browsers put priority in its HEADERS."""
         self._credit += 1
 
     def data_sent(self, frames: int) -> None:

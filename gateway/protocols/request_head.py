@@ -51,6 +51,10 @@ def check_request_head(head: bytes) -> None:
         if request_line[-9:-3] == b" HTTP/" or request_line[-8:-2] == b"HTTP/":
             raise InvalidRequestHead(505, "HTTP version not supported")
         raise InvalidRequestHead(400, "malformed request line")
+    # RFC 9112 §3: method SP request-target SP HTTP-version, single spaces (llhttp would
+    # take several; h11 does not).
+    if request_line.count(b" ") != 2 or request_line.startswith(b" "):
+        raise InvalidRequestHead(400, "malformed request line")
     # RFC 9112 §5.2: obsolete line folding; a server must reject it or replace it with SP.
     if b"\r\n " in head or b"\r\n\t" in head:
         raise InvalidRequestHead(400, "obsolete line folding in request head")

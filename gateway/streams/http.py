@@ -72,6 +72,8 @@ class ResponseState(enum.Enum):
 _RESPONSE_TRAILERS = "http.response.trailers"
 _RESPONSE_PATHSEND = "http.response.pathsend"
 _NO_BODY_STATUSES = frozenset((204, 304))
+# A streamed response body yields to the loop once per 2**_YIELD_SHIFT bytes (256 KiB).
+_YIELD_SHIFT = 18
 _EMPTY_REQUEST: dict[str, Any] = {"type": "http.request", "body": b"", "more_body": False}
 
 
@@ -90,6 +92,7 @@ class HTTPStream:
         "_info",
         "_input_closed",
         "_method",
+        "_request_bytes",
         "_response_bytes",
         "_scope",
         "_send_body",
@@ -128,6 +131,7 @@ class HTTPStream:
         # bad pathsend) in between still gets a clean 500.
         self._held_head: Response | None = None
         self._response_bytes = 0
+        self._request_bytes = 0
         self._started_at = 0.0
         self.task: asyncio.Task[None] | None = None
 
@@ -145,6 +149,7 @@ class HTTPStream:
         """Take one inbound event from the protocol adapter."""
         if type(event) is Body:
             self._body.append(event.data)
+            self._request_bytes += len(event.data)
         elif type(event) is EndBody:
             self._body_complete = True
         elif type(event) is Request:
@@ -171,10 +176,18 @@ class HTTPStream:
             if name == b"expect" and value.lower() == b"100-continue":
                 self._expect_continue = True
         self._sender = filtered_sender(context, self._sender, secure=self._scope["scheme"] == "https", request=request)
-        if context.access_log:
+        if context.access_log or context.metrics is not None:
             self._started_at = asyncio.get_running_loop().time()
         static = context.static
-        work = self._run(context.app) if static is None else self._run_static(static, request)
+        health = context.health
+        if self._info.listener_app is not None:  # --redirect-http, plain HTTP on a TLS port
+            work = self._run(self._info.listener_app)
+        elif health is not None and self._scope["path"] == health.path:
+            work = self._run(health)
+        elif static is None:
+            work = self._run(context.app)
+        else:
+            work = self._run_static(static, request)
         self.task = context.start_app_task(work)
 
     async def _run(self, app: Any) -> None:
@@ -190,6 +203,8 @@ class HTTPStream:
             raise
         except Exception as exc:
             log_app_exception(scope, exc)
+            if self._context.metrics is not None:
+                self._context.metrics.app_exceptions += 1
             if self._disconnected:
                 self._log_unfinished()
             await self._fail()
@@ -243,8 +258,7 @@ class HTTPStream:
                 answer.file.close()
         self._response_bytes = _body_size(answer, self._method)
         self._wake_receiver()
-        if self._context.access_log:
-            self._log_access()
+        self._record_response()
 
     async def _fail(self) -> None:
         """Answer 500 if nothing was sent yet; otherwise abort so no false success is seen."""
@@ -260,7 +274,7 @@ class HTTPStream:
             await self._sender.stream_send(Body(self.stream_id, body))
             await self._sender.stream_send(EndBody(self.stream_id))
             self._response_bytes = len(body)
-            self._log_access()
+            self._record_response()
         else:
             self._log_unfinished()
             self._state = ResponseState.DONE
@@ -342,8 +356,15 @@ class HTTPStream:
             self._held_head = None
             await self._sender.stream_send(head)
         if body and self._send_body:
+            sent_before = self._response_bytes
             self._response_bytes += len(body)
             await self._sender.stream_send(Body(self.stream_id, body))
+            if more_body and self._response_bytes >> _YIELD_SHIFT != sent_before >> _YIELD_SHIFT:
+                # Every 256 KiB, let the loop run even if the transport never paused: one that
+                # lost its peer drops writes without pausing, and until connection_lost runs
+                # (TLS learns of it a loop turn late) the app would stream its whole body into
+                # the void and starve every other connection.
+                await asyncio.sleep(0)
         if not more_body:
             await self._end_body()
 
@@ -369,8 +390,7 @@ class HTTPStream:
         self._state = ResponseState.DONE
         await self._sender.stream_send(EndBody(self.stream_id))
         self._wake_receiver()
-        if self._context.access_log:
-            self._log_access()
+        self._record_response()
 
     async def _send_trailers(self, message: Message) -> None:
         headers = validate_headers(message.get("headers", ()))
@@ -379,8 +399,7 @@ class HTTPStream:
         self._state = ResponseState.DONE
         await self._sender.stream_send(Trailers(self.stream_id, headers))
         self._wake_receiver()
-        if self._context.access_log:
-            self._log_access()
+        self._record_response()
 
     def _wake_receiver(self) -> None:
         # A receive() waiting for http.disconnect returns now that the response is complete.
@@ -388,22 +407,47 @@ class HTTPStream:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _log_access(self) -> None:
-        formatter = self._context.access_log
-        if formatter is None:
+    def _record_response(self) -> None:
+        """The access-log line and the metrics of a finished response (each when enabled)."""
+        context = self._context
+        formatter = context.access_log
+        metrics = context.metrics
+        if formatter is None and metrics is None:
             return
         duration = asyncio.get_running_loop().time() - self._started_at
-        outcome = CLIENT_CLOSED if self._client_gone else COMPLETE
-        formatter.log(self._scope, self._status, self._response_bytes, duration, outcome)
+        scope = self._scope
+        if metrics is not None:
+            metrics.response(scope["method"], self._status, scope["http_version"], duration, self._response_bytes)
+            metrics.received_bytes += self._request_bytes
+        if formatter is not None:
+            outcome = CLIENT_CLOSED if self._client_gone else COMPLETE
+            formatter.log(scope, self._status, self._response_bytes, duration, outcome)
 
     def _log_unfinished(self) -> None:
-        # The access line of an exchange that ended before its response was complete.
-        formatter = self._context.access_log
-        if formatter is not None and self._state is not ResponseState.DONE and self._scope:
-            head_sent = self._state is not ResponseState.WAITING and self._held_head is None
-            duration = asyncio.get_running_loop().time() - self._started_at
-            status = self._status if head_sent else None
+        # The access line (and metrics) of an exchange that ended before its response was
+        # complete: the status sent, or 499 when no head went out.
+        context = self._context
+        formatter = context.access_log
+        metrics = context.metrics
+        if (formatter is None and metrics is None) or self._state is ResponseState.DONE or not self._scope:
+            return
+        head_sent = self._state is not ResponseState.WAITING and self._held_head is None
+        duration = asyncio.get_running_loop().time() - self._started_at
+        status = self._status if head_sent else None
+        if metrics is not None:
+            scope = self._scope
+            metrics.response(scope["method"], status or 499, scope["http_version"], duration, self._response_bytes)
+            metrics.received_bytes += self._request_bytes
+        if formatter is not None:
             formatter.log_unfinished(self._scope, status, self._response_bytes, duration, self._client_gone)
+
+    def input_ended(self) -> bool:
+        """The client half-closed: the app hears ``http.disconnect`` but may still answer."""
+        self.handle(InputClosed(self.stream_id))
+        return True
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: nothing to do, the response in flight is finished normally."""
 
     def cancel(self) -> None:
         """Stop the app task (graceful timeout passed, or the stream was reset)."""

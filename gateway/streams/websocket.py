@@ -4,13 +4,14 @@ The same :class:`WebSocketStream` serves an HTTP/1.1 Upgrade (RFC 6455) and an H
 extended CONNECT (RFC 8441): the handshake arrives as a ``Request`` event, the answer leaves
 as a ``Response`` (101 or 200), and from then on frames travel as ``Data`` events in both
 directions, parsed and written by wsproto's post-handshake connection. The framing code
-therefore exists once. How it ends (close handshake, failing, timers) is in
-``websocket_close.py``.
+therefore exists once. How an accepted WebSocket ends (close handshake, failing, timers)
+is :class:`WebSocketClosing`'s, in ``websocket_close.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -51,12 +52,12 @@ from gateway.streams.websocket_close import (
     INTERNAL_ERROR,
     MESSAGE_TOO_BIG,
     NORMAL_CLOSURE,
-    Phase,
+    CloseState,
     WebSocketClosing,
+    log_client,
 )
 from gateway.streams.websocket_deflate import BoundedPerMessageDeflate, negotiate
 from gateway.streams.websocket_inbox import Inbox
-from gateway.streams.websocket_keepalive import KeepAlive
 from gateway.streams.websocket_messages import (
     MessageAssembler,
     MessageTooBig,
@@ -66,6 +67,7 @@ from gateway.streams.websocket_messages import (
     event_for_send,
     unmasked_frame,
 )
+from gateway.streams.websocket_slices import SlicedReader
 from gateway.streams.websocket_writer import FrameWriter
 
 websocket_masking.install()
@@ -77,21 +79,33 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.error")
 
 
-class WebSocketStream(WebSocketClosing):
+class Phase(enum.Enum):
+    """Where the stream is; the ASGI WebSocket spec fixes which messages fit where."""
+
+    HANDSHAKE = "waiting for websocket.accept"
+    HTTP_RESPONSE = "sending websocket.http.response.body"
+    ACCEPTED = "accepted"  # from here on, WebSocketClosing says how far the closing is
+    FINISHED = "finished without a WebSocket"
+
+
+class WebSocketStream:
     """Runs the ASGI app for one WebSocket and carries frames both ways."""
 
-    # Slots: one of these lives as long as its WebSocket, often idle for hours. Those of
-    # the closing half are declared in WebSocketClosing.
+    # Slots: one of these lives as long as its WebSocket, often idle for hours.
     __slots__ = (
         "_assembler",
+        "_closing",
         "_config",
         "_context",
+        "_counted",
         "_deflate",
         "_early_data",
         "_frames",
         "_inbox",
         "_info",
         "_key",
+        "_phase",
+        "_reader",
         "_scope",
         "_sender",
         "_simple_frames",
@@ -103,6 +117,8 @@ class WebSocketStream(WebSocketClosing):
 
     def __init__(self, context: ServerContext, sender: StreamSender, info: ConnectionInfo, stream_id: int) -> None:
         self._context = context
+        # True while this session counts as an open WebSocket for --metrics-bind.
+        self._counted = False
         self._config = context.config
         self._sender = sender
         self._info = info
@@ -115,10 +131,11 @@ class WebSocketStream(WebSocketClosing):
         self._early_data: list[bytes] = []
         self._assembler = MessageAssembler(self._config.ws_max_message_size)
         self._simple_frames = fastpath.SimpleFrameReader(self._config.ws_max_message_size)
+        simple_frames = self._simple_frames
+        self._reader = SlicedReader(self._parse_bytes, self._peer_ended, lambda: simple_frames.collecting)
         self._inbox = Inbox(lambda size: sender.body_consumed(stream_id, size), self._config.read_buffer_size)
         self._writer = FrameWriter(sender, stream_id, context.tasks)
-        self._keepalive: KeepAlive | None = None
-        self._close_timer: asyncio.TimerHandle | None = None
+        self._closing: WebSocketClosing | None = None
         self.task: asyncio.Task[None] | None = None
         self._started_at = 0.0
 
@@ -132,7 +149,13 @@ class WebSocketStream(WebSocketClosing):
     @property
     def response_complete(self) -> bool:
         """True once the WebSocket (or the response sent instead) is finished."""
-        return self._phase is Phase.CLOSED
+        closing = self._closing
+        return self._phase is Phase.FINISHED or (closing is not None and closing.state is CloseState.CLOSED)
+
+    def input_ended(self) -> bool:
+        """The client half-closed before the handshake was answered: the stream is over."""
+        self.handle(StreamClosed(self.stream_id))
+        return False
 
     # -- inbound events ----------------------------------------------------------------
 
@@ -140,11 +163,11 @@ class WebSocketStream(WebSocketClosing):
         """Take one inbound event from the protocol adapter."""
         event_type = type(event)
         if event_type is Data:
-            self._receive_bytes(event.data)  # type: ignore[union-attr]
+            self._reader.feed(event.data)  # type: ignore[union-attr]
         elif event_type is Request:
             self._start(event)  # type: ignore[arg-type]
         elif event_type is EndData:
-            self._peer_ended()
+            self._reader.end()
         elif event_type is StreamClosed:
             self._transport_closed()
         # Body/EndBody: an HTTP/1.1 upgrade GET has no body worth reading.
@@ -156,7 +179,7 @@ class WebSocketStream(WebSocketClosing):
         try:
             self._key = handshake.check_handshake(request)
         except handshake.HandshakeError as exc:
-            self._log_client("rejected WebSocket handshake: %d %s", exc.status, exc.reason)
+            log_client(self._info, self.stream_id, "rejected WebSocket handshake: %d %s", exc.status, exc.reason)
             work = self._send_http_response(exc.status, exc.headers, exc.reason.encode() + b"\n")
         else:
             subprotocols = handshake.requested_subprotocols(request.headers)
@@ -168,29 +191,31 @@ class WebSocketStream(WebSocketClosing):
                 offers = handshake.requested_extensions(request.headers)
                 self._deflate = negotiate(offers, self._config.ws_max_message_size) if offers else None
             self._inbox.put({"type": "websocket.connect"})
-            work = self._run(context.app)
+            work = self._run(self._info.listener_app or context.app)
         # Handshake answers get --hsts/--header fields; frames go by the writer, unfiltered.
         secure = self._scope.get("scheme", "wss" if self._info.tls else "ws") == "wss"
         self._sender = filtered_sender(context, self._sender, secure=secure, request=None)
         self.task = context.start_app_task(work)
 
-    def _receive_bytes(self, data: bytes) -> None:
-        frames = self._frames
-        if frames is None:
+    def _parse_bytes(self, data: bytes) -> None:
+        frames, closing = self._frames, self._closing
+        if frames is None or closing is None:
             # Frames sent right behind the handshake wait for the accept (HTTP/1.1 reading
             # is paused until then, so this stays small).
             if self._phase is Phase.HANDSHAKE:
                 self._early_data.append(data)
             return
-        if self._phase is Phase.CLOSED or frames.state is ConnectionState.CLOSED:
+        if not closing.reading or frames.state is ConnectionState.CLOSED:
+            # After a close or an error, what follows is discarded (RFC 6455 §5.5.1, §7.1.7).
             self._sender.body_consumed(self.stream_id, len(data))
             return
         credit = 0
         reader = self._simple_frames
-        if reader.collecting or (self._deflate is None and self._phase is Phase.OPEN and fastpath.wsproto_idle(frames)):
+        open_ = closing.state is CloseState.OPEN
+        if reader.collecting or (self._deflate is None and open_ and fastpath.wsproto_idle(frames)):
             messages: list[Message] = []
             rest = reader.feed(data, messages)
-            if self._phase is Phase.OPEN:  # after our close, data is discarded (§5.5.1)
+            if open_:  # after our close, data is discarded (§5.5.1)
                 for message in messages:
                     self._inbox.put(message)
             if not rest:
@@ -201,27 +226,26 @@ class WebSocketStream(WebSocketClosing):
         for event in frames.events():
             event_type = type(event)
             if event_type is TextMessage or event_type is BytesMessage:
-                self._on_message_part(event)  # type: ignore[arg-type]
+                self._on_message_part(event, closing)  # type: ignore[arg-type]
             elif event_type is Ping:
                 # Once our close is sent, pings go unanswered (RFC 6455 §5.5.1, §5.5.2).
                 if frames.state is ConnectionState.OPEN:
                     self._writer.pong_soon(frames.send(event.response()))  # type: ignore[attr-defined]
             elif event_type is Pong:
-                if self._keepalive is not None:
-                    self._keepalive.pong_received()
+                closing.pong_received()
             elif event_type is CloseConnection:
-                self._on_close_frame(event)  # type: ignore[arg-type]
-            if self.response_complete:
+                closing.close_frame_received(event)  # type: ignore[arg-type]
+            if not closing.reading:
                 break  # what follows a close or a failure is discarded
         self._inbox.credit(credit + len(data))
 
-    def _on_message_part(self, event: TextMessage | BytesMessage) -> None:
-        if self._phase is not Phase.OPEN:
+    def _on_message_part(self, event: TextMessage | BytesMessage, closing: WebSocketClosing) -> None:
+        if closing.state is not CloseState.OPEN:
             return  # RFC 6455 §5.5.1: after sending close, data frames are discarded
         try:
             message = self._assembler.add(event)
         except MessageTooBig as exc:
-            self._fail(MESSAGE_TOO_BIG, str(exc))
+            closing.protocol_error(MESSAGE_TOO_BIG, str(exc))
             return
         if message is not None:
             self._inbox.put(message)
@@ -229,6 +253,14 @@ class WebSocketStream(WebSocketClosing):
     # -- the app side ---------------------------------------------------------------------
 
     async def _run(self, app: Any) -> None:
+        try:
+            await self._call(app)
+        finally:
+            metrics = self._context.metrics
+            if self._counted and metrics is not None:
+                metrics.websockets -= 1
+
+    async def _call(self, app: Any) -> None:
         try:
             await app(self._scope, self.receive, self.send)
         except WebSocketClosedError as exc:
@@ -240,6 +272,8 @@ class WebSocketStream(WebSocketClosing):
             raise
         except Exception as exc:
             log_app_exception(self._scope, exc)
+            if self._context.metrics is not None:
+                self._context.metrics.app_exceptions += 1
             await self._app_failed()
             return
         if self._phase is Phase.HANDSHAKE:
@@ -248,9 +282,9 @@ class WebSocketStream(WebSocketClosing):
         elif self._phase is Phase.HTTP_RESPONSE:
             log_app_problem(self._scope, "the app returned before finishing websocket.http.response.body")
             await self._app_failed()
-        elif self._phase is Phase.OPEN:
+        elif self._closing is not None:
             # The app is done with the socket: close it normally for the client.
-            await self._close(NORMAL_CLOSURE, "")
+            await self._closing.close(NORMAL_CLOSURE, "")
 
     async def _app_failed(self) -> None:
         """500 before the handshake is answered, close 1011 after (ASGI WebSocket spec)."""
@@ -258,14 +292,19 @@ class WebSocketStream(WebSocketClosing):
         if phase is Phase.HANDSHAKE:
             await self._send_http_response(500, [], b"Internal Server Error")
         elif phase is Phase.HTTP_RESPONSE:
-            self._phase = Phase.CLOSED
+            self._phase = Phase.FINISHED
             await self._sender.stream_send(StreamAborted(self.stream_id))
-        elif phase is Phase.OPEN:
-            await self._close(INTERNAL_ERROR, "")
+        elif self._closing is not None:
+            await self._closing.close(INTERNAL_ERROR, "")
 
     async def receive(self) -> Message:
         """The ASGI ``receive`` callable."""
-        return await self._inbox.get()
+        message = await self._inbox.get()
+        closing = self._closing
+        if closing is not None and closing.state is CloseState.REPLYING and message["type"] == "websocket.disconnect":
+            # The app asks past the last message before the peer's close: it has answered.
+            closing.replies_done()
+        return message
 
     async def send(self, message: Message) -> None:
         """The ASGI ``send`` callable."""
@@ -273,14 +312,15 @@ class WebSocketStream(WebSocketClosing):
             message_type = message["type"]
         except (KeyError, TypeError):
             raise ASGIMessageError(f"an ASGI message must be a dict with a 'type', got {message!r}") from None
-        phase = self._phase
-        if phase is Phase.OPEN and message_type == "websocket.send":
-            assert self._frames is not None
+        phase, closing = self._phase, self._closing
+        if closing is not None and closing.app_may_send and message_type == "websocket.send":
             event = event_for_send(message)
-            # With permessage-deflate wsproto compresses; otherwise a frame is just a header.
-            await self._writer.write(self._frames.send(event) if self._deflate else unmasked_frame(event))
-        elif phase is Phase.OPEN and message_type == "websocket.close":
-            await self._close(*close_fields(message))
+            # Framed here, not by wsproto: after the peer's close wsproto sends no data,
+            # but the app's last replies still go out before our close (RFC 6455 §5.5.1).
+            deflate = self._deflate
+            await self._writer.write(deflate[0].message_frame(event) if deflate else unmasked_frame(event))
+        elif closing is not None and closing.app_may_send and message_type == "websocket.close":
+            await closing.close(*close_fields(message))
         elif phase is Phase.HANDSHAKE and message_type == "websocket.accept":
             await self._accept(message)
         elif phase is Phase.HANDSHAKE and message_type == "websocket.close":
@@ -294,7 +334,7 @@ class WebSocketStream(WebSocketClosing):
             self._log_access(status)
         elif phase is Phase.HTTP_RESPONSE and message_type == "websocket.http.response.body":
             await self._send_response_body(message)
-        elif phase in (Phase.CLOSING, Phase.CLOSED) and message_type.startswith("websocket."):
+        elif (closing is not None or phase is Phase.FINISHED) and message_type.startswith("websocket."):
             disconnect = self._inbox.disconnect
             code = disconnect["code"] if disconnect else "pending"
             raise WebSocketClosedError(f"{message_type!r} refused: the WebSocket is closed (code {code})")
@@ -305,43 +345,82 @@ class WebSocketStream(WebSocketClosing):
         subprotocol, extra = accept_fields(message)
         deflate = self._deflate
         headers = handshake.accept_headers(self._key, subprotocol, deflate[1] if deflate else None) + extra
-        self._frames = FrameConnection(ConnectionType.SERVER, [deflate[0]] if deflate else None)
-        self._phase = Phase.OPEN
+        frames = self._frames = FrameConnection(ConnectionType.SERVER, [deflate[0]] if deflate else None)
+        self._phase = Phase.ACCEPTED
+        metrics = self._context.metrics
+        if metrics is not None:
+            metrics.websockets += 1
+            self._counted = True
+        closing = self._closing = WebSocketClosing(
+            self._config, self._info, self.stream_id, frames, self._inbox, self._writer
+        )
         status = 200 if self._key is None else 101
         try:
             await self._sender.stream_send(Response(self.stream_id, status, headers))
         except Exception:
             # The adapter refused the head (e.g. a bad header from the app): still no
             # WebSocket, so the failure is answered with a 500, not a close frame.
-            self._phase, self._frames = Phase.HANDSHAKE, None
+            self._phase, self._frames, self._closing = Phase.HANDSHAKE, None, None
             raise
         self._log_access(status)
-        if self._config.ws_ping_interval and self._phase is Phase.OPEN:
-            self._keepalive = KeepAlive(self._config.ws_ping_interval, self._config.ws_ping_timeout, self)
+        closing.keep_alive()
         early, self._early_data = self._early_data, []
         for data in early:
-            self._receive_bytes(data)
+            self._reader.feed(data)
         if self._context.shutting_down:
-            self.shutdown()
+            closing.shutdown()
 
     async def _send_response_body(self, message: Message) -> None:
         body = body_of(message)
         if body:
             await self._sender.stream_send(Body(self.stream_id, body))
         if not message.get("more_body", False):
-            self._phase = Phase.CLOSED
+            self._phase = Phase.FINISHED
             await self._sender.stream_send(EndBody(self.stream_id))
-            self._set_closed(ABNORMAL_CLOSURE, "")
+            self._inbox.close(ABNORMAL_CLOSURE, "")
 
     async def _send_http_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self._phase = Phase.CLOSED
+        self._phase = Phase.FINISHED
         fields = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
         await self._sender.stream_send(Response(self.stream_id, status, headers + fields))
         self._log_access(status)
         if body:
             await self._sender.stream_send(Body(self.stream_id, body))
         await self._sender.stream_send(EndBody(self.stream_id))
-        self._set_closed(ABNORMAL_CLOSURE, "")
+        self._inbox.close(ABNORMAL_CLOSURE, "")
+
+    # -- how it ends (after the accept, WebSocketClosing decides) ---------------------------
+
+    def _peer_ended(self) -> None:
+        # TCP FIN (HTTP/1.1) or END_STREAM (HTTP/2): the peer sends nothing more.
+        if self._closing is not None:
+            self._closing.peer_ended()
+        else:
+            self._finish_without_websocket()
+
+    def _transport_closed(self) -> None:
+        self._writer.ended = True
+        if self._closing is not None:
+            self._closing.transport_closed()
+        else:
+            self._finish_without_websocket()
+
+    def _finish_without_websocket(self) -> None:
+        # Gone before the accept (or during the HTTP response sent instead): RFC 6455
+        # §7.1.5, no close frame means 1006 for the app.
+        self._phase = Phase.FINISHED
+        self._inbox.close(ABNORMAL_CLOSURE, "")
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: close with 1001; a WebSocket still in its handshake, right after accept."""
+        if self._closing is not None:
+            self._closing.shutdown()
+
+    def cancel(self) -> None:
+        """Stop the app task (graceful timeout passed, or the stream was reset)."""
+        self._transport_closed()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
 
     def _log_access(self, status: int) -> None:
         # One access-log line per handshake answer (101/200 accepted, else the HTTP status).

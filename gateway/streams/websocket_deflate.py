@@ -12,8 +12,11 @@ from __future__ import annotations
 import zlib
 from typing import TYPE_CHECKING
 
+from wsproto.events import BytesMessage, TextMessage
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, Opcode, RsvBits
+
+from gateway.streams.websocket_messages import frame_header
 
 if TYPE_CHECKING:
     from wsproto.frame_protocol import FrameDecoder, FrameProtocol
@@ -114,6 +117,23 @@ class BoundedPerMessageDeflate(PerMessageDeflate):
             return rsv, data
         if opcode is not Opcode.CONTINUATION:
             rsv = RsvBits(True, rsv.rsv2, rsv.rsv3)
+        return rsv, self._compress(data, fin)
+
+    def message_frame(self, event: TextMessage | BytesMessage) -> bytes:
+        """One whole compressed message as a frame: FIN, RSV1 (RFC 7692 §6), opcode, payload.
+
+        The stream frames the app's messages itself, so that its last replies can still go
+        out after the peer's close frame, when wsproto sends no more data.
+        """
+        data = event.data
+        if isinstance(data, str):
+            first, payload = 0xC1, data.encode()
+        else:
+            first, payload = 0xC2, bytes(data)
+        compressed = self._compress(payload, True)
+        return frame_header(first, len(compressed)) + compressed
+
+    def _compress(self, data: bytes, fin: bool) -> bytes:
         deflater = self._deflater
         if deflater is None:
             bits = min(self.server_max_window_bits, _SERVER_WINDOW_BITS)
@@ -126,7 +146,7 @@ class BoundedPerMessageDeflate(PerMessageDeflate):
             output = (output + deflater.flush(zlib.Z_SYNC_FLUSH))[:-4]
             if self.server_no_context_takeover:
                 self._deflater = None
-        return rsv, output
+        return output
 
 
 _SERVER_WINDOW_BITS = 12

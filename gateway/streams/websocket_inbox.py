@@ -29,7 +29,7 @@ def _payload_size(message: Message) -> int:
 class Inbox:
     """The app's side of one WebSocket: queued messages, then ``websocket.disconnect``."""
 
-    __slots__ = ("_bytes", "_give_credit", "_max_bytes", "_messages", "_waiter", "disconnect", "withheld")
+    __slots__ = ("_bytes", "_give_credit", "_handling", "_max_bytes", "_messages", "_waiter", "disconnect", "withheld")
 
     def __init__(self, give_credit: Callable[[int], None], max_bytes: int) -> None:
         self._give_credit = give_credit
@@ -40,6 +40,13 @@ class Inbox:
         # Read credit kept back while the app is behind.
         self.withheld = 0
         self.disconnect: Message | None = None
+        # True from the moment receive() returns a websocket.receive until the next call.
+        self._handling = False
+
+    @property
+    def app_may_reply(self) -> bool:
+        """True while the app holds messages it may still answer: queued or being handled."""
+        return self._handling or bool(self._messages)
 
     def put(self, message: Message) -> None:
         """Queue a message for ``receive()``."""
@@ -66,6 +73,7 @@ class Inbox:
 
     async def get(self) -> Message:
         """The next message; ``websocket.disconnect`` (again and again) once closed."""
+        self._handling = False
         while True:
             messages = self._messages
             if messages:
@@ -73,6 +81,7 @@ class Inbox:
                 self._bytes -= _payload_size(message)
                 if self.withheld and not self._app_is_behind():
                     self.credit(0)
+                self._handling = message["type"] == "websocket.receive"
                 return message
             if self.disconnect is not None:
                 return dict(self.disconnect)

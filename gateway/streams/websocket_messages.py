@@ -105,14 +105,16 @@ def unmasked_frame(event: TextMessage | BytesMessage) -> bytes:
         first, payload = 0x81, data.encode()
     else:
         first, payload = 0x82, bytes(data)
-    length = len(payload)
+    return frame_header(first, len(payload)) + payload
+
+
+def frame_header(first: int, length: int) -> bytes:
+    """An unmasked frame header: ``first`` (FIN, RSV bits, opcode), then the length (§5.2)."""
     if length < 126:
-        header = bytes((first, length))
-    elif length < 65536:
-        header = struct.pack("!BBH", first, 126, length)
-    else:
-        header = struct.pack("!BBQ", first, 127, length)
-    return header + payload
+        return bytes((first, length))
+    if length < 65536:
+        return struct.pack("!BBH", first, 126, length)
+    return struct.pack("!BBQ", first, 127, length)
 
 
 def accept_fields(message: Message) -> tuple[str | None, Headers]:

@@ -49,6 +49,56 @@ def check_platform_facts() -> None:
         loop.close()
 
 
+def check_loop_fallback() -> None:
+    """--loop auto: winloop when it runs, else the Proactor loop with an INFO line."""
+    import logging
+    import types
+
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logger = logging.getLogger("gateway.error")
+    handler, level = Collect(logging.INFO), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    real = sys.modules.get("winloop")
+    try:
+        loop = platform.new_event_loop("auto")
+        try:
+            name = platform.describe_loop(loop)
+            check(
+                name == "winloop" or isinstance(loop, asyncio.ProactorEventLoop),
+                f"new_event_loop('auto') is winloop or the Proactor loop (got {name})",
+            )
+        finally:
+            loop.close()
+
+        def cannot_start() -> asyncio.AbstractEventLoop:
+            raise OSError("winloop cannot start here")
+
+        broken = types.ModuleType("winloop")
+        broken.new_event_loop = cannot_start  # type: ignore[attr-defined]
+        sys.modules["winloop"] = broken
+        loop = platform.new_event_loop("auto")
+        try:
+            check(
+                isinstance(loop, asyncio.ProactorEventLoop), "a winloop that cannot start: auto takes the Proactor loop"
+            )
+        finally:
+            loop.close()
+        check(any("winloop is installed but cannot start" in m for m in messages), "and says so in an INFO line")
+    finally:
+        if real is None:
+            sys.modules.pop("winloop", None)
+        else:
+            sys.modules["winloop"] = real
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def check_signal_fallback() -> None:
     """install_signal_handlers uses signal.signal (the Proactor loop has no add_signal_handler)."""
     loop = platform.new_event_loop()
@@ -103,6 +153,7 @@ def main() -> None:
     original = signal.getsignal(signal.SIGINT)
     check_platform_facts()
     check_signal_fallback()
+    check_loop_fallback()
     loop = platform.new_event_loop()
     try:
         loop.run_until_complete(serve_and_stop_on_ctrl_break())

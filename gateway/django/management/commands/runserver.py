@@ -159,7 +159,10 @@ class Command(RunserverCommand):  # type: ignore[misc]  # Django ships no type s
     def serve(self, application: Any, config: Config) -> None:
         """Run the server in this (the main) thread until a signal or a restart stops it."""
         configure_logging(config.log_level, config.access_log)
-        loop = platform.new_event_loop()
+        try:
+            loop = platform.new_event_loop(config.loop)
+        except ConfigError as exc:
+            raise CommandError(str(exc)) from None
         server = Server(application, config)
 
         def stop() -> None:  # called from the file watcher thread
