@@ -2,9 +2,6 @@
 
 Each file in tests/fuzz_regressions/<target>/ is one fuzz input (see
 tests.fuzz_harness.chunks_from_fuzz_input); it must now pass its target's checks.
-tests/fuzz_regressions/pending-http2-goaway/ holds HTTP/2 inputs that still fail on this
-branch (a GOAWAY in the same read as a stream the adapter resets): the GOAWAY scanner of
-the HTTP/2 work fixes them; once it is merged, move them to http2/ and drop that test.
 """
 
 from __future__ import annotations
@@ -27,14 +24,3 @@ def test_every_target_has_regression_inputs() -> None:
 @pytest.mark.parametrize("path", CASES, ids=[f"{path.parent.name}/{path.name}" for path in CASES])
 def test_regression_input_passes(path: Path) -> None:
     TARGETS[path.parent.name](path.read_bytes())
-
-
-PENDING = sorted((FOLDER / "pending-http2-goaway").glob("crash-*"))
-
-
-@pytest.mark.xfail(
-    strict=True, reason="a GOAWAY read with a stream reset: fixed by the HTTP/2 GOAWAY scanner (issue 12)"
-)
-@pytest.mark.parametrize("path", PENDING, ids=[path.name for path in PENDING])
-def test_pending_http2_input_passes(path: Path) -> None:
-    TARGETS["http2"](path.read_bytes())

@@ -17,7 +17,6 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 from wsproto.extensions import PerMessageDeflate
@@ -206,9 +205,7 @@ def app_messages(outcome: Outcome) -> list[Any]:
     ]
 
 
-# Without a client close: the app's replies to messages that arrive together with the close
-# are refused today (issue 13 item 4), see the xfail test below.
-@given(sessions(may_close=False), CUTS)
+@given(sessions(), CUTS)
 @example((True, frame(0xC1, compress(b"x" * 100)) + frame(0x81, b"plain")), [3, 7])
 # Found by the long profile: a small binary frame cut between its mask key and its payload
 # was collected by the fast path with a 16-bit-length header size, and arrived empty.
@@ -226,10 +223,6 @@ def test_valid_frames_split_anywhere_give_the_same_result(session: tuple[bool, b
     assert whole_frames.close_codes in ([], [1000])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 item 4 (WebSocket close ordering): replies to messages read together with the close are refused",
-)
 def test_messages_read_with_the_client_close_are_all_answered_before_the_close() -> None:
     frames = frame(0x82, b"") * 5 + CLIENT_CLOSE
     for chunks in ([frames], split(frames, [6])):
