@@ -180,6 +180,8 @@ def check_answered(outcome: Outcome, eof: bool) -> None:
         status, fields, _, _ = answers[-1]
         says_close = (b"connection", b"close") in [(name, value.lower()) for name, value in fields]
         served = [scope for scope in outcome.scopes if scope["type"] == "http"]
+        if len(answers) <= len(served) and served[len(answers) - 1]["method"] == "CONNECT" and status < 300:
+            return  # a client reads what follows a 2xx to CONNECT as a tunnel, not as HTTP
         # RFC 9112 §9.3: an HTTP/1.0 request without keep-alive ends its connection.
         http10 = len(answers) <= len(served) and served[len(answers) - 1]["http_version"] == "1.0"
         assert status >= 400 or says_close or http10 or status == 101, answers[-1]
