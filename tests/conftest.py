@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import ssl
 import threading
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 import trustme
+from hypothesis import settings as hypothesis_settings
 
 from gateway import accelerators
 from gateway.config import Config, installed
@@ -180,3 +182,16 @@ def cert_files(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA, server_
             handle.write(blob.bytes())
     ca.cert_pem.write_to_path(str(ca_file))
     return CertFiles(cert=cert, key=key, ca=ca_file)
+
+
+# Hypothesis budgets (tests/test_fuzz_*.py). "ci", the default, keeps each property test to
+# a few seconds: a fixed number of examples, derandomized so CI sees the same inputs on
+# every run (a red CI is then a real regression, never a lucky draw), no example database
+# written, and no per-example deadline because the shared CI machine's timing varies.
+# "long" (HYPOTHESIS_PROFILE=long) explores with fresh random inputs for a local hunt;
+# what it finds goes in as an @example. The long-running fuzzers are in fuzz/.
+hypothesis_settings.register_profile(
+    "ci", max_examples=60, derandomize=True, deadline=None, database=None, print_blob=True
+)
+hypothesis_settings.register_profile("long", max_examples=5000, derandomize=False, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -88,6 +88,7 @@ def upload(port: int, size: int, deadline: float) -> bytes:
     return data.partition(b"\r\n\r\n")[2]
 
 
+@pytest.mark.slow
 def test_slow_reader_upload_keeps_server_memory_flat() -> None:
     with gateway_process(
         "tests.apps.http1:slow_reader",

@@ -266,6 +266,7 @@ def _curl(url: str) -> subprocess.CompletedProcess[str]:
     or not os.access("/usr/local/share/ca-certificates", os.W_OK),
     reason="needs Debian-style update-ca-certificates, curl and write access to the system trust store",
 )
+@pytest.mark.slow
 def test_trust_for_real_on_linux(tmp_path: Path) -> None:
     """The one test that touches the real system trust store; it always untrusts again."""
     gateway_cli = [sys.executable, "-m", "gateway", "certs"]

@@ -188,7 +188,7 @@ def test_request_is_secure_with_the_client_address(site: ChatSite, version: str)
     }
 
 
-@pytest.mark.parametrize("version", HTTP_VERSIONS)
+@pytest.mark.parametrize("version", ["HTTP/1.1", pytest.param("HTTP/2", marks=pytest.mark.slow)])
 def test_20_mb_upload_arrives_intact(site: ChatSite, version: str) -> None:
     body = os.urandom(UPLOAD_SIZE)
     with site.http(version) as client:

@@ -176,7 +176,10 @@ def test_ipv6_address_port(project: Path) -> None:
         (("127.0.0.1:99999",), "--port 99999: must be a number from 0 to 65535"),
         (("127.0.0.1:0", "--cert", "missing.pem", "--key", "k.pem"), "certificate file not found: missing.pem"),
         (("127.0.0.1:0", "--cert", "only.pem"), "--cert and --key must be given together"),
-        (("--no-tls", "--cert", "c.pem", "--key", "k.pem"), "--no-tls and --cert/--key exclude each other"),
+        (
+            ("127.0.0.1:0", "--no-tls", "--cert", "c.pem", "--key", "k.pem"),
+            "--no-tls and --cert/--key exclude each other",
+        ),
     ],
 )
 def test_errors_are_one_line(project: Path, args: tuple[str, ...], message: str) -> None:
@@ -228,6 +231,7 @@ def edit_until(server: ManageProcess, edit: Callable[[], None], pattern: str) ->
                 raise
 
 
+@pytest.mark.slow
 def test_autoreloader_restarts_on_edit_and_stops_on_sigterm(project: Path) -> None:
     port = free_port()
     with manage_process(project, "runserver", f"127.0.0.1:{port}", "--no-tls") as server:
@@ -249,6 +253,7 @@ def test_autoreloader_restarts_on_edit_and_stops_on_sigterm(project: Path) -> No
     assert "Traceback" not in server.output
 
 
+@pytest.mark.slow
 def test_autoreloader_waits_for_a_fix_after_an_error(project: Path) -> None:
     port = free_port()
     with manage_process(project, "runserver", f"127.0.0.1:{port}", "--no-tls") as server:

@@ -168,6 +168,7 @@ def test_chat_message_crosses_processes_through_redis(
     assert stray == []
 
 
+@pytest.mark.slow
 def test_without_redis_each_process_is_alone(chat_env: dict[str, str], cert_files: CertFiles) -> None:
     with chat_servers(chat_env, cert_files) as servers:
         with pytest.raises(TimeoutError):

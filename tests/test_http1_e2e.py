@@ -174,8 +174,11 @@ def test_app_error_keeps_other_connections_alive(broken_server: RunningServer) -
 
 
 def test_unread_body_is_discarded_and_connection_kept() -> None:
+    clients: list[Any] = []
+
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
+            clients.append(scope["client"])
             # Time for the whole body to arrive and pause reading (the app never reads it).
             await asyncio.sleep(0.05)
             await respond(send, b"answered early")
@@ -184,6 +187,8 @@ def test_unread_body_is_discarded_and_connection_kept() -> None:
         first = client.post("/", content=b"q" * 100_000)
         second = client.get("/")
     assert first.text == second.text == "answered early"
+    # The second request came on the same connection (same client port): it was kept.
+    assert len(clients) == 2 and clients[0] == clients[1]
 
 
 def test_half_closed_client_still_gets_its_response(echo_server: RunningServer) -> None:

@@ -192,20 +192,37 @@ def test_request_window_is_returned_only_as_the_app_reads() -> None:
 
 
 def test_window_updates_follow_consumption() -> None:
+    # This client obeys flow control (RFC 9113 §6.9): it sends a piece only once the stream's
+    # window has room, so twelve 16 KiB pieces through a 65,535-byte window get through only
+    # if the server hands the window back as the app reads, and never more than was read.
     with running_server(app) as server, FramePeer(server) as peer:
         peer.request(1, b"/echo", b"POST", end_stream=False)
         body = b"y" * 16384
-        for _ in range(12):  # ~196 KB through a 65,536-byte window: needs WINDOW_UPDATEs
+        sent = granted = 0
+        for _ in range(12):
+            deadline = time.monotonic() + 10
+            while sent + len(body) > 65535 + granted:
+                frame = peer.read_frame(timeout=max(0.01, deadline - time.monotonic()))
+                if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
+                    peer.acknowledge_settings()
+                elif isinstance(frame, WindowUpdateFrame) and frame.stream_id == 1:
+                    granted += frame.window_increment
             peer.data(1, body)
-            try:
-                while True:
-                    peer.read_frame(timeout=0.05)
-            except TimeoutError:
-                pass
+            sent += len(body)
+            assert granted <= sent, "the server granted window for bytes the app had not read"
+        assert granted >= sent - 65535
         peer.data(1, b"", end_stream=True)
         response = peer.response(1, timeout=10)
         assert response["status"] == 200
         assert response["body"] == body * 12
+        # And none for bytes the app has not read: this app sleeps before reading anything.
+        # Three quarters of the window, as h2 hands back window only once half is used.
+        peer.request(3, b"/sleep?5", b"POST", end_stream=False)
+        for _ in range(3):
+            peer.data(3, body)
+        with pytest.raises(TimeoutError):
+            peer.read_until(lambda frame: isinstance(frame, WindowUpdateFrame) and frame.stream_id == 3, timeout=0.5)
+        peer.send(RstStreamFrame(3, error_code=CANCEL))
 
 
 # -- §4.2, §5.5, §6 frame-level rules ----------------------------------------------------------

@@ -36,17 +36,33 @@ def test_httpx_over_tls_speaks_http2(cert_files: CertFiles) -> None:
 
 
 def test_many_concurrent_streams_on_one_connection(cert_files: CertFiles) -> None:
+    clients: set[Any] = set()
+    running = [0, 0]  # apps running now, most at once
+
+    async def watched_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            clients.add(scope["client"])
+        running[0] += 1
+        running[1] = max(running)
+        try:
+            await app(scope, receive, send)
+        finally:
+            running[0] -= 1
+
     async def main(server: RunningServer) -> list[httpx.Response]:
         async with httpx.AsyncClient(http2=True, verify=cert_files.client_context) as client:
             requests = [client.get(server.url + "/sleep?0.3") for _ in range(60)]
             requests += [client.post(server.url + "/echo", content=b"%d" % n) for n in range(60)]
             return await asyncio.gather(*requests)
 
-    with running_server(app, **tls_options(cert_files)) as server:
+    with running_server(watched_app, **tls_options(cert_files)) as server:
         responses = asyncio.run(main(server))
     assert all(response.http_version == "HTTP/2" for response in responses)
     assert [response.text for response in responses[:60]] == ["slept"] * 60
     assert [response.text for response in responses[60:]] == [str(n) for n in range(60)]
+    # One connection (one client address), its streams served side by side, not in turn.
+    assert len(clients) == 1
+    assert running[1] > 1
 
 
 def test_large_upload_and_download(cert_files: CertFiles) -> None:

@@ -730,7 +730,31 @@ def test_fast_path_parses_simple_frames_and_stops_at_anything_else() -> None:
     assert messages == [{"type": "websocket.receive", "bytes": bytes(range(200)), "text": None}]
 
 
-def test_frames_split_across_reads_switch_between_fast_path_and_wsproto() -> None:
+def test_frames_split_across_reads_switch_between_fast_path_and_wsproto(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wsproto.connection import Connection
+
+    from gateway.streams.websocket_fastpath import SimpleFrameReader
+
+    if websocket_masking.apply_mask is None:
+        pytest.skip("websockets' C speedups are not available: no fast path")
+    # Which parser decoded what: messages out of the fast path, bytes given to wsproto.
+    fast_messages: list[Any] = []
+    wsproto_bytes: list[int] = []
+    fast_feed, wsproto_receive = SimpleFrameReader.feed, Connection.receive_data
+
+    def counting_feed(self: SimpleFrameReader, data: bytes, messages: list[Any]) -> bytes:
+        before = len(messages)
+        rest = fast_feed(self, data, messages)
+        fast_messages.extend(messages[before:])
+        return rest
+
+    def counting_receive(self: Connection, data: bytes | None) -> None:
+        wsproto_bytes.append(len(data or b""))
+        wsproto_receive(self, data)
+
+    monkeypatch.setattr(SimpleFrameReader, "feed", counting_feed)
+    monkeypatch.setattr(Connection, "receive_data", counting_receive)
+
     async def test() -> None:
         seen: list[Any] = []
         peer = Peer(echo_app(seen))
@@ -754,6 +778,12 @@ def test_frames_split_across_reads_switch_between_fast_path_and_wsproto() -> Non
         await peer.finish()
 
     run(test)
+    # Both parsers ran: whole simple frames by the fast path, the ping and the fragments
+    # (and every frame cut across reads that the fast path leaves alone) by wsproto.
+    fast_payloads = [message["text"] or message["bytes"] for message in fast_messages]
+    assert {"one", "two", b"\x01" * 200} <= set(fast_payloads)
+    assert "frag" not in fast_payloads
+    assert sum(wsproto_bytes) > 0
 
 
 def test_frame_being_collected_when_the_server_closes_is_still_consumed_whole() -> None:

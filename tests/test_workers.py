@@ -225,6 +225,7 @@ def test_ctrl_c_in_a_terminal_is_one_graceful_stop_for_every_process() -> None:
         assert server.stderr.count(f"[worker {pid}] shutting down") == 1
 
 
+@pytest.mark.slow
 def test_second_signal_stops_the_workers_at_once() -> None:
     args = ("--port", "0", "--workers", "2", "--graceful-timeout", "60", "tests.apps.pid:app")
     with supervisor(*args) as server:
@@ -243,6 +244,7 @@ def test_second_signal_stops_the_workers_at_once() -> None:
     assert "second stop request: stopping the workers now" in server.stderr
 
 
+@pytest.mark.slow
 def test_killed_worker_is_replaced_and_the_port_keeps_answering() -> None:
     with supervisor("--port", "0", "--workers", "2", "tests.apps.pid:app") as server:
         first, second = worker_pids(server, 2)
@@ -411,6 +413,7 @@ def test_a_worker_that_does_not_stop_is_killed(monkeypatch: pytest.MonkeyPatch) 
     assert len(pids) == 2 and gone_within(pids, 2)
 
 
+@pytest.mark.slow
 def test_replacements_that_keep_failing_stop_the_supervisor(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(workers_module, "RESTART_DELAY", 0.01)
     flag = tmp_path / "fail"

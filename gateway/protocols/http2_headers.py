@@ -18,6 +18,8 @@ from gateway.protocols.http_rules import ResponseFramingError, check_fields
 CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"))
 # RFC 9113 §8.2.1: field names are lowercase tokens. ``translate`` deletes the allowed bytes.
 _LOWER_TOKEN = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+# RFC 9110 §9.1: a method is a token (case-sensitive).
+_TOKEN = _LOWER_TOKEN + b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # RFC 9110 §5.5: VCHAR, SP, HTAB and obs-text; NUL, CR and LF above all (RFC 9113 §8.2.1).
 _FIELD_VALUE = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
 _WHITESPACE = b" \t"
@@ -76,6 +78,8 @@ def request_from_headers(stream_id: int, headers: list[tuple[bytes, bytes]], *, 
     protocol = pseudo.get(b":protocol")
     if method is None:
         raise MalformedRequest("missing :method")
+    if not method or method.translate(None, _TOKEN):
+        raise MalformedRequest(f"invalid :method {method!r}")
     if protocol is not None and (not connect_protocol or method != b"CONNECT"):
         raise MalformedRequest(":protocol outside an extended CONNECT (RFC 8441 §4)")
     if method == b"CONNECT" and protocol is None:

@@ -55,7 +55,10 @@ class SimpleFrameReader:
             if len(self._pending) < self._needed:
                 return b""
             frame = memoryview(self._pending)
-            header = 14 if frame[1] & 0x7F == 127 else 8
+            # RFC 6455 §5.2: two bytes, then 0, 2 or 8 bytes of extended length, then the
+            # 4-byte mask key (a small frame cut before its payload ends is collected too).
+            length_code = frame[1] & 0x7F
+            header = 14 if length_code == 127 else 8 if length_code == 126 else 6
             payload = apply_mask(frame[header : self._needed], bytes(frame[header - 4 : header]))
             messages.append({"type": "websocket.receive", "bytes": payload, "text": None})
             data = bytes(frame[self._needed :])

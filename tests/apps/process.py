@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -29,14 +29,37 @@ START_TIMEOUT = 10.0
 ASGIGW_SCRIPT = Path(sys.executable).parent / ("asgigw.exe" if sys.platform == "win32" else "asgigw")
 
 
-def gateway_argv(*args: str, plain: bool = True, script: bool = False) -> list[str]:
+def gateway_argv(
+    *args: str, plain: bool = True, script: bool = False, cwd: Path = ROOT, env: Mapping[str, str] | None = None
+) -> list[str]:
     """``python -m gateway ARGS``; ``plain`` adds what makes the CLI serve plain HTTP.
 
     ``script`` runs the installed ``asgigw`` entry point instead, whose ``sys.path`` does
-    not start with the current directory (``python -m`` puts it there by itself).
+    not start with the current directory (``python -m`` puts it there by itself). ``cwd``
+    and ``env`` are where and with what extra variables it will run (see ``_free_port``).
     """
     command = [str(ASGIGW_SCRIPT)] if script else [sys.executable, "-m", "gateway"]
-    return [*command, *(PLAIN_HTTP if plain else ()), *args]
+    return [*command, *(PLAIN_HTTP if plain else ()), *_free_port(args, cwd, env or {}), *args]
+
+
+def _free_port(args: tuple[str, ...], cwd: Path, env: Mapping[str, str]) -> tuple[str, ...]:
+    """``--port 0`` when nothing else in the run chooses the address: no test binds 8000.
+
+    Runs expected to fail can still reach the listener (an app that fails at its first
+    call, workers), and the default port fails when another process holds it. Left alone:
+    runs that name an address, or may take one from a config file, an env file or an
+    ``ASGIGW_`` variable (or ``[tool.asgigw]`` in the pyproject.toml where it runs), and
+    commands that do not serve.
+    """
+    if args[:1] == ("certs",) or {"--help", "--version", "--print-config"} & set(args):
+        return ()
+    chosen = ("--port", "--bind", "-b", "--config", "--env-file")
+    if any(arg.split("=")[0] in chosen for arg in args) or {"ASGIGW_PORT", "ASGIGW_BIND"} & set(env):
+        return ()
+    pyproject = cwd / "pyproject.toml"
+    if pyproject.is_file() and "[tool.asgigw]" in pyproject.read_text(errors="replace"):
+        return ()
+    return ("--port", "0")
 
 
 def gateway_env(**extra: str) -> dict[str, str]:
@@ -52,7 +75,7 @@ def run_gateway(
 ) -> subprocess.CompletedProcess[str]:
     """Run a command that is expected to exit by itself (errors, ``--help``)."""
     return subprocess.run(
-        gateway_argv(*args, plain=plain, script=script),
+        gateway_argv(*args, plain=plain, script=script, cwd=cwd, env=env),
         cwd=cwd,
         env=gateway_env(**env),
         stdin=subprocess.DEVNULL,
@@ -184,7 +207,7 @@ def gateway_process(
     *args: str, plain: bool = True, script: bool = False, cwd: Path = ROOT, wait_serving: bool = True, **env: str
 ) -> Iterator[ServerProcess]:
     """Start ``python -m gateway ARGS``; by default wait until it says it is serving."""
-    server = ServerProcess(gateway_argv(*args, plain=plain, script=script), cwd, gateway_env(**env))
+    server = ServerProcess(gateway_argv(*args, plain=plain, script=script, cwd=cwd, env=env), cwd, gateway_env(**env))
     try:
         if wait_serving:
             server.wait_for(SERVING.pattern)
