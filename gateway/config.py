@@ -8,15 +8,42 @@ is created and raises :class:`ConfigError` with a message that names the bad opt
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import ipaddress
-import os
-import re
-import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gateway.response_options import DEFAULT_COMPRESS_TYPES, check_response_options
+from gateway import config_checks
+from gateway.config_values import (
+    ACCESS_LOG_FIELDS,
+    LETS_ENCRYPT,
+    LETS_ENCRYPT_STAGING,
+    MAX_WORKERS,
+    BindAddress,
+    ConfigError,
+    KiB,
+    ListenerSpec,
+    MiB,
+    installed,
+    parse_log_template,
+    parse_rate,
+)
+from gateway.response_options import DEFAULT_COMPRESS_TYPES
+
+# Re-exported: most modules take every configuration name from here.
+__all__ = [
+    "ACCESS_LOG_FIELDS",
+    "LETS_ENCRYPT",
+    "LETS_ENCRYPT_STAGING",
+    "MAX_WORKERS",
+    "BindAddress",
+    "Config",
+    "ConfigError",
+    "KiB",
+    "ListenerSpec",
+    "MiB",
+    "installed",
+    "parse_log_template",
+    "parse_rate",
+]
 
 LifespanMode = Literal["auto", "on", "off"]
 InterfaceMode = Literal["auto", "asgi3", "asgi2"]
@@ -24,187 +51,8 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 TLSVersionText = Literal["1.2", "1.3"]
 ClientCertMode = Literal["none", "optional", "required"]
 AcmeChallenge = Literal["auto", "tls-alpn-01", "http-01"]
-
-LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
-LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
-# A DNS name as a CA will issue for it: labels of letters, digits and hyphens (a "*." first
-# label is a wildcard, which needs dns-01, a challenge asgigw cannot answer).
-_DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 LoopChoice = Literal["auto", "asyncio", "uvloop"]
 HTTP1ParserChoice = Literal["auto", "h11", "httptools"]
-
-KiB = 1024
-MiB = 1024 * KiB
-# Access-log fields a --access-log-format template may name, as {name} (docs/logging.md);
-# gateway/access_log.py implements each one.
-ACCESS_LOG_FIELDS = (
-    "client",
-    "client_host",
-    "method",
-    "path",
-    "query",
-    "path_query",
-    "target",
-    "status",
-    "bytes",
-    "duration",
-    "duration_ms",
-    "http_version",
-    "scheme",
-    "host",
-    "tls_version",
-    "user_agent",
-    "referer",
-    "request_id",
-    "outcome",
-    "time",
-    "time_iso",
-    "pid",
-)
-ACCESS_LOG_PRESETS = ("default", "common", "combined", "json")
-LOG_CONFIG_SUFFIXES = (".json", ".toml", ".yaml", ".yml")
-
-# Far beyond any core count asgigw runs on; a typo like --workers 4000 should not fork-bomb.
-MAX_WORKERS = 512
-
-
-# The libuv loop: uvloop on POSIX, its Windows port winloop on Windows (same API).
-UVLOOP_MODULE = "winloop" if sys.platform == "win32" else "uvloop"
-
-
-def installed(module: str) -> bool:
-    """Whether ``module`` can be imported, without importing it (start-up stays cheap)."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ValueError:  # already imported without a spec (made at run time)
-        return module in sys.modules
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the option and the problem."""
-
-
-def parse_log_template(template: str) -> list[str | tuple[str]]:
-    """Split an access-log template into literal text and ``(field,)`` parts.
-
-    ``{name}`` is a field from ACCESS_LOG_FIELDS; ``{{`` and ``}}`` are literal braces.
-    Unknown names and unbalanced braces raise ConfigError naming --access-log-format.
-    """
-    parts: list[str | tuple[str]] = []
-    literal: list[str] = []
-    position = 0
-    while position < len(template):
-        char = template[position]
-        if template.startswith("{{", position) or template.startswith("}}", position):
-            literal.append(char)
-            position += 2
-        elif char == "{":
-            end = template.find("}", position)
-            name = template[position + 1 : end] if end > 0 else ""
-            if end < 0 or "{" in name:
-                raise ConfigError(f"--access-log-format {template!r}: unclosed '{{' (write {{{{ for a brace)")
-            if name not in ACCESS_LOG_FIELDS:
-                known = ", ".join(ACCESS_LOG_FIELDS)
-                raise ConfigError(f"--access-log-format: unknown field {{{name}}}; known fields: {known}")
-            if literal:
-                parts.append("".join(literal))
-                literal = []
-            parts.append((name,))
-            position = end + 1
-        elif char == "}":
-            raise ConfigError(f"--access-log-format {template!r}: unmatched '}}' (write }}}} for a brace)")
-        else:
-            literal.append(char)
-            position += 1
-    if literal:
-        parts.append("".join(literal))
-    if not any(isinstance(part, tuple) for part in parts):
-        raise ConfigError(
-            f"--access-log-format {template!r}: choose {', '.join(ACCESS_LOG_PRESETS)} or a {{field}} template"
-        )
-    return parts
-
-
-@dataclass(frozen=True, slots=True)
-class BindAddress:
-    """One listening address, parsed from ``HOST:PORT`` or ``[IPv6]:PORT``."""
-
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str, option: str = "--bind") -> BindAddress:
-        """Parse ``127.0.0.1:8000``, ``localhost:8000``, ``[::1]:8443`` or ``:8000``.
-
-        ``option`` names the option the text came from in the error message.
-        """
-        if text.startswith("["):
-            end = text.find("]")
-            if end < 0 or text[end + 1 : end + 2] != ":":
-                raise ConfigError(f"{option} {text!r}: expected [IPv6]:PORT, e.g. [::1]:8443")
-            host, port_text = text[1:end], text[end + 2 :]
-            try:
-                ipaddress.IPv6Address(host)
-            except ValueError:
-                raise ConfigError(f"{option} {text!r}: {host!r} is not an IPv6 address") from None
-        else:
-            host, sep, port_text = text.rpartition(":")
-            if not sep:
-                raise ConfigError(f"{option} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8000")
-            if ":" in host:
-                raise ConfigError(f"{option} {text!r}: write IPv6 addresses in brackets, [::1]:8443")
-            host = host or "0.0.0.0"
-        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-            raise ConfigError(f"{option} {text!r}: port must be a number from 0 to 65535")
-        return cls(host, int(port_text))
-
-    def url_host(self) -> str:
-        """The host as it appears in a URL (IPv6 in brackets)."""
-        return f"[{self.host}]" if ":" in self.host else self.host
-
-    def is_loopback(self) -> bool:
-        """True for 127.0.0.0/8, ::1 and ``localhost``."""
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
-
-
-_RATE_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
-
-
-def parse_rate(text: str) -> tuple[float, float]:
-    """``--rate-limit`` text (``10/s``, ``600/m``, ``0.5/s``) as ``(requests, per seconds)``."""
-    count_text, slash, unit = text.strip().partition("/")
-    try:
-        count = float(count_text)
-    except ValueError:
-        count = -1.0
-    if not slash or unit.strip().lower() not in _RATE_UNITS or not 0 < count < 1e9:
-        raise ConfigError(f"--rate-limit {text!r}: expected N/s or N/m with N greater than 0, e.g. 10/s or 600/m")
-    return count, _RATE_UNITS[unit.strip().lower()]
-
-
-@dataclass(frozen=True, slots=True)
-class ListenerSpec:
-    """One listener and what it serves: the app (HTTPS, or HTTP with --no-tls), with or
-    without a PROXY protocol header first, or the --redirect-http responder.
-
-    It listens on ``address`` (TCP), or on a socket of another kind (gateway/listeners.py):
-    a Unix socket at ``path``, or the inherited descriptor ``fd`` (--fd, systemd, whose
-    socket unit may give it a ``name``). ``extra`` listeners (--proxy-protocol-bind,
-    --redirect-http) are bound whatever else is given.
-    """
-
-    address: BindAddress | None
-    proxy_protocol: bool = False
-    redirect: bool = False
-    extra: bool = False
-    path: str | None = None
-    fd: int | None = None
-    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,7 +285,7 @@ class Config:
             raise ConfigError("--backlog must be at least 1")
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ConfigError(f"--workers must be from 1 to {MAX_WORKERS}")
-        self._validate_recycling()
+        config_checks.check_recycling(self)
         if self.metrics_bind is not None:
             try:
                 address = BindAddress.parse(self.metrics_bind)
@@ -447,207 +295,23 @@ class Config:
                 raise ConfigError(f"--metrics-bind {self.metrics_bind}: must not be one of the app's listeners")
         if self.health_path is not None and not self.health_path.startswith("/"):
             raise ConfigError(f"--health-path {self.health_path!r}: must start with '/'")
-        self._validate_tls()
-        self._validate_acme()
-        self._validate_websocket()
+        config_checks.check_tls(self)
+        config_checks.check_acme(self)
+        config_checks.check_websocket(self)
         if self.read_buffer_size < 1 * KiB or self.write_buffer_size < 1 * KiB:
             raise ConfigError("buffer sizes must be at least 1024 bytes")
-        self._validate_http2()
-        self._validate_static()
-        self._validate_limits()
-        self._validate_edge()
-        self._validate_accelerators()
-        self._validate_logging()
-        self._validate_response()
-
-    def _validate_accelerators(self) -> None:
-        if self.loop not in ("auto", "asyncio", "uvloop"):
-            raise ConfigError(f"--loop {self.loop!r}: choose auto, asyncio or uvloop")
-        if self.http1_parser not in ("auto", "h11", "httptools"):
-            raise ConfigError(f"--http1-parser {self.http1_parser!r}: choose auto, h11 or httptools")
-        # Asked for by name, the module must be there; "auto" falls back instead.
-        if self.loop == "uvloop" and not installed(UVLOOP_MODULE):
-            raise ConfigError(f"--loop uvloop: {UVLOOP_MODULE} is not installed (pip install 'asgigw[fast]')")
-        if self.http1_parser == "httptools" and not installed("httptools"):
-            raise ConfigError("--http1-parser httptools: httptools is not installed (pip install 'asgigw[fast]')")
-
-    def _validate_logging(self) -> None:
-        if self.access_log_format not in ACCESS_LOG_PRESETS:
-            parse_log_template(self.access_log_format)
-        if self.access_log_file is not None:
-            if not self.access_log:
-                raise ConfigError("--access-log-file has no effect with --no-access-log")
-            folder = os.path.dirname(os.path.abspath(self.access_log_file))
-            if os.path.isdir(self.access_log_file) or not os.path.isdir(folder):
-                raise ConfigError(f"--access-log-file {self.access_log_file!r}: not a file in an existing directory")
-        if self.log_config is not None:
-            suffix = os.path.splitext(self.log_config)[1].lower()
-            if suffix not in LOG_CONFIG_SUFFIXES:
-                raise ConfigError(f"--log-config {self.log_config!r}: expected a .json, .toml, .yaml or .yml file")
-            if not os.path.isfile(self.log_config):
-                raise ConfigError(f"--log-config {self.log_config!r}: no such file")
-            if suffix in (".yaml", ".yml") and importlib.util.find_spec("yaml") is None:
-                raise ConfigError(
-                    f"--log-config {self.log_config!r}: YAML needs PyYAML (pip install pyyaml); or use JSON/TOML"
-                )
-
-    def _validate_limits(self) -> None:
-        for name in ("limit_concurrency", "max_connections", "max_connections_per_ip"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be 0 (off) or more")
-        if self.rate_limit_burst < 0:
-            raise ConfigError("--rate-limit-burst must be 0 (N of --rate-limit) or more")
-        if self.rate_limit_table_size < 1:
-            raise ConfigError("--rate-limit-table-size must be at least 1")
-        if self.rate_limit:
-            parse_rate(self.rate_limit)
-        elif self.rate_limit_burst:
-            raise ConfigError("--rate-limit-burst needs --rate-limit N/s or N/m")
-
-    def _validate_response(self) -> None:
-        try:
-            check_response_options(
-                self.hsts,
-                self.hsts_include_subdomains,
-                self.hsts_preload,
-                self.response_headers,
-                self.compress_types,
-                self.compress_min_size,
-            )
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-
-    def _validate_edge(self) -> None:
-        for path in self.uds:
-            if sys.platform == "win32":
-                raise ConfigError(f"--uds {path}: Unix domain sockets are not served on Windows (use --bind)")
-            if not path or len(path.encode()) > 100:
-                raise ConfigError(f"--uds {path!r}: a socket path must have 1 to 100 bytes")
-        if self.uds_mode is not None and not 0 <= self.uds_mode <= 0o777:
-            raise ConfigError(f"--uds-mode {self.uds_mode:o}: expected an octal file mode such as 660")
-        for fd in self.fds:
-            if fd < 0:
-                raise ConfigError(f"--fd {fd}: a file descriptor is 0 or more")
-        for text in self.forwarded_allow_ips:
-            if text.strip() != "*":
-                try:
-                    ipaddress.ip_network(text.strip(), strict=False)
-                except ValueError:
-                    raise ConfigError(
-                        f"--forwarded-allow-ips {text!r}: not an IP address, a network (10.0.0.0/8) or *"
-                    ) from None
-        if self.forwarded_host and not self.proxy_headers:
-            raise ConfigError("--forwarded-host needs --proxy-headers")
-        for text in self.proxy_protocol_bind:
-            BindAddress.parse(text, "--proxy-protocol-bind")
-        for text in self.redirect_http:
-            BindAddress.parse(text, "--redirect-http")
-        if self.redirect_http and not self.tls:
-            raise ConfigError("--redirect-http redirects to the HTTPS listener: it needs TLS (drop --no-tls)")
-
-    def _validate_recycling(self) -> None:
-        if self.max_requests < 0 or self.max_requests_jitter < 0:
-            raise ConfigError("--max-requests and --max-requests-jitter must be 0 or more")
-        if self.max_requests_jitter and not self.max_requests:
-            raise ConfigError("--max-requests-jitter needs --max-requests N")
-        if not self.reload and (self.reload_dirs or self.reload_includes or self.reload_excludes):
-            raise ConfigError("--reload-dir, --reload-include and --reload-exclude need --reload")
-        for folder in self.reload_dirs:
-            if not os.path.isdir(folder):
-                raise ConfigError(f"--reload-dir {folder!r}: not a directory")
+        config_checks.check_http2(self)
+        config_checks.check_static(self)
+        config_checks.check_limits(self)
+        config_checks.check_edge(self)
+        config_checks.check_accelerators(self)
+        config_checks.check_logging(self)
+        config_checks.check_response(self)
 
     @property
     def supervised(self) -> bool:
         """True when a supervisor runs the workers: several, recycled or reloaded."""
         return self.workers > 1 or self.max_requests > 0 or self.reload
-
-    def _validate_static(self) -> None:
-        for entry in self.static:
-            prefix, equals, folder = entry.partition("=")
-            if not equals or not folder:
-                raise ConfigError(f"--static {entry!r}: expected URL_PREFIX=DIR, e.g. /static/=staticfiles")
-            if not (prefix.startswith("/") and prefix.endswith("/")):
-                raise ConfigError(f"--static {entry!r}: URL_PREFIX must start and end with '/', e.g. /static/")
-            if not os.path.isdir(folder):
-                problem = "is not a directory" if os.path.exists(folder) else "does not exist"
-                raise ConfigError(f"--static {entry!r}: DIR {folder!r} {problem}")
-        prefixes = [entry.partition("=")[0] for entry in self.static]
-        if len(set(prefixes)) != len(prefixes):
-            raise ConfigError("--static: each URL_PREFIX may be given only once")
-        if self.static_max_age < 0:
-            raise ConfigError("--static-max-age must be 0 (no-cache) or more")
-
-    def _validate_http2(self) -> None:
-        # Ranges from RFC 9113 §6.5.2. The window may not go below the protocol's initial
-        # 65,535 because a client may send that much before our SETTINGS reach it.
-        if self.h2_max_concurrent_streams < 1:
-            raise ConfigError("--h2-max-concurrent-streams must be at least 1")
-        if self.h2_max_header_list_size < 1 * KiB:
-            raise ConfigError("--h2-max-header-list-size must be at least 1024 bytes")
-        if not 65535 <= self.h2_initial_window_size <= 2**31 - 1:
-            raise ConfigError("--h2-initial-window-size must be from 65535 to 2147483647")
-        if not 16384 <= self.h2_max_frame_size <= 2**24 - 1:
-            raise ConfigError("--h2-max-frame-size must be from 16384 to 16777215")
-        if self.h2_send_timeout <= 0:
-            raise ConfigError("--h2-send-timeout must be greater than 0")
-        if self.h2_max_resets < 1 or self.h2_max_control_frames < 1:
-            raise ConfigError("--h2-max-resets and --h2-max-control-frames must be at least 1")
-
-    def _validate_websocket(self) -> None:
-        if self.ws_max_message_size < 0:
-            raise ConfigError("--ws-max-message-size must be 0 (unlimited) or more")
-        if self.ws_ping_interval < 0:
-            raise ConfigError("--ws-ping-interval must be 0 (no pings) or more")
-        if self.ws_ping_timeout <= 0 or self.ws_close_timeout <= 0:
-            raise ConfigError("--ws-ping-timeout and --ws-close-timeout must be greater than 0")
-
-    def _validate_tls(self) -> None:
-        if self.tls_min_version not in ("1.2", "1.3"):
-            raise ConfigError(f"--tls-min-version {self.tls_min_version!r}: choose 1.2 or 1.3")
-        if self.client_cert not in ("none", "optional", "required"):
-            raise ConfigError(f"--client-cert {self.client_cert!r}: choose none, optional or required")
-        if self.client_cert != "none" and not self.ca_certs:
-            raise ConfigError(f"--client-cert {self.client_cert} needs --ca-certs FILE to verify client certificates")
-        if self.ca_certs and self.client_cert == "none":
-            raise ConfigError("--ca-certs has no effect with --client-cert none: choose optional or required")
-        if self.cert_reload_interval < 0:
-            raise ConfigError("--cert-reload-interval must be 0 (off) or more")
-        for entry in self.sni_certs:
-            host, equals, files = entry.partition("=")
-            cert, comma, key = files.partition(",")
-            if not (host and equals and cert and comma and key):
-                raise ConfigError(f"--sni-cert {entry!r}: expected HOST=CERT,KEY, e.g. api.example.com=api.pem,api.key")
-        if not self.tls and (self.sni_certs or self.ca_certs or self.ciphers):
-            raise ConfigError("--sni-cert, --ca-certs and --ciphers need TLS: give --cert/--key")
-
-    def _validate_acme(self) -> None:
-        acme_only = {
-            "--acme-email": self.acme_email,
-            "--acme-agree-tos": self.acme_agree_tos,
-            "--acme-directory": self.acme_directory,
-            "--acme-staging": self.acme_staging,
-            "--acme-ca-bundle": self.acme_ca_bundle,
-            "--acme-eab-kid": self.acme_eab_kid,
-        }
-        if not self.acme_domains:
-            given = [name for name, value in acme_only.items() if value]
-            if given or self.acme_challenge != "auto":
-                raise ConfigError(f"{', '.join(given) or '--acme-challenge'} needs --acme-domain NAME")
-            return
-        for entry in self.acme_domains:
-            for name in entry.split(","):
-                if not _DNS_NAME.match(name.strip().lower()):
-                    raise ConfigError(f"--acme-domain {entry!r}: {name.strip()!r} is not a DNS name a CA can validate")
-        if self.acme_staging and self.acme_directory:
-            raise ConfigError("--acme-staging and --acme-directory exclude each other")
-        if self.acme_directory and not self.acme_directory.startswith("https://"):
-            raise ConfigError(f"--acme-directory {self.acme_directory!r}: must be an https:// URL")
-        if bool(self.acme_eab_kid) != bool(self.acme_eab_hmac):
-            raise ConfigError("--acme-eab-kid and --acme-eab-hmac must be given together")
-        if self.acme_ca_bundle and not os.path.isfile(self.acme_ca_bundle):
-            raise ConfigError(f"--acme-ca-bundle {self.acme_ca_bundle!r}: no such file")
-        if self.acme_challenge not in ("auto", "tls-alpn-01", "http-01"):
-            raise ConfigError(f"--acme-challenge {self.acme_challenge!r}: choose auto, tls-alpn-01 or http-01")
 
     @property
     def acme_directory_url(self) -> str:

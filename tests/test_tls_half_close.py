@@ -139,5 +139,18 @@ def test_tls_client_gone_mid_download_logs_no_asyncio_warning(
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()
         time.sleep(0.5)  # the server notices and the app ends
-    warnings = [record.getMessage() for record in caplog.records if record.name == "asyncio"]
+    warnings = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "asyncio" and not record.getMessage().startswith(CPYTHON_DOUBLE_CONNECTION_LOST)
+    ]
     assert warnings == []
+
+
+# Seen rarely under load with a reset TLS client (CPython 3.11.7): the selector transport's
+# write path calls _call_connection_lost() directly when a closing transport's buffer
+# empties, without counting it in _conn_lost, so a read error in the same loop turn schedules
+# it a second time and asyncio logs the AttributeError of the second call. It is inside
+# asyncio's own transport, after the connection has ended, and not what this test checks:
+# that asgigw stops writing into a dead connection (the warnings above).
+CPYTHON_DOUBLE_CONNECTION_LOST = "Exception in callback _SelectorSocketTransport._call_connection_lost"
