@@ -15,7 +15,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from gateway import accelerators, config, platform
+from gateway import accelerators, config, config_checks, platform
 from gateway.cli import main
 from gateway.config import Config, ConfigError, installed
 from tests.apps.process import gateway_process, run_gateway
@@ -33,6 +33,7 @@ def _pretend_missing(monkeypatch: pytest.MonkeyPatch, *missing: str) -> None:
     real = config.installed
     fake = lambda module: module not in missing and real(module)  # noqa: E731
     monkeypatch.setattr(config, "installed", fake)
+    monkeypatch.setattr(config_checks, "installed", fake)
     monkeypatch.setattr(accelerators, "installed", fake)
     monkeypatch.setattr(platform, "installed", fake)
 
