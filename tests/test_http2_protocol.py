@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hyperframe.frame import DataFrame, GoAwayFrame, PingFrame, SettingsFrame, WindowUpdateFrame
 
+from gateway.protocols.http2 import CLIENT_GOAWAY_LINGER
 from gateway.protocols.http2_frames import PREFACE
 from tests.h2_harness import HTTP2Harness, body_of, ended, resets
 from tests.test_http2_peer import CANCEL, FLOW_CONTROL_ERROR, PROTOCOL_ERROR, REFUSED_STREAM, app
@@ -182,11 +183,17 @@ def test_ping_and_window_update_served_after_client_goaway_then_close() -> None:
     run(main())
 
 
-def test_client_goaway_closes_an_idle_connection_at_once() -> None:
+def test_client_goaway_closes_an_idle_connection_after_a_short_linger() -> None:
     async def main() -> None:
         h2 = HTTP2Harness(app)
         await served(h2, 1)
-        h2.send(GoAwayFrame(0, last_stream_id=0))
+        h2.send(GoAwayFrame(0, error_code=0xFF, last_stream_id=0), PingFrame(0, opaque_data=b"h2spec\x00\x00"))
+        # A PING right behind the GOAWAY is answered, not met by a closed socket...
+        assert any(isinstance(f, PingFrame) and "ACK" in f.flags for f in h2.frames())
+        assert not h2.transport.closed
+        assert h2.transport.timeouts[-1] == (CLIENT_GOAWAY_LINGER, "client sent GOAWAY")
+        # ...and when the linger ends: GOAWAY NO_ERROR with the last stream served, close.
+        h2.protocol.timeout("client sent GOAWAY")
         goaway = h2.goaway()
         assert goaway is not None and (goaway.error_code, goaway.last_stream_id) == (0, 1)
         assert h2.transport.closed

@@ -64,6 +64,10 @@ log = logging.getLogger("gateway.error")
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
+# Seconds an idle connection stays open after the client's GOAWAY (see _on_client_goaway).
+CLIENT_GOAWAY_LINGER = 1.0
+
+
 class HTTP2Protocol:
     """Serves HTTP/2 on one connection: TLS with ALPN "h2", prior knowledge, or h2c Upgrade."""
 
@@ -365,7 +369,11 @@ class HTTP2Protocol:
 
         Its GOAWAY stops new streams; the ones it has opened are still answered, with PINGs
         and WINDOW_UPDATEs served meanwhile, and the connection closes after the last one.
-        A GOAWAY with an error code says the client saw a connection error; the same holds.
+        With none open, the close waits CLIENT_GOAWAY_LINGER seconds (or for the client to
+        close first, as it normally does): a PING sent right behind the GOAWAY is answered
+        rather than meeting a closed socket, which some clients read as an error (h2spec 7/1
+        did, now and then, under load). A GOAWAY with an error code says the client saw a
+        connection error; the same holds.
         """
         if goaway.error_code:
             log.info(
@@ -375,7 +383,7 @@ class HTTP2Protocol:
             )
         self._draining = True
         if not self._table:
-            self._closing.close_gracefully()
+            self._transport.set_timeout(CLIENT_GOAWAY_LINGER, "client sent GOAWAY")
 
     def timeout(self, reason: str) -> None:
         """The connection's timer fired while idle: GOAWAY NO_ERROR and close."""
