@@ -47,13 +47,14 @@ class Metrics:
         self.app_exceptions = 0
         self.worker_restarts = 0
 
-    def response(self, method: str, status: int, http_version: str, duration: float, sent: int) -> None:
-        """One response finished (or ended unfinished with the status it had)."""
+    def response(self, method: str, status: int, http_version: str, duration: float, sent: int, received: int) -> None:
+        """One exchange finished (or ended unfinished with the status it had): its body bytes."""
         key = (method if method in KNOWN_METHODS else "OTHER", str(status), http_version)
         requests = self.requests
         requests[key] = requests.get(key, 0) + 1
         self.durations.append(duration)
         self.sent_bytes += sent
+        self.received_bytes += received
 
     def rejected(self, reason: str) -> None:
         """A request or connection refused by a limit, a check or a timeout."""

@@ -15,18 +15,16 @@ that offer nothing but ``acme-tls/1``, so the files cost normal traffic nothing.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import re
 import ssl
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ObjectIdentifier
 
 from gateway import devcerts
+from gateway.acme.storage import self_signed
 
 HTTP01_PREFIX = "/.well-known/acme-challenge/"
 ACME_TLS_ALPN = "acme-tls/1"
@@ -94,24 +92,8 @@ class ChallengeFiles:
 
 def tls_alpn_certificate(name: str, key_authorization: str) -> bytes:
     """PEM certificate and key for a tls-alpn-01 validation of ``name`` (RFC 8737 §3)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
     digest = hashlib.sha256(key_authorization.encode("ascii")).digest()
-    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        # The extension's value is the DER encoding of an OCTET STRING holding the digest.
-        .add_extension(x509.UnrecognizedExtension(ACME_IDENTIFIER_OID, b"\x04\x20" + digest), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return cert.public_bytes(serialization.Encoding.PEM) + key_pem
+    # The extension's value is the DER encoding of an OCTET STRING holding the digest.
+    identifier = x509.UnrecognizedExtension(ACME_IDENTIFIER_OID, b"\x04\x20" + digest)
+    cert_pem, key_pem = self_signed(name, [name], 1, ((identifier, True),))
+    return cert_pem + key_pem

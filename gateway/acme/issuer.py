@@ -26,7 +26,7 @@ from josepy.jwa import ES256
 from josepy.jwk import JWK, JWKEC
 
 from gateway.acme.challenges import ChallengeFiles
-from gateway.acme.storage import AcmeStorage
+from gateway.acme.storage import AcmeStorage, private_key_pem
 
 log = logging.getLogger("gateway.error")
 
@@ -125,10 +125,7 @@ class Issuer:
 
     def _obtain(self, names: list[str], challenge_type: str) -> tuple[bytes, bytes]:
         acme = self._acme_client(register=True)
-        key = ec.generate_private_key(ec.SECP256R1())
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key_pem = private_key_pem(ec.generate_private_key(ec.SECP256R1()))
         order = acme.new_order(crypto_util.make_csr(key_pem, names))
         cleanups: list[Callable[[], None]] = []
         try:
@@ -201,11 +198,7 @@ class Issuer:
                 raise AcmeFailure(f"{self.storage.account_key_path}: not an EC account key", final=True)
             return key
         key = ec.generate_private_key(ec.SECP256R1())
-        self.storage.save_account_key(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
+        self.storage.save_account_key(private_key_pem(key))
         log.info("ACME: created an account key in %s", self.storage.account_key_path)
         return key
 

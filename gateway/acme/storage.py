@@ -105,25 +105,42 @@ class CertificatePaths:
 
     def store_placeholder(self, names: list[str]) -> None:
         """A self-signed certificate for ``names``: TLS works (with a warning) until the real one."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, f"{names[0]} (asgigw: waiting for ACME)")])
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=PLACEHOLDER_DAYS))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name) for name in names]), critical=False)
-            .sign(key, hashes.SHA256())
-        )
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        self.store(cert.public_bytes(serialization.Encoding.PEM), key_pem)
+        cert_pem, key_pem = self_signed(f"{names[0]} (asgigw: waiting for ACME)", names, PLACEHOLDER_DAYS)
+        self.store(cert_pem, key_pem)
         self.placeholder_marker.write_text("self-signed until the ACME CA issues the certificate\n")
+
+
+def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """``key`` as unencrypted PKCS#8 PEM (every key asgigw keeps for ACME)."""
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def self_signed(
+    common_name: str, names: list[str], days: float, extensions: tuple[tuple[x509.ExtensionType, bool], ...] = ()
+) -> tuple[bytes, bytes]:
+    """A fresh EC key and a self-signed certificate for ``names``: (certificate PEM, key PEM).
+
+    ``extensions`` are (extension, critical) pairs added after the subjectAltName.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, common_name)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name) for name in names]), critical=False)
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    cert = builder.sign(key, hashes.SHA256())
+    return cert.public_bytes(serialization.Encoding.PEM), private_key_pem(key)
 
 
 class AcmeStorage:

@@ -444,8 +444,14 @@ class HTTPStream:
         duration = asyncio.get_running_loop().time() - self._started_at
         scope = self._scope
         if metrics is not None:
-            metrics.response(scope["method"], self._status, scope["http_version"], duration, self._response_bytes)
-            metrics.received_bytes += self._request_bytes
+            metrics.response(
+                scope["method"],
+                self._status,
+                scope["http_version"],
+                duration,
+                self._response_bytes,
+                self._request_bytes,
+            )
         if formatter is not None:
             outcome = CLIENT_CLOSED if self._client_gone else COMPLETE
             formatter.log(scope, self._status, self._response_bytes, duration, outcome)
@@ -463,8 +469,14 @@ class HTTPStream:
         status = self._status if head_sent else None
         if metrics is not None:
             scope = self._scope
-            metrics.response(scope["method"], status or 499, scope["http_version"], duration, self._response_bytes)
-            metrics.received_bytes += self._request_bytes
+            metrics.response(
+                scope["method"],
+                status or 499,
+                scope["http_version"],
+                duration,
+                self._response_bytes,
+                self._request_bytes,
+            )
         if formatter is not None:
             formatter.log_unfinished(self._scope, status, self._response_bytes, duration, self._client_gone)
 

@@ -32,8 +32,19 @@ _PARAMETERS = frozenset(
 class BoundedPerMessageDeflate(PerMessageDeflate):
     """The server's permessage-deflate with an upper bound on each inflated message."""
 
-    def __init__(self, max_message_size: int, *, client_no_context_takeover: bool, **parameters: object) -> None:
-        super().__init__(client_no_context_takeover=client_no_context_takeover, **parameters)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        max_message_size: int,
+        *,
+        client_no_context_takeover: bool,
+        server_no_context_takeover: bool = False,
+        server_max_window_bits: int | None = None,
+    ) -> None:
+        super().__init__(
+            client_no_context_takeover=client_no_context_takeover,
+            server_no_context_takeover=server_no_context_takeover,
+            server_max_window_bits=server_max_window_bits,
+        )
         self._max_message_size = max_message_size
         self._inflater: zlib._Decompress | None = None
         self._deflater: zlib._Compress | None = None
