@@ -233,7 +233,10 @@ def _child(load: Load, core: int | None, parent: Any) -> None:
 def _answer(child: Any, expected: str) -> int:
     if not child.poll(REPORT_TIMEOUT):
         raise RuntimeError("a benchmark client process did not answer in time")
-    status, value = child.recv()
+    try:
+        status, value = child.recv()
+    except EOFError:
+        raise RuntimeError("a benchmark client process exited without answering") from None
     if status != expected:
         raise RuntimeError(f"benchmark client failed: {value}")
     return int(value)

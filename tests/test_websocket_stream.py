@@ -714,20 +714,24 @@ def test_fast_path_parses_simple_frames_and_stops_at_anything_else() -> None:
     ping = _masked(0x89, b"p")
     data = _masked(0x81, "héllo".encode()) + _masked(0x82, b"\x00" * 300) + ping + _masked(0x81, b"later")
     messages: list[Any] = []
-    assert SimpleFrameReader(1000).feed(data, messages) == ping + _masked(0x81, b"later")  # control: wsproto's
+    assert data[SimpleFrameReader(1000).feed(data, messages) :] == ping + _masked(0x81, b"later")  # wsproto's
     assert [m["text"] or m["bytes"] for m in messages] == ["héllo", b"\x00" * 300]
     for stop in (_masked(0x81, b"\xff"), _masked(0x01, b"frag"), _masked(0xC1, b"x"), _masked(0x82, b"y" * 1001)):
         # invalid UTF-8, a fragment, RSV1, over the limit: all left to wsproto
-        assert SimpleFrameReader(1000).feed(stop, []) == stop
+        assert SimpleFrameReader(1000).feed(stop, []) == 0
     text = _masked(0x81, b"t" * 200)
-    assert SimpleFrameReader(1000).feed(text[:-1], []) == text[:-1]  # text spanning reads: wsproto's
+    assert SimpleFrameReader(1000).feed(text[:-1], []) == 0  # text spanning reads: wsproto's
     # A binary frame spanning reads is collected, then decoded; what follows is parsed on.
     binary = _masked(0x82, bytes(range(200)))
     reader, messages = SimpleFrameReader(1000), []
-    assert reader.feed(binary[:10], messages) == b"" and reader.collecting
-    assert reader.feed(binary[10:100], messages) == b""
-    assert reader.feed(binary[100:] + ping, messages) == ping and not reader.collecting
+    assert reader.feed(binary[:10], messages) == 10 and reader.collecting
+    assert reader.feed(binary[10:100], messages) == 90
+    rest = binary[100:] + ping
+    assert rest[reader.feed(rest, messages) :] == ping and not reader.collecting
     assert messages == [{"type": "websocket.receive", "bytes": bytes(range(200)), "text": None}]
+    # Frames that begin at or past ``stop`` wait for the next loop turn; from ``start`` on.
+    small = _masked(0x82, b"s")
+    assert SimpleFrameReader(1000).feed(small * 3, [], len(small), 2 * len(small)) == 2 * len(small)
 
 
 def test_frames_split_across_reads_switch_between_fast_path_and_wsproto(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -742,11 +746,13 @@ def test_frames_split_across_reads_switch_between_fast_path_and_wsproto(monkeypa
     wsproto_bytes: list[int] = []
     fast_feed, wsproto_receive = SimpleFrameReader.feed, Connection.receive_data
 
-    def counting_feed(self: SimpleFrameReader, data: bytes, messages: list[Any]) -> bytes:
+    def counting_feed(
+        self: SimpleFrameReader, data: bytes, messages: list[Any], start: int = 0, stop: int | None = None
+    ) -> int:
         before = len(messages)
-        rest = fast_feed(self, data, messages)
+        position = fast_feed(self, data, messages, start, stop)
         fast_messages.extend(messages[before:])
-        return rest
+        return position
 
     def counting_receive(self: Connection, data: bytes | None) -> None:
         wsproto_bytes.append(len(data or b""))

@@ -67,7 +67,7 @@ from gateway.streams.websocket_messages import (
     event_for_send,
     unmasked_frame,
 )
-from gateway.streams.websocket_slices import SlicedReader
+from gateway.streams.websocket_slices import SLICE, SlicedReader
 from gateway.streams.websocket_writer import FrameWriter
 
 websocket_masking.install()
@@ -132,8 +132,7 @@ class WebSocketStream:
         self._early_data: list[bytes] = []
         self._assembler = MessageAssembler(self._config.ws_max_message_size)
         self._simple_frames = fastpath.SimpleFrameReader(self._config.ws_max_message_size)
-        simple_frames = self._simple_frames
-        self._reader = SlicedReader(self._parse_bytes, self._peer_ended, lambda: simple_frames.collecting)
+        self._reader = SlicedReader(self._parse_bytes, self._peer_ended)
         self._inbox = Inbox(lambda size: sender.body_consumed(stream_id, size), self._config.read_buffer_size)
         self._writer = FrameWriter(sender, stream_id, context.tasks)
         self._closing: WebSocketClosing | None = None
@@ -205,32 +204,36 @@ class WebSocketStream:
         self._sender = filtered_sender(context, self._sender, secure=secure, request=None)
         self.task = context.start_app_task(work)
 
-    def _parse_bytes(self, data: bytes) -> None:
+    def _parse_bytes(self, data: bytes, offset: int) -> int:
+        # One loop turn's share of data[offset:] (see SlicedReader); returns where it got to.
         frames, closing = self._frames, self._closing
+        size = len(data)
         if frames is None or closing is None:
             # Frames sent right behind the handshake wait for the accept (HTTP/1.1 reading
             # is paused until then, so this stays small).
             if self._phase is Phase.HANDSHAKE:
-                self._early_data.append(data)
-            return
+                self._early_data.append(data[offset:] if offset else data)
+            return size
         if not closing.reading or frames.state is ConnectionState.CLOSED:
             # After a close or an error, what follows is discarded (RFC 6455 §5.5.1, §7.1.7).
-            self._sender.body_consumed(self.stream_id, len(data))
-            return
-        credit = 0
+            self._sender.body_consumed(self.stream_id, size - offset)
+            return size
+        stop = min(offset + SLICE, size)
+        position = offset
         reader = self._simple_frames
         open_ = closing.state is CloseState.OPEN
         if reader.collecting or (self._deflate is None and open_ and fastpath.wsproto_idle(frames)):
             messages: list[Message] = []
-            rest = reader.feed(data, messages)
+            position = reader.feed(data, messages, offset, stop)
             if open_:  # after our close, data is discarded (§5.5.1)
+                inbox = self._inbox
                 for message in messages:
-                    self._inbox.put(message)
-            if not rest:
-                self._inbox.credit(len(data))
-                return
-            credit, data = len(data) - len(rest), rest
-        frames.receive_data(data)
+                    inbox.put(message)
+            if position >= stop:  # all of it, or this turn's share
+                self._inbox.credit(position - offset)
+                return position
+        # wsproto from a frame boundary (or inside its own partial frame), this turn's share.
+        frames.receive_data(data[position:stop])
         for event in frames.events():
             if isinstance(event, TextMessage | BytesMessage):
                 self._on_message_part(event, closing)
@@ -244,7 +247,8 @@ class WebSocketStream:
                 closing.close_frame_received(event)
             if not closing.reading:
                 break  # what follows a close or a failure is discarded
-        self._inbox.credit(credit + len(data))
+        self._inbox.credit(stop - offset)
+        return stop
 
     def _on_message_part(self, event: TextMessage | BytesMessage, closing: WebSocketClosing) -> None:
         if closing.state is not CloseState.OPEN:
