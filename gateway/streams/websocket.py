@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -64,7 +65,7 @@ from gateway.streams.websocket_messages import (
     WebSocketClosedError,
     accept_fields,
     close_fields,
-    event_for_send,
+    outbound_payload,
     unmasked_frame,
 )
 from gateway.streams.websocket_slices import SLICE, SlicedReader
@@ -101,6 +102,7 @@ class WebSocketStream:
         "_counted",
         "_deflate",
         "_early_data",
+        "_fast_path",
         "_frames",
         "_inbox",
         "_info",
@@ -133,7 +135,10 @@ class WebSocketStream:
         self._assembler = MessageAssembler(self._config.ws_max_message_size)
         self._simple_frames = fastpath.SimpleFrameReader(self._config.ws_max_message_size)
         self._reader = SlicedReader(self._parse_bytes, self._peer_ended)
-        self._inbox = Inbox(lambda size: sender.body_consumed(stream_id, size), self._config.read_buffer_size)
+        # True while the fast path may decode the next frame: no extension, C unmasking
+        # present, and wsproto holds no partial frame or message (checked after each use).
+        self._fast_path = False
+        self._inbox = Inbox(functools.partial(sender.body_consumed, stream_id), self._config.read_buffer_size)
         self._writer = FrameWriter(sender, stream_id, context.tasks)
         self._closing: WebSocketClosing | None = None
         self.task: asyncio.Task[None] | None = None
@@ -214,18 +219,19 @@ class WebSocketStream:
             if self._phase is Phase.HANDSHAKE:
                 self._early_data.append(data[offset:] if offset else data)
             return size
-        if not closing.reading or frames.state is ConnectionState.CLOSED:
+        state = closing.state
+        # While our state is OPEN wsproto's is too: its close and its errors change ours.
+        if state is not CloseState.OPEN and (state is not CloseState.CLOSING or frames.state is ConnectionState.CLOSED):
             # After a close or an error, what follows is discarded (RFC 6455 §5.5.1, §7.1.7).
             self._sender.body_consumed(self.stream_id, size - offset)
             return size
         stop = min(offset + SLICE, size)
         position = offset
         reader = self._simple_frames
-        open_ = closing.state is CloseState.OPEN
-        if reader.collecting or (self._deflate is None and open_ and fastpath.wsproto_idle(frames)):
+        if reader.needed or (self._fast_path and state is CloseState.OPEN):
             messages: list[Message] = []
             position = reader.feed(data, messages, offset, stop)
-            if open_:  # after our close, data is discarded (§5.5.1)
+            if state is CloseState.OPEN:  # after our close, data is discarded (§5.5.1)
                 inbox = self._inbox
                 for message in messages:
                     inbox.put(message)
@@ -247,6 +253,7 @@ class WebSocketStream:
                 closing.close_frame_received(event)
             if not closing.reading:
                 break  # what follows a close or a failure is discarded
+        self._fast_path = self._deflate is None and fastpath.wsproto_idle(frames)
         self._inbox.credit(stop - offset)
         return stop
 
@@ -321,7 +328,11 @@ class WebSocketStream:
 
     async def receive(self) -> Message:
         """The ASGI ``receive`` callable."""
-        message = await self._inbox.get()
+        inbox = self._inbox
+        message = inbox.next_message()
+        while message is None:
+            await inbox.arrival()
+            message = inbox.next_message()
         closing = self._closing
         if closing is not None and closing.state is CloseState.REPLYING and message["type"] == "websocket.disconnect":
             # The app asks past the last message before the peer's close: it has answered.
@@ -335,12 +346,18 @@ class WebSocketStream:
         except (KeyError, TypeError):
             raise ASGIMessageError(f"an ASGI message must be a dict with a 'type', got {message!r}") from None
         phase, closing = self._phase, self._closing
-        if closing is not None and closing.app_may_send and message_type == "websocket.send":
-            event = event_for_send(message)
+        if (
+            message_type == "websocket.send"
+            and closing is not None
+            and (closing.state is CloseState.OPEN or closing.app_may_send)
+        ):
+            opcode, payload = outbound_payload(message)
             # Framed here, not by wsproto: after the peer's close wsproto sends no data,
             # but the app's last replies still go out before our close (RFC 6455 §5.5.1).
             deflate = self._deflate
-            await self._writer.write(deflate[0].message_frame(event) if deflate else unmasked_frame(event))
+            await self._writer.write(
+                deflate[0].message_frame(opcode, payload) if deflate else unmasked_frame(opcode, payload)
+            )
         elif closing is not None and closing.app_may_send and message_type == "websocket.close":
             await closing.close(*close_fields(message))
         elif phase is Phase.HANDSHAKE and message_type == "websocket.accept":
@@ -368,6 +385,7 @@ class WebSocketStream:
         deflate = self._deflate
         headers = handshake.accept_headers(self._key, subprotocol, deflate[1] if deflate else None) + extra
         frames = self._frames = FrameConnection(ConnectionType.SERVER, [deflate[0]] if deflate else None)
+        self._fast_path = deflate is None and fastpath.wsproto_idle(frames)
         self._phase = Phase.ACCEPTED
         metrics = self._context.metrics
         if metrics is not None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import zlib
 from typing import TYPE_CHECKING
 
-from wsproto.events import BytesMessage, TextMessage
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, Opcode, RsvBits
 
@@ -130,19 +129,14 @@ class BoundedPerMessageDeflate(PerMessageDeflate):
             rsv = RsvBits(True, rsv.rsv2, rsv.rsv3)
         return rsv, self._compress(data, fin)
 
-    def message_frame(self, event: TextMessage | BytesMessage) -> bytes:
+    def message_frame(self, opcode: int, payload: bytes) -> bytes:
         """One whole compressed message as a frame: FIN, RSV1 (RFC 7692 §6), opcode, payload.
 
         The stream frames the app's messages itself, so that its last replies can still go
         out after the peer's close frame, when wsproto sends no more data.
         """
-        data = event.data
-        if isinstance(data, str):
-            first, payload = 0xC1, data.encode()
-        else:
-            first, payload = 0xC2, bytes(data)
         compressed = self._compress(payload, True)
-        return frame_header(first, len(compressed)) + compressed
+        return frame_header(0xC0 | opcode, len(compressed)) + compressed
 
     def _compress(self, data: bytes, fin: bool) -> bytes:
         deflater = self._deflater

@@ -39,18 +39,18 @@ _VIEW_FROM = 512
 class SimpleFrameReader:
     """Decodes simple frames; holds at most one partial binary frame of at most ``limit``."""
 
-    __slots__ = ("_limit", "_needed", "_pending")
+    __slots__ = ("_limit", "_pending", "needed")
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._pending = bytearray()
         # Total size (header + payload) of the binary frame being collected; 0 = none.
-        self._needed = 0
+        self.needed = 0
 
     @property
     def collecting(self) -> bool:
         """True while a frame spanning reads is being collected (wsproto must not see it)."""
-        return self._needed > 0
+        return self.needed > 0
 
     def feed(self, data: bytes, messages: list[Message], start: int = 0, stop: int | None = None) -> int:
         """Decode frames from ``data[start:]`` into ``messages``; return where decoding stopped.
@@ -61,12 +61,12 @@ class SimpleFrameReader:
         """
         assert apply_mask is not None  # wsproto_idle() is False without it
         size = len(data)
-        if self._needed:
+        if self.needed:
             pending = self._pending
-            taken = min(self._needed - len(pending), size - start)
+            taken = min(self.needed - len(pending), size - start)
             pending += memoryview(data)[start : start + taken]
             start += taken
-            if len(pending) < self._needed:
+            if len(pending) < self.needed:
                 return start
             messages.append(self._collected())
         return self._parse(data, messages, start, size if stop is None else min(stop, size))
@@ -81,7 +81,7 @@ class SimpleFrameReader:
         payload = apply_mask(frame[header:], bytes(frame[header - 4 : header]))
         frame.release()
         self._pending = bytearray()
-        self._needed = 0
+        self.needed = 0
         return {"type": "websocket.receive", "bytes": payload, "text": None}
 
     def _parse(self, data: bytes, messages: list[Message], position: int, stop: int) -> int:
@@ -113,7 +113,7 @@ class SimpleFrameReader:
                     # Collect this frame alone; text stays with wsproto, which rejects
                     # invalid UTF-8 as soon as it arrives (RFC 6455 §8.1, fail fast).
                     self._pending = bytearray(memoryview(data)[position:])
-                    self._needed = end - position
+                    self.needed = end - position
                     return size
                 break
             if length < _VIEW_FROM:

@@ -19,13 +19,6 @@ from gateway.asgi import Message
 MAX_QUEUED_MESSAGES = 16
 
 
-def _payload_size(message: Message) -> int:
-    data = message.get("bytes")
-    if data is not None:
-        return len(data)
-    return len(message.get("text") or "")
-
-
 class Inbox:
     """The app's side of one WebSocket: queued messages, then ``websocket.disconnect``."""
 
@@ -51,12 +44,15 @@ class Inbox:
     def put(self, message: Message) -> None:
         """Queue a message for ``receive()``."""
         self._messages.append(message)
-        self._bytes += _payload_size(message)
-        self._wake()
+        data = message.get("bytes")
+        self._bytes += len(data) if data is not None else len(message.get("text") or "")
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def credit(self, size: int) -> None:
         """``size`` bytes were parsed: hand the credit back unless the app is behind."""
-        if self.disconnect is None and self._app_is_behind():
+        if self.disconnect is None and (len(self._messages) >= MAX_QUEUED_MESSAGES or self._bytes > self._max_bytes):
             self.withheld += size
             return
         size += self.withheld
@@ -71,25 +67,34 @@ class Inbox:
         self.credit(0)
         self._wake()
 
+    def next_message(self) -> Message | None:
+        """The next message, ``websocket.disconnect`` (again and again) once closed, or None
+        while the app must wait (for :meth:`arrival`). Synchronous, so ``receive()`` awaits
+        a coroutine less per message."""
+        messages = self._messages
+        if messages:
+            message = messages.popleft()
+            data = message.get("bytes")
+            self._bytes -= len(data) if data is not None else len(message.get("text") or "")
+            if self.withheld and not self._app_is_behind():
+                self.credit(0)
+            self._handling = message["type"] == "websocket.receive"
+            return message
+        self._handling = False
+        if self.disconnect is not None:
+            return dict(self.disconnect)
+        return None
+
+    def arrival(self) -> asyncio.Future[None]:
+        """A future done when a message or the end arrives (after :meth:`next_message` gave None)."""
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
+
     async def get(self) -> Message:
         """The next message; ``websocket.disconnect`` (again and again) once closed."""
-        self._handling = False
-        while True:
-            messages = self._messages
-            if messages:
-                message = messages.popleft()
-                self._bytes -= _payload_size(message)
-                if self.withheld and not self._app_is_behind():
-                    self.credit(0)
-                self._handling = message["type"] == "websocket.receive"
-                return message
-            if self.disconnect is not None:
-                return dict(self.disconnect)
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+        while (message := self.next_message()) is None:
+            await self.arrival()
+        return message
 
     def _app_is_behind(self) -> bool:
         return len(self._messages) >= MAX_QUEUED_MESSAGES or self._bytes > self._max_bytes

@@ -78,8 +78,9 @@ class MessageAssembler:
 _COALESCE = 256
 
 
-def event_for_send(message: Message) -> TextMessage | BytesMessage:
-    """The wsproto event for a ``websocket.send``: exactly one of ``text`` and ``bytes``."""
+def outbound_payload(message: Message) -> tuple[int, bytes]:
+    """Opcode (1 text, 2 binary) and payload of a ``websocket.send``: exactly one of ``text``
+    and ``bytes`` (ASGI WebSocket spec)."""
     text = message.get("text")
     data = message.get("bytes")
     if (text is None) == (data is None):
@@ -87,25 +88,29 @@ def event_for_send(message: Message) -> TextMessage | BytesMessage:
     if text is not None:
         if type(text) is not str:
             raise ASGIMessageError(f"'text' must be str, got {type(text).__name__}")
-        return TextMessage(data=text)
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return BytesMessage(data=bytes(data))
+        return 0x1, text.encode()
+    if type(data) is bytes:
+        return 0x2, data
+    if isinstance(data, (bytearray, memoryview)):
+        return 0x2, bytes(data)
     raise ASGIMessageError(f"'bytes' must be bytes, got {type(data).__name__}")
 
 
-def unmasked_frame(event: TextMessage | BytesMessage) -> bytes:
+def unmasked_frame(opcode: int, payload: bytes) -> bytes:
     """A server's whole message as one frame (RFC 6455 §5.2: FIN, opcode, length, payload).
 
     Used instead of wsproto's serializer when no extension is negotiated: that one copies
     the payload three times, which dominated the time to send large messages. Servers do not
     mask (§5.1), so the frame is the header and the payload, copied once.
     """
-    data = event.data
-    if isinstance(data, str):
-        first, payload = 0x81, data.encode()
-    else:
-        first, payload = 0x82, bytes(data)
-    return frame_header(first, len(payload)) + payload
+    length = len(payload)
+    if length < 126:
+        return _SHORT_HEADERS[opcode][length] + payload
+    return frame_header(0x80 | opcode, length) + payload
+
+
+# The two header bytes of every unmasked text (1) and binary (2) frame with a 7-bit length.
+_SHORT_HEADERS = {opcode: [bytes((0x80 | opcode, length)) for length in range(126)] for opcode in (0x1, 0x2)}
 
 
 def frame_header(first: int, length: int) -> bytes:

@@ -1,14 +1,17 @@
 """Writes one WebSocket's frames as ``Data`` events, in order, from coroutines and callbacks.
 
 The app's ``send()`` awaits its write (backpressure); frames born in callbacks (a pong, the
-reply to a close, a keep-alive ping) are queued and written by one short-lived task. A lock
-keeps the two apart: an HTTP/2 adapter may wait for window between two pieces of one write,
-and the frames of two writers must not interleave.
+reply to a close, a keep-alive ping) are queued and written by one short-lived task. Writers
+take turns, first come first served: an HTTP/2 adapter may wait for window between two
+pieces of one write, and the frames of two writers must not interleave. The turn is a flag
+and a queue made only when two writers meet, not an ``asyncio.Lock``: the uncontended
+write of every message then costs no coroutine and no callback for locking.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -24,13 +27,14 @@ class FrameWriter:
 
     __slots__ = (
         "_end_after_queue",
-        "_lock",
         "_pongs",
         "_queue_task",
         "_queued",
         "_sender",
         "_stream_id",
         "_tasks",
+        "_turns",
+        "_writing",
         "ended",
     )
 
@@ -38,7 +42,9 @@ class FrameWriter:
         self._sender = sender
         self._stream_id = stream_id
         self._tasks = tasks
-        self._lock = asyncio.Lock()
+        # True while a writer has its turn; the writers waiting for theirs, in order.
+        self._writing = False
+        self._turns: collections.deque[asyncio.Future[None]] | None = None
         self._queued: list[bytes] = []
         self._pongs: list[bytes] = []
         self._queue_task: asyncio.Task[None] | None = None
@@ -49,8 +55,39 @@ class FrameWriter:
         """Write frames and wait while the peer cannot take more."""
         if self.ended:
             raise WebSocketClosedError("the WebSocket connection is gone")
-        async with self._lock:
+        if self._writing:
+            await self._wait_turn()
+        else:
+            self._writing = True
+        try:
             await self._sender.stream_send(Data(self._stream_id, data))
+        finally:
+            self._next_turn()
+
+    async def _wait_turn(self) -> None:
+        turns = self._turns
+        if turns is None:
+            turns = self._turns = collections.deque()
+        waiter = asyncio.get_running_loop().create_future()
+        turns.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.cancelled():
+                if waiter in turns:  # not yet passed over by _next_turn
+                    turns.remove(waiter)
+            else:  # the turn came with the cancellation: hand it on
+                self._next_turn()
+            raise
+
+    def _next_turn(self) -> None:
+        turns = self._turns
+        while turns:
+            waiter = turns.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the turn passes on; _writing stays True
+                return
+        self._writing = False
 
     def write_soon(self, data: bytes, *, end: bool = False) -> None:
         """Queue frames from a callback; with ``end``, finish the stream after them."""
@@ -79,8 +116,14 @@ class FrameWriter:
                 data = b"".join((*self._pongs, *self._queued))
                 self._pongs.clear()
                 self._queued.clear()
-                async with self._lock:
+                if self._writing:
+                    await self._wait_turn()
+                else:
+                    self._writing = True
+                try:
                     await self._sender.stream_send(Data(self._stream_id, data))
+                finally:
+                    self._next_turn()
             if self._end_after_queue:
                 self.end()
         finally:
