@@ -78,6 +78,9 @@ class EchoClient(asyncio.Protocol):
 
     def __init__(self, frame: bytes, host: str, counter: list[int]) -> None:
         self.frame = frame
+        # What the echo of ``frame`` measures: the server's header is the client's minus the
+        # 4-byte mask key.
+        self.echo_size = len(frame) - 4
         self.host = host
         self.counter = counter
         self.handshake = bytearray()
@@ -110,6 +113,12 @@ class EchoClient(asyncio.Protocol):
         self._skip_frames(data)
 
     def _skip_frames(self, data: bytes) -> None:
+        if not self.remaining and not self.header and len(data) == self.echo_size and data[0] == 0x82:
+            # The common case: exactly one whole echo in this read.
+            self.counter[0] += 1
+            if self.running:
+                self.transport.write(self.frame)
+            return
         position, size = 0, len(data)
         while position < size:
             if self.remaining:
