@@ -110,6 +110,31 @@ class ResponseWriter:
         self._held_head = head
         return keep_alive
 
+    def whole(
+        self, status: int, headers: Headers, body: bytes, *, body_allowed: bool, http10: bool, keep_alive: bool
+    ) -> tuple[bytes, bool]:
+        """A whole response at once: its bytes, and whether the connection may stay open.
+
+        A body shorter than its Content-Length goes out as it is and ``missing`` says by how
+        much (the adapter then closes); a longer one raises, as with :meth:`body`.
+        """
+        head, framing, length, keep_alive = serialize_head(
+            status, headers, body_allowed=body_allowed, http10=http10, keep_alive=keep_alive
+        )
+        self.framing = framing
+        self._held_head = b""
+        self._remaining = 0
+        if framing is Framing.LENGTH:
+            if len(body) > length:
+                raise ResponseFramingError("response body longer than its Content-Length")
+            self._remaining = length - len(body)
+            return head + body, keep_alive
+        if framing is Framing.CHUNKED:
+            return head + (chunk(body) if body else b"") + last_chunk(), keep_alive
+        if framing is Framing.CLOSE:
+            return head + body, keep_alive
+        return head, keep_alive
+
     def body(self, data: bytes) -> bytes:
         """Bytes to write for a piece of body (with the held head in front, the first time)."""
         framing = self.framing

@@ -22,6 +22,7 @@ from gateway.events import (
     Response,
     StreamAborted,
     Trailers,
+    WholeResponse,
 )
 from gateway.protocols.common import Transport, http_date
 from gateway.protocols.http2_body_timeout import BodyTimeout
@@ -58,6 +59,13 @@ class ResponseWriter:
 
     async def stream_send(self, event: OutboundEvent) -> None:
         """Turn a stream's event into frames for the client."""
+        if isinstance(event, WholeResponse):
+            # HEADERS, DATA and the end go the usual way: flow control may split the body.
+            await self.stream_send(Response(event.stream_id, event.status, event.headers))
+            if event.body:
+                await self.stream_send(Body(event.stream_id, event.body))
+            await self.stream_send(EndBody(event.stream_id))
+            return
         stream_id = event.stream_id
         table = self._table
         state = table.get(stream_id)

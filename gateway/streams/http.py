@@ -40,6 +40,7 @@ from gateway.events import (
     StreamAborted,
     StreamClosed,
     Trailers,
+    WholeResponse,
 )
 from gateway.logs import escape
 from gateway.static import StaticFiles, StaticResponse, open_regular_file
@@ -174,10 +175,11 @@ class HTTPStream:
         }
         self._scope = build_http_scope(request, self._info, context.config.root_path, context.state, extensions)
         self._method = request.method
-        for name, value in request.headers:
-            if name == b"expect" and value.lower() == b"100-continue":
-                self._expect_continue = True
-        self._sender = filtered_sender(context, self._sender, secure=self._scope["scheme"] == "https", request=request)
+        self._expect_continue = request.expect_continue
+        if context.response_headers is not None or context.compression is not None:
+            self._sender = filtered_sender(
+                context, self._sender, secure=self._scope["scheme"] == "https", request=request
+            )
         if context.access_log or context.metrics is not None:
             self._started_at = asyncio.get_running_loop().time()
         static = context.static
@@ -300,9 +302,9 @@ class HTTPStream:
         self._state = ResponseState.DONE
         self._status = status
         fields = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
-        await self._sender.stream_send(Response(self.stream_id, status, headers + fields))
-        await self._sender.stream_send(Body(self.stream_id, body))
-        await self._sender.stream_send(EndBody(self.stream_id))
+        if self._method == b"HEAD":
+            body = b""
+        await self._sender.stream_send(WholeResponse(self.stream_id, status, headers + fields, body))
         self._response_bytes = len(body)
         self._wake_receiver()
         self._record_response()
@@ -344,9 +346,32 @@ class HTTPStream:
             raise ClientDisconnected(f"client disconnected; {message_type!r} not sent")
         state = self._state
         if state is ResponseState.BODY and message_type == "http.response.body":
-            await self._send_body_message(message)
+            head = self._held_head
+            if head is None or self._trailers_expected or message.get("more_body", False):
+                await self._send_body_message(message)
+                return
+            # The app's only body message, as most responses go: head, body and end leave
+            # as one event (inlined: this runs for nearly every response).
+            body = body_of(message)  # checked while the head is held: a bad body gets a 500
+            self._held_head = None
+            if not self._send_body:
+                body = b""
+            # DONE before the send, as ``_end_body`` does: the adapter may start the next
+            # exchange (HTTP/1.1) inside stream_send, and this one must look complete by then.
+            self._state = ResponseState.DONE
+            try:
+                await self._sender.stream_send(WholeResponse(self.stream_id, head.status, head.headers, body))
+            except BaseException:
+                # Refused (a bad field, a body past its Content-Length) or cancelled while
+                # draining: not complete, so ``_fail`` aborts the stream.
+                self._state = ResponseState.BODY
+                raise
+            self._response_bytes = len(body)
+            self._wake_receiver()
+            if self._context.access_log is not None or self._context.metrics is not None:
+                self._record_response()
         elif state is ResponseState.WAITING and message_type == "http.response.start":
-            await self._send_start(message)
+            self._start_response(message)
         elif state is ResponseState.WAITING and message_type == "http.response.early_hint":
             links = message.get("links", [])
             if not isinstance(links, list) or not all(isinstance(link, bytes) for link in links):
@@ -361,7 +386,7 @@ class HTTPStream:
         else:
             raise ASGIMessageError(f"unexpected ASGI message {message_type!r} while {state.value}")
 
-    async def _send_start(self, message: Message) -> None:
+    def _start_response(self, message: Message) -> None:
         status = validate_status(message.get("status"))
         headers = validate_headers(message.get("headers", ()))
         self._trailers_expected = bool(message.get("trailers", False))
@@ -379,7 +404,7 @@ class HTTPStream:
         body = body_of(message)
         more_body = message.get("more_body", False)
         head = self._held_head
-        if head is not None:  # inlined _release_head: this runs for every response
+        if head is not None:
             self._held_head = None
             await self._sender.stream_send(head)
         if body and self._send_body:
