@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import httptools
 
-from gateway.events import Headers
-from gateway.protocols.http1_parser import H11Parser, HTTP1Parser, ParseError, ParserSink, RequestHead
+from gateway.events import Headers, Request
+from gateway.protocols.http1_parser import STREAM_ID, H11Parser, HTTP1Parser, ParseError, ParserSink
 
 _BLANK_LINE = b"\r\n\r\n"
 
@@ -97,7 +97,7 @@ class HttptoolsParser:
                 self._chunked = True
         self._body_remaining = -1 if self._chunked else max(length, 0)
         self._head_reported = True
-        self._sink.on_head(RequestHead(parser.get_method(), self._url, parser.get_http_version(), headers))
+        self._sink.on_head(Request(STREAM_ID, parser.get_method(), self._url, parser.get_http_version(), headers))
 
     def on_body(self, body: bytes) -> None:
         self._sink.on_body(body)

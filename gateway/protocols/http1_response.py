@@ -14,7 +14,7 @@ import enum
 
 from gateway.events import Headers
 from gateway.protocols.common import REASON_PHRASES, http_date
-from gateway.protocols.http_rules import ResponseFramingError, check_fields
+from gateway.protocols.http_rules import FIELD_VALUE_BYTES, TOKEN_BYTES, ResponseFramingError, check_fields
 
 __all__ = ["Framing", "ResponseFramingError", "ResponseWriter", "check_fields", "serialize_head"]
 
@@ -46,28 +46,35 @@ def serialize_head(
     RFC 9112 §6.3: a response with a body and no Content-Length is chunked for HTTP/1.1
     clients and delimited by closing the connection for HTTP/1.0 clients.
     """
-    check_fields(headers)
     length = -1
     has_date = chunked = False
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, REASON_PHRASES.get(status, b""))]
+    status_line = _STATUS_LINES.get(status)
+    if status_line is None:
+        status_line = b"HTTP/1.1 %d %s\r\n" % (status, REASON_PHRASES.get(status, b""))
+    lines = [status_line]
+    append = lines.append
     for name, value in headers:
+        # check_fields, inlined: no response splitting (this loop runs for every response).
+        if not name or name.translate(None, TOKEN_BYTES) or value.translate(None, FIELD_VALUE_BYTES):
+            raise ResponseFramingError(f"invalid response header {name!r}: {value!r}")
         lowered = name.lower()
-        if lowered == b"content-length":
-            if not value.isdigit() or (length >= 0 and int(value) != length):
-                raise ResponseFramingError(f"invalid Content-Length {value!r}")
-            length = int(value)
-        elif lowered == b"transfer-encoding":
-            if value.lower() != b"chunked" or http10:
-                raise ResponseFramingError(f"unsupported Transfer-Encoding {value!r}")
-            chunked = True
-            continue  # written below, once
-        elif lowered == b"date":
-            has_date = True
-        elif lowered == b"connection" and b"close" in value.lower():
-            keep_alive = False
-        lines.append(b"%s: %s\r\n" % (name, value))
+        if lowered in _FRAMING_FIELDS:
+            if lowered == b"content-length":
+                if not value.isdigit() or (length >= 0 and int(value) != length):
+                    raise ResponseFramingError(f"invalid Content-Length {value!r}")
+                length = int(value)
+            elif lowered == b"transfer-encoding":
+                if value.lower() != b"chunked" or http10:
+                    raise ResponseFramingError(f"unsupported Transfer-Encoding {value!r}")
+                chunked = True
+                continue  # written below, once
+            elif lowered == b"date":
+                has_date = True
+            elif b"close" in value.lower():  # connection
+                keep_alive = False
+        append(b"%s: %s\r\n" % (name, value))
     if not has_date:
-        lines.append(b"date: %s\r\n" % http_date())
+        append(b"date: %s\r\n" % http_date())
     if not body_allowed:
         framing = Framing.NONE
     elif length >= 0 and not chunked:
@@ -77,7 +84,7 @@ def serialize_head(
         keep_alive = False
     else:
         framing = Framing.CHUNKED
-        lines.append(b"transfer-encoding: chunked\r\n")
+        append(b"transfer-encoding: chunked\r\n")
         if length >= 0:
             # RFC 9112 §6.3 (3): with chunked, a Content-Length must not be sent.
             lines = [line for line in lines if not line.lower().startswith(b"content-length:")]
@@ -85,6 +92,12 @@ def serialize_head(
         lines.append(b"connection: close\r\n")
     lines.append(b"\r\n")
     return b"".join(lines), framing, length, keep_alive
+
+
+# Fields that change how the response is framed or kept alive (RFC 9112 §6, §9.6), or that
+# the server adds when the app did not (RFC 9110 §6.6.1).
+_FRAMING_FIELDS = frozenset((b"content-length", b"transfer-encoding", b"date", b"connection"))
+_STATUS_LINES = {status: b"HTTP/1.1 %d %s\r\n" % (status, phrase) for status, phrase in REASON_PHRASES.items()}
 
 
 class ResponseWriter:

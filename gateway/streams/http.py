@@ -173,30 +173,39 @@ class HTTPStream:
             "http.response.early_hint": {},
             _RESPONSE_PATHSEND: {},
         }
-        self._scope = build_http_scope(request, self._info, context.config.root_path, context.state, extensions)
+        scope = self._scope = build_http_scope(request, self._info, context.config.root_path, context.state, extensions)
         self._method = request.method
         self._expect_continue = request.expect_continue
         if context.response_headers is not None or context.compression is not None:
-            self._sender = filtered_sender(
-                context, self._sender, secure=self._scope["scheme"] == "https", request=request
-            )
-        if context.access_log or context.metrics is not None:
+            self._sender = filtered_sender(context, self._sender, secure=scope["scheme"] == "https", request=request)
+        if context.access_log is not None or context.metrics is not None:
             self._started_at = asyncio.get_running_loop().time()
-        static = context.static
-        health = context.health
+        if (
+            context.request_limits is None
+            and context.health is None
+            and context.static is None
+            and self._info.listener_app is None
+        ):
+            work = self._run(context.app)  # nothing in front of the app: the usual case
+        else:
+            work = self._routed(request)
+        self.task = context.start_app_task(work)
+
+    def _routed(self, request: Request) -> Coroutine[Any, Any, None]:
+        """What answers when something stands in front of the app (limits, health, static)."""
+        context = self._context
         limits = context.request_limits
         refusal = None if limits is None else limits.check_rate(self._scope["client"])
+        health = context.health
         if self._info.listener_app is not None:  # --redirect-http, plain HTTP on a TLS port
-            work = self._run(self._info.listener_app)
-        elif refusal is not None:
-            work = self._answer(refusal.status, refusal.headers, refusal.body)
-        elif health is not None and self._scope["path"] == health.path:
-            work = self._run(health)
-        elif static is None:
-            work = self._run_app()
-        else:
-            work = self._run_static(static, request)
-        self.task = context.start_app_task(work)
+            return self._run(self._info.listener_app)
+        if refusal is not None:
+            return self._answer(refusal.status, refusal.headers, refusal.body)
+        if health is not None and self._scope["path"] == health.path:
+            return self._run(health)
+        if context.static is not None:
+            return self._run_static(context.static, request)
+        return self._run_app()
 
     def _run_app(self) -> Coroutine[Any, Any, None]:
         limits = self._context.request_limits
