@@ -40,7 +40,7 @@ log = logging.getLogger("gateway.error")
 class ResponseWriter:
     """Writes the responses of one connection's streams."""
 
-    __slots__ = ("_body_timeout", "_connection", "_flush_scheduled", "_sender", "_table", "_transport")
+    __slots__ = ("_body_timeout", "_connection", "_flush_scheduled", "_loop", "_sender", "_table", "_transport")
 
     def __init__(
         self,
@@ -56,6 +56,8 @@ class ResponseWriter:
         self._sender = sender
         self._body_timeout = body_timeout
         self._flush_scheduled = False
+        # Looked up once: asyncio.get_running_loop() costs a getpid() call on CPython 3.11.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def stream_send(self, event: OutboundEvent) -> None:
         """Turn a stream's event into frames for the client."""
@@ -165,7 +167,10 @@ class ResponseWriter:
     def _flush_soon(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False

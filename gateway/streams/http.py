@@ -179,7 +179,7 @@ class HTTPStream:
         if context.response_headers is not None or context.compression is not None:
             self._sender = filtered_sender(context, self._sender, secure=scope["scheme"] == "https", request=request)
         if context.access_log is not None or context.metrics is not None:
-            self._started_at = asyncio.get_running_loop().time()
+            self._started_at = self._context.event_loop().time()
         if (
             context.request_limits is None
             and context.health is None
@@ -339,7 +339,7 @@ class HTTPStream:
                 return _EMPTY_REQUEST.copy()
             if self._disconnected or self._input_closed or self._state is ResponseState.DONE:
                 return {"type": "http.disconnect"}
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._context.event_loop().create_future()
             try:
                 await self._waiter
             finally:
@@ -475,7 +475,7 @@ class HTTPStream:
         metrics = context.metrics
         if formatter is None and metrics is None:
             return
-        duration = asyncio.get_running_loop().time() - self._started_at
+        duration = self._context.event_loop().time() - self._started_at
         scope = self._scope
         if metrics is not None:
             metrics.response(
@@ -499,7 +499,7 @@ class HTTPStream:
         if (formatter is None and metrics is None) or self._state is ResponseState.DONE or not self._scope:
             return
         head_sent = self._state is not ResponseState.WAITING and self._held_head is None
-        duration = asyncio.get_running_loop().time() - self._started_at
+        duration = self._context.event_loop().time() - self._started_at
         status = self._status if head_sent else None
         if metrics is not None:
             scope = self._scope
