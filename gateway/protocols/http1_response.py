@@ -14,7 +14,7 @@ import enum
 
 from gateway.events import Headers
 from gateway.protocols.common import REASON_PHRASES, http_date
-from gateway.protocols.http_rules import FIELD_VALUE_BYTES, TOKEN_BYTES, ResponseFramingError, check_fields
+from gateway.protocols.http_rules import TOKEN_BYTES, ResponseFramingError, check_fields
 
 __all__ = ["Framing", "ResponseFramingError", "ResponseWriter", "check_fields", "serialize_head"]
 
@@ -54,23 +54,22 @@ def serialize_head(
     lines = [status_line]
     append = lines.append
     for name, value in headers:
-        # check_fields, inlined: no response splitting (this loop runs for every response).
-        if not name or name.translate(None, TOKEN_BYTES) or value.translate(None, FIELD_VALUE_BYTES):
-            raise ResponseFramingError(f"invalid response header {name!r}: {value!r}")
-        lowered = name.lower()
-        if lowered in _FRAMING_FIELDS:
-            if lowered == b"content-length":
+        kind = _NAME_KINDS.get(name)
+        if kind is None:
+            kind = _name_kind(name, value)
+        if kind:
+            if kind is _CONTENT_LENGTH:
                 if not value.isdigit() or (length >= 0 and int(value) != length):
                     raise ResponseFramingError(f"invalid Content-Length {value!r}")
                 length = int(value)
-            elif lowered == b"transfer-encoding":
+            elif kind is _TRANSFER_ENCODING:
                 if value.lower() != b"chunked" or http10:
                     raise ResponseFramingError(f"unsupported Transfer-Encoding {value!r}")
                 chunked = True
                 continue  # written below, once
-            elif lowered == b"date":
+            elif kind is _DATE:
                 has_date = True
-            elif b"close" in value.lower():  # connection
+            elif b"close" in value.lower():  # Connection
                 keep_alive = False
         append(b"%s: %s\r\n" % (name, value))
     if not has_date:
@@ -91,13 +90,43 @@ def serialize_head(
     if not keep_alive and not http10:
         lines.append(b"connection: close\r\n")
     lines.append(b"\r\n")
-    return b"".join(lines), framing, length, keep_alive
+    head = b"".join(lines)
+    # No response splitting: every line ends in the one CRLF we put there, so a CR or LF in
+    # a value shows as one too many; other control characters become NUL in one translate.
+    # (Names were checked to be tokens above.) On the rare failure, check_fields names the field.
+    if head.count(b"\n") != len(lines) or head.count(b"\r") != len(lines) or b"\0" in head.translate(_CONTROLS):
+        check_fields(headers)
+        raise ResponseFramingError("invalid response header")
+    return head, framing, length, keep_alive
 
 
-# Fields that change how the response is framed or kept alive (RFC 9112 §6, §9.6), or that
-# the server adds when the app did not (RFC 9110 §6.6.1).
-_FRAMING_FIELDS = frozenset((b"content-length", b"transfer-encoding", b"date", b"connection"))
+# What a field name means for framing (RFC 9112 §6, §9.6) or the Date the server adds when
+# the app did not (RFC 9110 §6.6.1); 0 for every other name.
+_ORDINARY, _CONTENT_LENGTH, _TRANSFER_ENCODING, _DATE, _CONNECTION = range(5)
+_FRAMING_FIELDS = {
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"date": _DATE,
+    b"connection": _CONNECTION,
+}
+# Names already checked to be tokens, as the app spells them, with their kind. Apps send a
+# handful of names, so nearly every field costs one lookup; bounded, since a misbehaving
+# app could invent names without end.
+_NAME_KINDS: dict[bytes, int] = {}
+_NAMES_REMEMBERED = 1024
+# Control characters other than HTAB, CR and LF (RFC 9110 §5.5) to NUL; all else unchanged.
+_CONTROLS = bytes(0 if byte < 0x20 and byte not in (0x09, 0x0A, 0x0D) or byte == 0x7F else byte for byte in range(256))
 _STATUS_LINES = {status: b"HTTP/1.1 %d %s\r\n" % (status, phrase) for status, phrase in REASON_PHRASES.items()}
+
+
+def _name_kind(name: bytes, value: bytes) -> int:
+    """A field name seen for the first time: check it is a token (RFC 9110 §5.1), remember it."""
+    if not name or name.translate(None, TOKEN_BYTES):
+        raise ResponseFramingError(f"invalid response header {name!r}: {value!r}")
+    kind = _FRAMING_FIELDS.get(name.lower(), _ORDINARY)
+    if len(_NAME_KINDS) < _NAMES_REMEMBERED:
+        _NAME_KINDS[name] = kind
+    return kind
 
 
 class ResponseWriter:
