@@ -115,7 +115,9 @@ _FRAMING_FIELDS = {
 _NAME_KINDS: dict[bytes, int] = {}
 _NAMES_REMEMBERED = 1024
 # Control characters other than HTAB, CR and LF (RFC 9110 §5.5) to NUL; all else unchanged.
-_CONTROLS = bytes(0 if byte < 0x20 and byte not in (0x09, 0x0A, 0x0D) or byte == 0x7F else byte for byte in range(256))
+_CONTROLS = bytes(
+    0 if (byte < 0x20 and byte not in (0x09, 0x0A, 0x0D)) or byte == 0x7F else byte for byte in range(256)
+)
 _STATUS_LINES = {status: b"HTTP/1.1 %d %s\r\n" % (status, phrase) for status, phrase in REASON_PHRASES.items()}
 
 

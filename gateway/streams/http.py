@@ -13,7 +13,6 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway.access_log import CLIENT_CLOSED, COMPLETE
 from gateway.asgi import (
     ASGIMessageError,
     ClientDisconnected,
@@ -44,6 +43,7 @@ from gateway.events import (
 )
 from gateway.logs import escape
 from gateway.static import StaticFiles, StaticResponse, open_regular_file
+from gateway.streams.http_record import ExchangeRecord
 from gateway.streams.response_filter import filtered_sender
 
 if TYPE_CHECKING:
@@ -95,12 +95,12 @@ class HTTPStream:
         "_info",
         "_input_closed",
         "_method",
+        "_record",
         "_request_bytes",
         "_response_bytes",
         "_scope",
         "_send_body",
         "_sender",
-        "_started_at",
         "_state",
         "_status",
         "_trailers_expected",
@@ -135,7 +135,8 @@ class HTTPStream:
         self._held_head: Response | None = None
         self._response_bytes = 0
         self._request_bytes = 0
-        self._started_at = 0.0
+        # The access line and metrics of this exchange, when either is on.
+        self._record: ExchangeRecord | None = None
         self.task: asyncio.Task[None] | None = None
 
     @property
@@ -179,7 +180,7 @@ class HTTPStream:
         if context.response_headers is not None or context.compression is not None:
             self._sender = filtered_sender(context, self._sender, secure=scope["scheme"] == "https", request=request)
         if context.access_log is not None or context.metrics is not None:
-            self._started_at = self._context.event_loop().time()
+            self._record = ExchangeRecord(context, scope)
         if (
             context.request_limits is None
             and context.health is None
@@ -377,7 +378,7 @@ class HTTPStream:
                 raise
             self._response_bytes = len(body)
             self._wake_receiver()
-            if self._context.access_log is not None or self._context.metrics is not None:
+            if self._record is not None:
                 self._record_response()
         elif state is ResponseState.WAITING and message_type == "http.response.start":
             self._start_response(message)
@@ -470,49 +471,18 @@ class HTTPStream:
 
     def _record_response(self) -> None:
         """The access-log line and the metrics of a finished response (each when enabled)."""
-        context = self._context
-        formatter = context.access_log
-        metrics = context.metrics
-        if formatter is None and metrics is None:
-            return
-        duration = self._context.event_loop().time() - self._started_at
-        scope = self._scope
-        if metrics is not None:
-            metrics.response(
-                scope["method"],
-                self._status,
-                scope["http_version"],
-                duration,
-                self._response_bytes,
-                self._request_bytes,
-            )
-        if formatter is not None:
-            outcome = CLIENT_CLOSED if self._client_gone else COMPLETE
-            formatter.log(scope, self._status, self._response_bytes, duration, outcome)
+        if self._record is not None:
+            self._record.complete(self._status, self._response_bytes, self._request_bytes, self._client_gone)
 
     def _log_unfinished(self) -> None:
         # The access line (and metrics) of an exchange that ended before its response was
         # complete: the status sent, or 499 when no head went out.
-        context = self._context
-        formatter = context.access_log
-        metrics = context.metrics
-        if (formatter is None and metrics is None) or self._state is ResponseState.DONE or not self._scope:
+        record = self._record
+        if record is None or self._state is ResponseState.DONE:
             return
         head_sent = self._state is not ResponseState.WAITING and self._held_head is None
-        duration = self._context.event_loop().time() - self._started_at
         status = self._status if head_sent else None
-        if metrics is not None:
-            scope = self._scope
-            metrics.response(
-                scope["method"],
-                status or 499,
-                scope["http_version"],
-                duration,
-                self._response_bytes,
-                self._request_bytes,
-            )
-        if formatter is not None:
-            formatter.log_unfinished(self._scope, status, self._response_bytes, duration, self._client_gone)
+        record.unfinished(status, self._response_bytes, self._request_bytes, self._client_gone)
 
     def input_ended(self) -> bool:
         """The client half-closed: the app hears ``http.disconnect`` but may still answer."""
