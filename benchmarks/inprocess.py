@@ -11,6 +11,7 @@ the harness's own cost, which the ratio leaves out.
     python -m benchmarks.inprocess                  # minimal request head
     python -m benchmarks.inprocess --browser-headers
     python -m benchmarks.inprocess --profile asgigw # cProfile of asgigw's path, top functions
+    python -m benchmarks.inprocess --loop asyncio --servers asgigw-h11,uvicorn-h11  # no fast extra
 
 Needs the bench extra (uvicorn[standard]) and the fast extra (uvloop, httptools).
 """
@@ -169,15 +170,20 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=20, help=f"interleaved blocks of {BLOCK} requests")
     parser.add_argument("--browser-headers", action="store_true", help="a 13-field browser-like head")
     parser.add_argument("--profile", metavar="SERVER", help="cProfile one server's path instead")
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="the loop every server runs on")
     options = parser.parse_args()
     request = BROWSER_REQUEST if options.browser_headers else MINIMAL_REQUEST
-    import uvloop
+    if options.loop == "uvloop":
+        import uvloop
 
+        run: Callable[[Any], Any] = uvloop.run
+    else:
+        run = asyncio.run
     if options.profile:
-        uvloop.run(profile(options.profile, request))
+        run(profile(options.profile, request))
         return
     names = [*options.servers.split(","), "null"]
-    results = uvloop.run(compare(names, request, options.blocks))
+    results = run(compare(names, request, options.blocks))
     harness = results.pop("null")
     print(f"harness alone: {harness:.2f} µs per request (left out below)")
     print("| server | CPU µs per request | vs uvicorn-httptools |")
