@@ -365,13 +365,6 @@ class HTTP1Protocol:
         missing = cycle.writer.missing
         if missing:
             self._short_body(missing)
-        elif (
-            cycle.message_done
-            and cycle.keep_alive
-            and not self._client_eof
-            and cycle.writer.framing is not Framing.CLOSE
-        ):
-            self._next_cycle()  # _exchange_done's common case, inlined
         else:
             self._exchange_done(cycle)
 
