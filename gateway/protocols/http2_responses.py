@@ -62,11 +62,7 @@ class ResponseWriter:
     async def stream_send(self, event: OutboundEvent) -> None:
         """Turn a stream's event into frames for the client."""
         if isinstance(event, WholeResponse):
-            # HEADERS, DATA and the end go the usual way: flow control may split the body.
-            await self.stream_send(Response(event.stream_id, event.status, event.headers))
-            if event.body:
-                await self.stream_send(Body(event.stream_id, event.body))
-            await self.stream_send(EndBody(event.stream_id))
+            await self._send_whole(event)
             return
         stream_id = event.stream_id
         table = self._table
@@ -107,6 +103,38 @@ class ResponseWriter:
                     self._body_timeout.restart(stream_id)  # the client may send its body now
             elif isinstance(event, StreamAborted):
                 self.reset(stream_id, ErrorCode.INTERNAL_ERROR)
+        except StreamGone:
+            table.forget(stream_id)
+        self._flush()
+
+    async def _send_whole(self, event: WholeResponse) -> None:
+        """HEADERS, the body as DATA (split as flow control allows) and END_STREAM.
+
+        The same frames as ``Response``, ``Body`` and ``EndBody`` one after the other, for
+        one await instead of three.
+        """
+        stream_id = event.stream_id
+        table = self._table
+        state = table.get(stream_id)
+        if state is None or table.closing:
+            return
+        body = event.body
+        try:
+            if not state.head:
+                state.body_left = declared_length(event.status, event.headers)
+            self._connection.send_headers(stream_id, response_headers(event.status, event.headers, http_date()))
+            if body:
+                # A body past its length raises to the app, which resets the stream: the
+                # client sees the head, then RST_STREAM (as for a Body event).
+                self._count_body(stream_id, len(body))
+                if self._flush_scheduled:
+                    self._write_queued()
+                await self._sender.send(stream_id, body)
+                if stream_id not in table or table.closing:
+                    return  # reset or gone while the body waited for the window
+            if self._body_complete(stream_id):
+                self._connection.end_stream(stream_id)
+                self.response_done(stream_id)
         except StreamGone:
             table.forget(stream_id)
         self._flush()
