@@ -78,6 +78,9 @@ _NO_BODY_STATUSES = frozenset((204, 304))
 # A streamed response body yields to the loop once per 2**_YIELD_SHIFT bytes (256 KiB).
 _YIELD_SHIFT = 18
 _EMPTY_REQUEST: dict[str, Any] = {"type": "http.request", "body": b"", "more_body": False}
+# The ASGI extensions every HTTP scope offers; each scope gets a copy of this dict (its
+# values are empty option dicts, which nobody writes to).
+_EXTENSIONS: dict[str, Any] = {_RESPONSE_TRAILERS: {}, "http.response.early_hint": {}, _RESPONSE_PATHSEND: {}}
 
 
 class HTTPStream:
@@ -169,11 +172,7 @@ class HTTPStream:
 
     def _start(self, request: Request) -> None:
         context = self._context
-        extensions: dict[str, Any] = {
-            "http.response.trailers": {},
-            "http.response.early_hint": {},
-            _RESPONSE_PATHSEND: {},
-        }
+        extensions = _EXTENSIONS.copy()
         scope = self._scope = build_http_scope(request, self._info, context.config.root_path, context.state, extensions)
         self._method = request.method
         self._expect_continue = request.expect_continue
