@@ -3,9 +3,10 @@
 The same :class:`WebSocketStream` serves an HTTP/1.1 Upgrade (RFC 6455) and an HTTP/2
 extended CONNECT (RFC 8441): the handshake arrives as a ``Request`` event, the answer leaves
 as a ``Response`` (101 or 200), and from then on frames travel as ``Data`` events in both
-directions, parsed and written by wsproto's post-handshake connection. The framing code
-therefore exists once. How an accepted WebSocket ends (close handshake, failing, timers)
-is :class:`WebSocketClosing`'s, in ``websocket_close.py``.
+directions, parsed by :class:`InboundFrames` (``websocket_inbound.py``: our fast path and
+wsproto's post-handshake connection) and written by the stream. The framing code therefore
+exists once. How an accepted WebSocket ends (close handshake, failing, timers) is
+:class:`WebSocketClosing`'s, in ``websocket_close.py``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from wsproto.connection import Connection as FrameConnection
-from wsproto.connection import ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.connection import ConnectionType
 
 from gateway.asgi import (
     ASGIMessageError,
@@ -44,31 +44,28 @@ from gateway.events import (
     StreamAborted,
     StreamClosed,
 )
-from gateway.streams import websocket_fastpath as fastpath
 from gateway.streams import websocket_handshake as handshake
 from gateway.streams import websocket_masking
 from gateway.streams.response_filter import filtered_sender
 from gateway.streams.websocket_close import (
     ABNORMAL_CLOSURE,
     INTERNAL_ERROR,
-    MESSAGE_TOO_BIG,
     NORMAL_CLOSURE,
     CloseState,
     WebSocketClosing,
     log_client,
 )
 from gateway.streams.websocket_deflate import BoundedPerMessageDeflate, negotiate
+from gateway.streams.websocket_inbound import InboundFrames
 from gateway.streams.websocket_inbox import Inbox
 from gateway.streams.websocket_messages import (
-    MessageAssembler,
-    MessageTooBig,
     WebSocketClosedError,
     accept_fields,
     close_fields,
     outbound_payload,
     unmasked_frame,
 )
-from gateway.streams.websocket_slices import SLICE, SlicedReader
+from gateway.streams.websocket_slices import SlicedReader
 from gateway.streams.websocket_writer import FrameWriter
 
 websocket_masking.install()
@@ -95,15 +92,13 @@ class WebSocketStream:
 
     # Slots: one of these lives as long as its WebSocket, often idle for hours.
     __slots__ = (
-        "_assembler",
         "_closing",
         "_config",
         "_context",
         "_counted",
         "_deflate",
         "_early_data",
-        "_fast_path",
-        "_frames",
+        "_inbound",
         "_inbox",
         "_info",
         "_key",
@@ -111,7 +106,6 @@ class WebSocketStream:
         "_reader",
         "_scope",
         "_sender",
-        "_simple_frames",
         "_started_at",
         "_writer",
         "stream_id",
@@ -129,15 +123,10 @@ class WebSocketStream:
         self._scope: Scope = {}
         self._key: bytes | None = None
         self._deflate: tuple[BoundedPerMessageDeflate, bytes] | None = None
-        self._frames: FrameConnection | None = None
+        self._inbound: InboundFrames | None = None
         self._phase = Phase.HANDSHAKE
         self._early_data: list[bytes] = []
-        self._assembler = MessageAssembler(self._config.ws_max_message_size)
-        self._simple_frames = fastpath.SimpleFrameReader(self._config.ws_max_message_size)
         self._reader = SlicedReader(self._parse_bytes, self._peer_ended)
-        # True while the fast path may decode the next frame: no extension, C unmasking
-        # present, and wsproto holds no partial frame or message (checked after each use).
-        self._fast_path = False
         self._inbox = Inbox(functools.partial(sender.body_consumed, stream_id), self._config.read_buffer_size)
         self._writer = FrameWriter(sender, stream_id, context.tasks)
         self._closing: WebSocketClosing | None = None
@@ -211,62 +200,14 @@ class WebSocketStream:
 
     def _parse_bytes(self, data: bytes, offset: int) -> int:
         # One loop turn's share of data[offset:] (see SlicedReader); returns where it got to.
-        frames, closing = self._frames, self._closing
-        size = len(data)
-        if frames is None or closing is None:
+        inbound = self._inbound
+        if inbound is None:
             # Frames sent right behind the handshake wait for the accept (HTTP/1.1 reading
             # is paused until then, so this stays small).
             if self._phase is Phase.HANDSHAKE:
                 self._early_data.append(data[offset:] if offset else data)
-            return size
-        state = closing.state
-        # While our state is OPEN wsproto's is too: its close and its errors change ours.
-        if state is not CloseState.OPEN and (state is not CloseState.CLOSING or frames.state is ConnectionState.CLOSED):
-            # After a close or an error, what follows is discarded (RFC 6455 §5.5.1, §7.1.7).
-            self._sender.body_consumed(self.stream_id, size - offset)
-            return size
-        stop = min(offset + SLICE, size)
-        position = offset
-        reader = self._simple_frames
-        if reader.needed or (self._fast_path and state is CloseState.OPEN):
-            messages: list[Message] = []
-            position = reader.feed(data, messages, offset, stop)
-            if state is CloseState.OPEN:  # after our close, data is discarded (§5.5.1)
-                inbox = self._inbox
-                for message in messages:
-                    inbox.put(message)
-            if position >= stop:  # all of it, or this turn's share
-                self._inbox.credit(position - offset)
-                return position
-        # wsproto from a frame boundary (or inside its own partial frame), this turn's share.
-        frames.receive_data(data[position:stop])
-        for event in frames.events():
-            if isinstance(event, TextMessage | BytesMessage):
-                self._on_message_part(event, closing)
-            elif isinstance(event, Ping):
-                # Once our close is sent, pings go unanswered (RFC 6455 §5.5.1, §5.5.2).
-                if frames.state is ConnectionState.OPEN:
-                    self._writer.pong_soon(frames.send(event.response()))
-            elif isinstance(event, Pong):
-                closing.pong_received()
-            elif isinstance(event, CloseConnection):
-                closing.close_frame_received(event)
-            if not closing.reading:
-                break  # what follows a close or a failure is discarded
-        self._fast_path = self._deflate is None and fastpath.wsproto_idle(frames)
-        self._inbox.credit(stop - offset)
-        return stop
-
-    def _on_message_part(self, event: TextMessage | BytesMessage, closing: WebSocketClosing) -> None:
-        if closing.state is not CloseState.OPEN:
-            return  # RFC 6455 §5.5.1: after sending close, data frames are discarded
-        try:
-            message = self._assembler.add(event)
-        except MessageTooBig as exc:
-            closing.protocol_error(MESSAGE_TOO_BIG, str(exc))
-            return
-        if message is not None:
-            self._inbox.put(message)
+            return len(data)
+        return inbound.parse(data, offset)
 
     # -- the app side ---------------------------------------------------------------------
 
@@ -384,8 +325,7 @@ class WebSocketStream:
         subprotocol, extra = accept_fields(message)
         deflate = self._deflate
         headers = handshake.accept_headers(self._key, subprotocol, deflate[1] if deflate else None) + extra
-        frames = self._frames = FrameConnection(ConnectionType.SERVER, [deflate[0]] if deflate else None)
-        self._fast_path = deflate is None and fastpath.wsproto_idle(frames)
+        frames = FrameConnection(ConnectionType.SERVER, [deflate[0]] if deflate else None)
         self._phase = Phase.ACCEPTED
         metrics = self._context.metrics
         if metrics is not None:
@@ -394,13 +334,22 @@ class WebSocketStream:
         closing = self._closing = WebSocketClosing(
             self._config, self._info, self.stream_id, frames, self._inbox, self._writer
         )
+        self._inbound = InboundFrames(
+            frames,
+            closing,
+            self._inbox,
+            self._writer,
+            self._config.ws_max_message_size,
+            extension=deflate is not None,
+            discarded=functools.partial(self._sender.body_consumed, self.stream_id),
+        )
         status = 200 if self._key is None else 101
         try:
             await self._sender.stream_send(Response(self.stream_id, status, headers))
         except Exception:
             # The adapter refused the head (e.g. a bad header from the app): still no
             # WebSocket, so the failure is answered with a 500, not a close frame.
-            self._phase, self._frames, self._closing = Phase.HANDSHAKE, None, None
+            self._phase, self._inbound, self._closing = Phase.HANDSHAKE, None, None
             raise
         self._log_access(status)
         closing.keep_alive()

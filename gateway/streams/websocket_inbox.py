@@ -90,12 +90,6 @@ class Inbox:
         waiter = self._waiter = asyncio.get_running_loop().create_future()
         return waiter
 
-    async def get(self) -> Message:
-        """The next message; ``websocket.disconnect`` (again and again) once closed."""
-        while (message := self.next_message()) is None:
-            await self.arrival()
-        return message
-
     def _app_is_behind(self) -> bool:
         return len(self._messages) >= MAX_QUEUED_MESSAGES or self._bytes > self._max_bytes
 
