@@ -1,4 +1,4 @@
-"""WebSocket benchmark: asgigw against uvicorn (its default websockets) and hypercorn on 127.0.0.1.
+"""WebSocket benchmark: asgigw against uvicorn (its default websockets), hypercorn and granian on 127.0.0.1.
 
 Run from the repository root::
 
@@ -40,7 +40,7 @@ if __package__ in (None, ""):
 from benchmarks import memory, servers, websocket_client
 
 ECHO_APP = "examples.websocket_echo:app"
-DEFAULT_SERVERS = ("asgigw", "uvicorn-h11", "hypercorn")
+DEFAULT_SERVERS = ("asgigw", "uvicorn-httptools", "uvicorn-h11", "hypercorn")
 BASELINES = ("uvicorn-h11", "uvicorn-httptools", "hypercorn", "granian")
 
 
