@@ -10,7 +10,8 @@ the load generator's processes pin themselves to the second), over plain ws:// o
 
 - ``echo``: many connections, each sending a small binary message and waiting for its echo
   (one in flight per connection); messages/s = echoed messages / duration, and the
-  server's CPU time per message (from /proc/PID/stat), which other load moves far less.
+  server's CPU time per message (from /proc/PID/stat), which other load moves far less,
+  and its inverse, messages per second of server CPU.
 - ``large``: a few connections echoing 1 MiB messages (``--large-size``); messages/s and MiB/s.
 - ``memory``: N idle WebSockets held open; the server's RSS growth per connection.
 
@@ -113,6 +114,9 @@ def run_round(
                 rate, cpu, load = echo_rate(server, args, connections, size, load_core)
                 result[f"{scenario}_messages_per_second"], result[f"{scenario}_cpu_us_per_message"] = rate, cpu
                 result[f"{scenario}_server_cpu_load"] = load
+                # What one core of server CPU echoes: the rate's ceiling when the load
+                # generator, not the server, limits msg/s (server_cpu_load well below 1.0).
+                result[f"{scenario}_messages_per_cpu_second"] = 1e6 / cpu if cpu else 0.0
         if "memory" in args.scenarios:
             ca_file = tls.ca if tls else None
             sample = asyncio.run(idle_memory(server.pid, port, args.memory_connections, ca_file))
@@ -184,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| server | " + " | ".join(next(iter(medians.values())).keys()) + " |")
     for name, values in medians.items():
         print(f"| {name} | " + " | ".join(f"{value:.1f}" for value in values.values()) + " |")
-    for key in ("echo_messages_per_second", "large_messages_per_second"):
+    for key in (
+        "echo_messages_per_second",
+        "large_messages_per_second",
+        "echo_messages_per_cpu_second",
+        "large_messages_per_cpu_second",
+    ):
         ours = medians.get("asgigw", {}).get(key)
         for base in BASELINES:
             theirs = medians.get(base, {}).get(key)
