@@ -126,8 +126,9 @@ class WebSocketStream:
         self._inbound: InboundFrames | None = None
         self._phase = Phase.HANDSHAKE
         self._early_data: list[bytes] = []
-        self._reader = SlicedReader(self._parse_bytes, self._peer_ended)
-        self._inbox = Inbox(functools.partial(sender.body_consumed, stream_id), self._config.read_buffer_size)
+        loop = context.event_loop()
+        self._reader = SlicedReader(self._parse_bytes, self._peer_ended, loop)
+        self._inbox = Inbox(functools.partial(sender.body_consumed, stream_id), self._config.read_buffer_size, loop)
         self._writer = FrameWriter(sender, stream_id, context.tasks)
         self._closing: WebSocketClosing | None = None
         self.task: asyncio.Task[None] | None = None
@@ -167,7 +168,7 @@ class WebSocketStream:
 
     def _start(self, request: Request) -> None:
         context = self._context
-        loop = asyncio.get_running_loop()
+        loop = context.event_loop()
         self._started_at = loop.time()
         try:
             self._key = handshake.check_handshake(request)
@@ -415,5 +416,5 @@ class WebSocketStream:
         # One access-log line per handshake answer (101/200 accepted, else the HTTP status).
         formatter = self._context.access_log
         if formatter is not None and self._scope:
-            duration = asyncio.get_running_loop().time() - self._started_at
+            duration = self._context.event_loop().time() - self._started_at
             formatter.log(self._scope, status, 0, duration)

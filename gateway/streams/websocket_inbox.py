@@ -22,9 +22,24 @@ MAX_QUEUED_MESSAGES = 16
 class Inbox:
     """The app's side of one WebSocket: queued messages, then ``websocket.disconnect``."""
 
-    __slots__ = ("_bytes", "_give_credit", "_handling", "_max_bytes", "_messages", "_waiter", "disconnect", "withheld")
+    __slots__ = (
+        "_bytes",
+        "_give_credit",
+        "_handling",
+        "_loop",
+        "_max_bytes",
+        "_messages",
+        "_waiter",
+        "disconnect",
+        "withheld",
+    )
 
-    def __init__(self, give_credit: Callable[[int], None], max_bytes: int) -> None:
+    def __init__(
+        self, give_credit: Callable[[int], None], max_bytes: int, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        # The stream's loop, looked up once: asyncio.get_running_loop() makes a getpid()
+        # system call on CPython 3.11, and this runs for every message the app waits for.
+        self._loop = loop
         self._give_credit = give_credit
         self._max_bytes = max_bytes
         self._messages: collections.deque[Message] = collections.deque()
@@ -87,7 +102,10 @@ class Inbox:
 
     def arrival(self) -> asyncio.Future[None]:
         """A future done when a message or the end arrives (after :meth:`next_message` gave None)."""
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
         return waiter
 
     def _app_is_behind(self) -> bool:

@@ -28,9 +28,16 @@ class SlicedReader:
     the offset it got to (greater than ``offset``; ``len(data)`` once done).
     """
 
-    __slots__ = ("_backlog", "_offset", "_parse", "_peer_ended")
+    __slots__ = ("_backlog", "_loop", "_offset", "_parse", "_peer_ended")
 
-    def __init__(self, parse: Callable[[bytes, int], int], peer_ended: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        parse: Callable[[bytes, int], int],
+        peer_ended: Callable[[], None],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        # Looked up once (asyncio.get_running_loop() costs a getpid() on CPython 3.11).
+        self._loop = loop
         self._parse = parse
         self._peer_ended = peer_ended
         # Bytes waiting for their turn; None marks the peer's end behind them.
@@ -48,7 +55,13 @@ class SlicedReader:
         if offset < len(data):
             backlog.append(data)
             self._offset = offset
-            asyncio.get_running_loop().call_soon(self._next_slice)
+            self._later()
+
+    def _later(self) -> None:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        loop.call_soon(self._next_slice)
 
     def end(self) -> None:
         """The peer sends nothing more: noted after the bytes that came before."""
@@ -71,4 +84,4 @@ class SlicedReader:
                 backlog.popleft()
                 self._offset = 0
         if backlog:
-            asyncio.get_running_loop().call_soon(self._next_slice)
+            self._later()
