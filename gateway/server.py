@@ -121,7 +121,7 @@ class Server:
 
     async def serve(self, *, handle_signals: bool = True) -> int:
         """Run until shutdown; return the process exit code (0 clean, 1 startup failure)."""
-        loop = asyncio.get_running_loop()
+        loop = self.context.loop = asyncio.get_running_loop()
         restore_signals = platform.install_signal_handlers(loop, self.request_shutdown) if handle_signals else None
         # Certificates are checked before the app starts, so a bad --key fails fast.
         self.config, ssl_context, dev_certificate = prepare_tls(self.config)

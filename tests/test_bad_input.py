@@ -81,6 +81,8 @@ MALFORMED = {
     "space before colon": (HEAD + b"x-a : v\r\n\r\n", 400),
     "HTTP/1.1 without host": (b"GET / HTTP/1.1\r\n\r\n", 400),
     "Transfer-Encoding gzip": (b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip\r\n\r\n", 501),
+    # RFC 9110 §9.3.6: a tunnel is a proxy's job; the app would get an authority-form target.
+    "CONNECT": (b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n", 501),
 }
 
 # Request smuggling (RFC 9112 §11.2): any head on whose length two parsers could disagree.

@@ -125,6 +125,17 @@ def test_nostatic_and_plain_http(project: Path) -> None:
         assert asyncio.run(chat_round_trip(ws, None)) == ["hello, room", "hello, room"]
 
 
+@pytest.mark.parametrize(("loop", "parser"), [("asyncio", "h11"), ("uvloop", "httptools")], ids=["pure", "fast-extra"])
+def test_loop_and_parser_options(project: Path, loop: str, parser: str) -> None:
+    args = ("runserver", "127.0.0.1:0", "--noreload", "--no-tls", "--loop", loop, "--http1-parser", parser)
+    with manage_process(project, *args) as server:
+        url = server.wait_serving()
+        assert httpx.get(f"{url}/").text == "hello v1 http"
+        server.process.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+    assert f"{loop} loop, {parser} parser" in server.output
+
+
 def test_without_asgi_application_django_itself_is_served(project: Path) -> None:
     args = ("runserver", "127.0.0.1:0", "--noreload", "--no-tls")
     with manage_process(project, *args, SITE_PLAIN_DJANGO="1") as server:

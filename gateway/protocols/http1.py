@@ -28,12 +28,13 @@ from gateway.events import (
     StreamAborted,
     StreamClosed,
     Trailers,
+    WholeResponse,
 )
 from gateway.logs import address_label, escape
 from gateway.protocols.common import Transport, error_response
-from gateway.protocols.http1_body import MAX_DISCARD, STREAM_ID, ReadFlow
+from gateway.protocols.http1_body import MAX_DISCARD, ReadFlow
 from gateway.protocols.http1_cycle import RequestCycle
-from gateway.protocols.http1_parser import HTTP1Parser, ParseError, RequestHead, parser_backend
+from gateway.protocols.http1_parser import STREAM_ID, HTTP1Parser, ParseError, parser_backend
 from gateway.protocols.http1_response import Framing, interim_response, serialize_head
 from gateway.protocols.http1_upgrade import Tunnel, switch_to_http2
 from gateway.protocols.http_rules import expects_continue
@@ -171,58 +172,69 @@ class HTTP1Protocol:
 
     # -- what the parser reports (ParserSink) ----------------------------------------------
 
-    def on_head(self, head: RequestHead) -> None:
+    def on_head(self, request: Request) -> None:
         """A request head: choose its stream (HTTP, WebSocket) or switch to HTTP/2."""
         cycle = self._cycle
         if cycle is None or self._closing:
             return
         self._transport.clear_timeout()
-        cycle.method = head.method
-        http10 = cycle.http10 = head.http_version == "1.0"
+        method = request.method
+        http10 = cycle.http10 = request.http_version == "1.0"
         # HTTP/1.0 connections close after one response (RFC 9112 §9.3).
-        cycle.keep_alive = not http10
-        cycle.body_allowed = head.method != b"HEAD"
-        max_body = self._config.max_body_size
-        upgrade = has_host = False
-        body_follows = False
-        for name, value in head.headers:
-            if name == b"content-length":
+        keep_alive = not http10
+        cycle.body_allowed = method != b"HEAD"
+        upgrade = has_host = body_follows = False
+        for name, value in request.headers:
+            if name == b"host":
+                has_host = True
+            elif name == b"content-length":
                 length = int(value)
+                max_body = self._config.max_body_size
                 if max_body and length > max_body:
                     self.reject(413, "request body larger than --max-body-size")
                     return
                 body_follows = length > 0
             elif name == b"transfer-encoding":
                 body_follows = True
-            elif name == b"host":
-                has_host = True
             elif name == b"connection":
                 if b"close" in value.lower():
-                    cycle.keep_alive = False
+                    keep_alive = False
             elif name == b"expect":
-                cycle.expect_continue = expects_continue(value)
+                cycle.expect_continue = request.expect_continue = expects_continue(value)
             elif name == b"upgrade":
                 upgrade = True
+        cycle.keep_alive = keep_alive
         if not has_host and not http10:
             # RFC 9112 §3.2 (h11 enforces it; so does the adapter, for every parser).
             self.reject(400, "Missing mandatory Host header")
             return
-        if upgrade and self._config.http2 and not self._info.tls and not http10:
-            # The head came in one piece; what followed it is HTTP/2 (the client preface).
-            if switch_to_http2(self._transport, head, self._head_buffer[self._head_end :]):
-                self._closing = True  # this adapter is done; the transport stays open
-                return
+        if method == b"CONNECT":
+            # RFC 9110 §9.3.6: CONNECT asks for a tunnel, which only a proxy makes; the
+            # app would get an authority-form target it cannot serve. HTTP/2 refuses it too.
+            self.reject(501, "CONNECT is not supported")
+            return
         stream: HTTPStream | WebSocketStream
-        if upgrade and is_websocket_upgrade(head.method, head.headers):
+        if not upgrade:
+            stream = HTTPStream(self._context, self, self._info, STREAM_ID)
+        elif self._config.http2 and not self._info.tls and not http10 and self._switch_to_http2(request):
+            return
+        elif is_websocket_upgrade(method, request.headers):
             # Whatever the app answers, this connection will not carry another request.
             cycle.keep_alive = False
             stream = WebSocketStream(self._context, self, self._info, STREAM_ID)
         else:
             stream = HTTPStream(self._context, self, self._info, STREAM_ID)
         cycle.stream = stream
-        stream.handle(Request(STREAM_ID, head.method, head.target, head.http_version, head.headers))
+        stream.handle(request)
         if body_follows and not cycle.expect_continue:
             self._flow.wait_for_body()
+
+    def _switch_to_http2(self, request: Request) -> bool:
+        # The head came in one piece; what followed it is HTTP/2 (the client preface).
+        if switch_to_http2(self._transport, request, self._head_buffer[self._head_end :]):
+            self._closing = True  # this adapter is done; the transport stays open
+            return True
+        return False
 
     def on_body(self, data: bytes) -> None:
         """A piece of request body."""
@@ -275,7 +287,13 @@ class HTTP1Protocol:
         if self._closing or cycle is None:
             return
         transport = self._transport
-        if isinstance(event, Body):
+        if type(event) is WholeResponse:
+            if self._write_whole(cycle, event):
+                # As after a Body event: the next exchange starts once the client took this one.
+                await transport.drain()
+                if not self._closing and self._cycle is cycle:
+                    self._whole_written(cycle)
+        elif isinstance(event, Body):
             writer = cycle.writer
             # A body that completes its Content-Length goes out now: the end of the
             # response adds nothing, so waiting for the loop turn only costs a callback.
@@ -290,16 +308,12 @@ class HTTP1Protocol:
             if event.status == 101:
                 self._switch_protocols(cycle, event)
                 return
-            # A final answer without a 100 while the client still holds its body back: the
-            # next bytes may be that body or a new request, so close (RFC 9110 §10.1.1).
-            if cycle.expect_continue and not cycle.message_done:
-                cycle.keep_alive = False
             cycle.keep_alive = cycle.writer.start(
                 event.status,
                 event.headers,
                 body_allowed=cycle.body_allowed and event.status not in (204, 304),
                 http10=cycle.http10,
-                keep_alive=cycle.keep_alive and not self._close_after_response,
+                keep_alive=self._may_keep_alive(cycle),
             )
         elif isinstance(event, EndBody):
             self._end_body(cycle, None)
@@ -321,6 +335,39 @@ class HTTP1Protocol:
         elif isinstance(event, EndData | StreamAborted):
             self._close()
 
+    def _may_keep_alive(self, cycle: RequestCycle) -> bool:
+        # A final answer without a 100 while the client still holds its body back: the
+        # next bytes may be that body or a new request, so close (RFC 9110 §10.1.1).
+        if cycle.expect_continue and not cycle.message_done:
+            return False
+        return cycle.keep_alive and not self._close_after_response
+
+    def _write_whole(self, cycle: RequestCycle, response: WholeResponse) -> bool:
+        """Write a whole response at once; True when the client must take it before we go on."""
+        status = response.status
+        writer = cycle.writer
+        data, cycle.keep_alive = writer.whole(
+            status,
+            response.headers,
+            response.body,
+            body_allowed=cycle.body_allowed and status != 204 and status != 304,
+            http10=cycle.http10,
+            keep_alive=self._may_keep_alive(cycle),
+        )
+        transport = self._transport
+        transport.write(data, flush=True)
+        if transport.write_paused:
+            return True
+        self._whole_written(cycle)
+        return False
+
+    def _whole_written(self, cycle: RequestCycle) -> None:
+        missing = cycle.writer.missing
+        if missing:
+            self._short_body(missing)
+        else:
+            self._exchange_done(cycle)
+
     def _switch_protocols(self, cycle: RequestCycle, response: Response) -> None:
         """Send the app's 101: from now on the connection carries WebSocket frames."""
         head = serialize_head(101, response.headers, body_allowed=False, http10=False, keep_alive=True)[0]
@@ -337,11 +384,18 @@ class HTTP1Protocol:
     def _end_body(self, cycle: RequestCycle, trailers: list[tuple[bytes, bytes]] | None) -> None:
         ending = cycle.writer.end(trailers)
         if ending is None:
-            # The client must see a truncated body, not a short one that looks complete.
-            log.error("response body shorter than its Content-Length (%d bytes missing)", cycle.writer.missing)
-            self._close()
+            self._short_body(cycle.writer.missing)
             return
         self._transport.write(ending, flush=True)
+        self._exchange_done(cycle)
+
+    def _short_body(self, missing: int) -> None:
+        # The client must see a truncated body, not a short one that looks complete.
+        log.error("response body shorter than its Content-Length (%d bytes missing)", missing)
+        self._close()
+
+    def _exchange_done(self, cycle: RequestCycle) -> None:
+        """The response is written: close, start the next request, or drop the rest of a body."""
         if not cycle.keep_alive or cycle.writer.framing is Framing.CLOSE or self._client_eof:
             self._close()
         elif cycle.message_done:

@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from gateway.protocols.common import Transport
 
-# The stream id of every HTTP/1.1 request (HTTP/2 numbers its own).
-STREAM_ID = 1
 # Bytes of a request body that the app left unread and that we read and drop so the
 # connection can be kept alive; past this, closing is cheaper than reading on.
 MAX_DISCARD = 1024 * 1024

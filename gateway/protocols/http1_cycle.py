@@ -27,7 +27,6 @@ class RequestCycle:
         "http10",
         "keep_alive",
         "message_done",
-        "method",
         "parser",
         "stream",
         "writer",
@@ -36,7 +35,6 @@ class RequestCycle:
     def __init__(self, parser: HTTP1Parser) -> None:
         self.parser = parser
         self.stream: Stream | None = None
-        self.method = b""
         self.http10 = False
         self.keep_alive = True
         self.body_allowed = True

@@ -14,25 +14,16 @@ h11 is pure Python and always present; httptools (llhttp, the ``fast`` extra) is
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import h11
 
 from gateway.accelerators import HTTP1ParserName
-from gateway.events import Headers
+from gateway.events import Request
 
 _HTTP_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
-
-
-@dataclass(slots=True)
-class RequestHead:
-    """A parsed request head; field names are lower-case, as ASGI wants them."""
-
-    method: bytes
-    target: bytes
-    http_version: str
-    headers: Headers
+# The stream id of every HTTP/1.1 request (HTTP/2 numbers its own).
+STREAM_ID = 1
 
 
 class ParseError(Exception):
@@ -47,8 +38,11 @@ class ParseError(Exception):
 class ParserSink(Protocol):
     """Where a parser reports one message (the HTTP/1.1 adapter)."""
 
-    def on_head(self, head: RequestHead) -> None:
-        """The request head has been parsed."""
+    def on_head(self, request: Request) -> None:
+        """The request head has been parsed: the ``Request`` event its stream will get.
+
+        Field names are lower-case, as ASGI wants them.
+        """
 
     def on_body(self, data: bytes) -> None:
         """A piece of the request body (chunked framing already removed)."""
@@ -100,7 +94,8 @@ class H11Parser:
             elif isinstance(event, h11.Request):
                 # raw_items() is h11's public, fast view; ASGI wants lower-case names.
                 headers = [(name.lower(), value) for name, value in event.headers.raw_items()]
-                sink.on_head(RequestHead(event.method, event.target, _HTTP_VERSIONS[event.http_version], headers))
+                version = _HTTP_VERSIONS[event.http_version]
+                sink.on_head(Request(STREAM_ID, event.method, event.target, version, headers))
             elif isinstance(event, h11.EndOfMessage):
                 sink.on_message_end()
                 # h11 pauses after a message; what it holds belongs to the next one.

@@ -14,7 +14,7 @@ import enum
 
 from gateway.events import Headers
 from gateway.protocols.common import REASON_PHRASES, http_date
-from gateway.protocols.http_rules import ResponseFramingError, check_fields
+from gateway.protocols.http_rules import TOKEN_BYTES, ResponseFramingError, check_fields
 
 __all__ = ["Framing", "ResponseFramingError", "ResponseWriter", "check_fields", "serialize_head"]
 
@@ -46,28 +46,34 @@ def serialize_head(
     RFC 9112 §6.3: a response with a body and no Content-Length is chunked for HTTP/1.1
     clients and delimited by closing the connection for HTTP/1.0 clients.
     """
-    check_fields(headers)
     length = -1
     has_date = chunked = False
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, REASON_PHRASES.get(status, b""))]
+    status_line = _STATUS_LINES.get(status)
+    if status_line is None:
+        status_line = b"HTTP/1.1 %d %s\r\n" % (status, REASON_PHRASES.get(status, b""))
+    lines = [status_line]
+    append = lines.append
     for name, value in headers:
-        lowered = name.lower()
-        if lowered == b"content-length":
-            if not value.isdigit() or (length >= 0 and int(value) != length):
-                raise ResponseFramingError(f"invalid Content-Length {value!r}")
-            length = int(value)
-        elif lowered == b"transfer-encoding":
-            if value.lower() != b"chunked" or http10:
-                raise ResponseFramingError(f"unsupported Transfer-Encoding {value!r}")
-            chunked = True
-            continue  # written below, once
-        elif lowered == b"date":
-            has_date = True
-        elif lowered == b"connection" and b"close" in value.lower():
-            keep_alive = False
-        lines.append(b"%s: %s\r\n" % (name, value))
+        kind = _NAME_KINDS.get(name)
+        if kind is None:
+            kind = _name_kind(name, value)
+        if kind:
+            if kind is _CONTENT_LENGTH:
+                if not value.isdigit() or (length >= 0 and int(value) != length):
+                    raise ResponseFramingError(f"invalid Content-Length {value!r}")
+                length = int(value)
+            elif kind is _TRANSFER_ENCODING:
+                if value.lower() != b"chunked" or http10:
+                    raise ResponseFramingError(f"unsupported Transfer-Encoding {value!r}")
+                chunked = True
+                continue  # written below, once
+            elif kind is _DATE:
+                has_date = True
+            elif b"close" in value.lower():  # Connection
+                keep_alive = False
+        append(b"%s: %s\r\n" % (name, value))
     if not has_date:
-        lines.append(b"date: %s\r\n" % http_date())
+        append(b"date: %s\r\n" % http_date())
     if not body_allowed:
         framing = Framing.NONE
     elif length >= 0 and not chunked:
@@ -77,14 +83,52 @@ def serialize_head(
         keep_alive = False
     else:
         framing = Framing.CHUNKED
-        lines.append(b"transfer-encoding: chunked\r\n")
+        append(b"transfer-encoding: chunked\r\n")
         if length >= 0:
             # RFC 9112 §6.3 (3): with chunked, a Content-Length must not be sent.
             lines = [line for line in lines if not line.lower().startswith(b"content-length:")]
     if not keep_alive and not http10:
         lines.append(b"connection: close\r\n")
     lines.append(b"\r\n")
-    return b"".join(lines), framing, length, keep_alive
+    head = b"".join(lines)
+    # No response splitting: every line ends in the one CRLF we put there, so a CR or LF in
+    # a value shows as one too many; other control characters become NUL in one translate.
+    # (Names were checked to be tokens above.) On the rare failure, check_fields names the field.
+    if head.count(b"\n") != len(lines) or head.count(b"\r") != len(lines) or b"\0" in head.translate(_CONTROLS):
+        check_fields(headers)
+        raise ResponseFramingError("invalid response header")
+    return head, framing, length, keep_alive
+
+
+# What a field name means for framing (RFC 9112 §6, §9.6) or the Date the server adds when
+# the app did not (RFC 9110 §6.6.1); 0 for every other name.
+_ORDINARY, _CONTENT_LENGTH, _TRANSFER_ENCODING, _DATE, _CONNECTION = range(5)
+_FRAMING_FIELDS = {
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"date": _DATE,
+    b"connection": _CONNECTION,
+}
+# Names already checked to be tokens, as the app spells them, with their kind. Apps send a
+# handful of names, so nearly every field costs one lookup; bounded, since a misbehaving
+# app could invent names without end.
+_NAME_KINDS: dict[bytes, int] = {}
+_NAMES_REMEMBERED = 1024
+# Control characters other than HTAB, CR and LF (RFC 9110 §5.5) to NUL; all else unchanged.
+_CONTROLS = bytes(
+    0 if (byte < 0x20 and byte not in (0x09, 0x0A, 0x0D)) or byte == 0x7F else byte for byte in range(256)
+)
+_STATUS_LINES = {status: b"HTTP/1.1 %d %s\r\n" % (status, phrase) for status, phrase in REASON_PHRASES.items()}
+
+
+def _name_kind(name: bytes, value: bytes) -> int:
+    """A field name seen for the first time: check it is a token (RFC 9110 §5.1), remember it."""
+    if not name or name.translate(None, TOKEN_BYTES):
+        raise ResponseFramingError(f"invalid response header {name!r}: {value!r}")
+    kind = _FRAMING_FIELDS.get(name.lower(), _ORDINARY)
+    if len(_NAME_KINDS) < _NAMES_REMEMBERED:
+        _NAME_KINDS[name] = kind
+    return kind
 
 
 class ResponseWriter:
@@ -109,6 +153,31 @@ class ResponseWriter:
         )
         self._held_head = head
         return keep_alive
+
+    def whole(
+        self, status: int, headers: Headers, body: bytes, *, body_allowed: bool, http10: bool, keep_alive: bool
+    ) -> tuple[bytes, bool]:
+        """A whole response at once: its bytes, and whether the connection may stay open.
+
+        A body shorter than its Content-Length goes out as it is and ``missing`` says by how
+        much (the adapter then closes); a longer one raises, as with :meth:`body`.
+        """
+        head, framing, length, keep_alive = serialize_head(
+            status, headers, body_allowed=body_allowed, http10=http10, keep_alive=keep_alive
+        )
+        self.framing = framing
+        self._held_head = b""
+        self._remaining = 0
+        if framing is Framing.LENGTH:
+            if len(body) > length:
+                raise ResponseFramingError("response body longer than its Content-Length")
+            self._remaining = length - len(body)
+            return head + body, keep_alive
+        if framing is Framing.CHUNKED:
+            return head + (chunk(body) if body else b"") + last_chunk(), keep_alive
+        if framing is Framing.CLOSE:
+            return head + body, keep_alive
+        return head, keep_alive
 
     def body(self, data: bytes) -> bytes:
         """Bytes to write for a piece of body (with the held head in front, the first time)."""

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.events import Data, EndData
-from gateway.protocols.http1_body import STREAM_ID, ReadFlow
+from gateway.events import Data, EndData, Request
+from gateway.protocols.http1_body import ReadFlow
+from gateway.protocols.http1_parser import STREAM_ID
 from gateway.protocols.http2_headers import h2c_upgrade
 
 if TYPE_CHECKING:
     from gateway.protocols.common import Stream, Transport
-    from gateway.protocols.http1_parser import RequestHead
 
 SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 
 
-def switch_to_http2(transport: Transport, head: RequestHead, leftover: bytes) -> bool:
+def switch_to_http2(transport: Transport, head: Request, leftover: bytes) -> bool:
     """``Upgrade: h2c`` (RFC 7540 §3.2): answer 101 and hand the connection to HTTP/2.
 
     False when the upgrade is not taken (the request is then served as HTTP/1.1).

@@ -12,7 +12,7 @@ import base64
 import binascii
 
 from gateway.events import Headers, Request
-from gateway.protocols.http_rules import ResponseFramingError, check_fields
+from gateway.protocols.http_rules import ResponseFramingError, check_fields, expects_continue
 
 # RFC 9113 §8.2.2: connection-specific fields are malformed in HTTP/2.
 CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"))
@@ -55,6 +55,7 @@ def request_from_headers(stream_id: int, headers: list[tuple[bytes, bytes]], *, 
     fields: Headers = []
     cookies: list[bytes] = []
     host: bytes | None = None
+    expect_continue = False
     for name, value in headers:
         if name[:1] == b":":
             # §8.3: only the defined pseudo-headers, each once, all before regular fields.
@@ -70,6 +71,8 @@ def request_from_headers(stream_id: int, headers: list[tuple[bytes, bytes]], *, 
             if host is not None and host != value:
                 raise BadRequest("two different Host fields")
             host = value
+        elif name == b"expect":
+            expect_continue = expects_continue(value)
         fields.append((name, value))
     if cookies:
         fields.append((b"cookie", b"; ".join(cookies)))
@@ -104,6 +107,7 @@ def request_from_headers(stream_id: int, headers: list[tuple[bytes, bytes]], *, 
         fields,
         scheme=scheme.decode("latin-1"),
         protocol=protocol.decode("latin-1") if protocol is not None else None,
+        expect_continue=expect_continue,
     )
 
 

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway.access_log import CLIENT_CLOSED, COMPLETE
 from gateway.asgi import (
     ASGIMessageError,
     ClientDisconnected,
@@ -40,9 +39,11 @@ from gateway.events import (
     StreamAborted,
     StreamClosed,
     Trailers,
+    WholeResponse,
 )
 from gateway.logs import escape
 from gateway.static import StaticFiles, StaticResponse, open_regular_file
+from gateway.streams.http_record import ExchangeRecord
 from gateway.streams.response_filter import filtered_sender
 
 if TYPE_CHECKING:
@@ -77,6 +78,9 @@ _NO_BODY_STATUSES = frozenset((204, 304))
 # A streamed response body yields to the loop once per 2**_YIELD_SHIFT bytes (256 KiB).
 _YIELD_SHIFT = 18
 _EMPTY_REQUEST: dict[str, Any] = {"type": "http.request", "body": b"", "more_body": False}
+# The ASGI extensions every HTTP scope offers; each scope gets a copy of this dict (its
+# values are empty option dicts, which nobody writes to).
+_EXTENSIONS: dict[str, Any] = {_RESPONSE_TRAILERS: {}, "http.response.early_hint": {}, _RESPONSE_PATHSEND: {}}
 
 
 class HTTPStream:
@@ -94,12 +98,12 @@ class HTTPStream:
         "_info",
         "_input_closed",
         "_method",
+        "_record",
         "_request_bytes",
         "_response_bytes",
         "_scope",
         "_send_body",
         "_sender",
-        "_started_at",
         "_state",
         "_status",
         "_trailers_expected",
@@ -134,7 +138,8 @@ class HTTPStream:
         self._held_head: Response | None = None
         self._response_bytes = 0
         self._request_bytes = 0
-        self._started_at = 0.0
+        # The access line and metrics of this exchange, when either is on.
+        self._record: ExchangeRecord | None = None
         self.task: asyncio.Task[None] | None = None
 
     @property
@@ -167,34 +172,40 @@ class HTTPStream:
 
     def _start(self, request: Request) -> None:
         context = self._context
-        extensions: dict[str, Any] = {
-            "http.response.trailers": {},
-            "http.response.early_hint": {},
-            _RESPONSE_PATHSEND: {},
-        }
-        self._scope = build_http_scope(request, self._info, context.config.root_path, context.state, extensions)
+        extensions = _EXTENSIONS.copy()
+        scope = self._scope = build_http_scope(request, self._info, context.config.root_path, context.state, extensions)
         self._method = request.method
-        for name, value in request.headers:
-            if name == b"expect" and value.lower() == b"100-continue":
-                self._expect_continue = True
-        self._sender = filtered_sender(context, self._sender, secure=self._scope["scheme"] == "https", request=request)
-        if context.access_log or context.metrics is not None:
-            self._started_at = asyncio.get_running_loop().time()
-        static = context.static
-        health = context.health
+        self._expect_continue = request.expect_continue
+        if context.response_headers is not None or context.compression is not None:
+            self._sender = filtered_sender(context, self._sender, secure=scope["scheme"] == "https", request=request)
+        if context.access_log is not None or context.metrics is not None:
+            self._record = ExchangeRecord(context, scope)
+        if (
+            context.request_limits is None
+            and context.health is None
+            and context.static is None
+            and self._info.listener_app is None
+        ):
+            work = self._run(context.app)  # nothing in front of the app: the usual case
+        else:
+            work = self._routed(request)
+        self.task = context.start_app_task(work)
+
+    def _routed(self, request: Request) -> Coroutine[Any, Any, None]:
+        """What answers when something stands in front of the app (limits, health, static)."""
+        context = self._context
         limits = context.request_limits
         refusal = None if limits is None else limits.check_rate(self._scope["client"])
+        health = context.health
         if self._info.listener_app is not None:  # --redirect-http, plain HTTP on a TLS port
-            work = self._run(self._info.listener_app)
-        elif refusal is not None:
-            work = self._answer(refusal.status, refusal.headers, refusal.body)
-        elif health is not None and self._scope["path"] == health.path:
-            work = self._run(health)
-        elif static is None:
-            work = self._run_app()
-        else:
-            work = self._run_static(static, request)
-        self.task = context.start_app_task(work)
+            return self._run(self._info.listener_app)
+        if refusal is not None:
+            return self._answer(refusal.status, refusal.headers, refusal.body)
+        if health is not None and self._scope["path"] == health.path:
+            return self._run(health)
+        if context.static is not None:
+            return self._run_static(context.static, request)
+        return self._run_app()
 
     def _run_app(self) -> Coroutine[Any, Any, None]:
         limits = self._context.request_limits
@@ -300,9 +311,9 @@ class HTTPStream:
         self._state = ResponseState.DONE
         self._status = status
         fields = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
-        await self._sender.stream_send(Response(self.stream_id, status, headers + fields))
-        await self._sender.stream_send(Body(self.stream_id, body))
-        await self._sender.stream_send(EndBody(self.stream_id))
+        if self._method == b"HEAD":
+            body = b""
+        await self._sender.stream_send(WholeResponse(self.stream_id, status, headers + fields, body))
         self._response_bytes = len(body)
         self._wake_receiver()
         self._record_response()
@@ -328,7 +339,7 @@ class HTTPStream:
                 return _EMPTY_REQUEST.copy()
             if self._disconnected or self._input_closed or self._state is ResponseState.DONE:
                 return {"type": "http.disconnect"}
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._context.event_loop().create_future()
             try:
                 await self._waiter
             finally:
@@ -344,9 +355,32 @@ class HTTPStream:
             raise ClientDisconnected(f"client disconnected; {message_type!r} not sent")
         state = self._state
         if state is ResponseState.BODY and message_type == "http.response.body":
-            await self._send_body_message(message)
+            head = self._held_head
+            if head is None or self._trailers_expected or message.get("more_body", False):
+                await self._send_body_message(message)
+                return
+            # The app's only body message, as most responses go: head, body and end leave
+            # as one event (inlined: this runs for nearly every response).
+            body = body_of(message)  # checked while the head is held: a bad body gets a 500
+            self._held_head = None
+            if not self._send_body:
+                body = b""
+            # DONE before the send, as ``_end_body`` does: the adapter may start the next
+            # exchange (HTTP/1.1) inside stream_send, and this one must look complete by then.
+            self._state = ResponseState.DONE
+            try:
+                await self._sender.stream_send(WholeResponse(self.stream_id, head.status, head.headers, body))
+            except BaseException:
+                # Refused (a bad field, a body past its Content-Length) or cancelled while
+                # draining: not complete, so ``_fail`` aborts the stream.
+                self._state = ResponseState.BODY
+                raise
+            self._response_bytes = len(body)
+            self._wake_receiver()
+            if self._record is not None:
+                self._record_response()
         elif state is ResponseState.WAITING and message_type == "http.response.start":
-            await self._send_start(message)
+            self._start_response(message)
         elif state is ResponseState.WAITING and message_type == "http.response.early_hint":
             links = message.get("links", [])
             if not isinstance(links, list) or not all(isinstance(link, bytes) for link in links):
@@ -361,7 +395,7 @@ class HTTPStream:
         else:
             raise ASGIMessageError(f"unexpected ASGI message {message_type!r} while {state.value}")
 
-    async def _send_start(self, message: Message) -> None:
+    def _start_response(self, message: Message) -> None:
         status = validate_status(message.get("status"))
         headers = validate_headers(message.get("headers", ()))
         self._trailers_expected = bool(message.get("trailers", False))
@@ -379,7 +413,7 @@ class HTTPStream:
         body = body_of(message)
         more_body = message.get("more_body", False)
         head = self._held_head
-        if head is not None:  # inlined _release_head: this runs for every response
+        if head is not None:
             self._held_head = None
             await self._sender.stream_send(head)
         if body and self._send_body:
@@ -436,49 +470,18 @@ class HTTPStream:
 
     def _record_response(self) -> None:
         """The access-log line and the metrics of a finished response (each when enabled)."""
-        context = self._context
-        formatter = context.access_log
-        metrics = context.metrics
-        if formatter is None and metrics is None:
-            return
-        duration = asyncio.get_running_loop().time() - self._started_at
-        scope = self._scope
-        if metrics is not None:
-            metrics.response(
-                scope["method"],
-                self._status,
-                scope["http_version"],
-                duration,
-                self._response_bytes,
-                self._request_bytes,
-            )
-        if formatter is not None:
-            outcome = CLIENT_CLOSED if self._client_gone else COMPLETE
-            formatter.log(scope, self._status, self._response_bytes, duration, outcome)
+        if self._record is not None:
+            self._record.complete(self._status, self._response_bytes, self._request_bytes, self._client_gone)
 
     def _log_unfinished(self) -> None:
         # The access line (and metrics) of an exchange that ended before its response was
         # complete: the status sent, or 499 when no head went out.
-        context = self._context
-        formatter = context.access_log
-        metrics = context.metrics
-        if (formatter is None and metrics is None) or self._state is ResponseState.DONE or not self._scope:
+        record = self._record
+        if record is None or self._state is ResponseState.DONE:
             return
         head_sent = self._state is not ResponseState.WAITING and self._held_head is None
-        duration = asyncio.get_running_loop().time() - self._started_at
         status = self._status if head_sent else None
-        if metrics is not None:
-            scope = self._scope
-            metrics.response(
-                scope["method"],
-                status or 499,
-                scope["http_version"],
-                duration,
-                self._response_bytes,
-                self._request_bytes,
-            )
-        if formatter is not None:
-            formatter.log_unfinished(self._scope, status, self._response_bytes, duration, self._client_gone)
+        record.unfinished(status, self._response_bytes, self._request_bytes, self._client_gone)
 
     def input_ended(self) -> bool:
         """The client half-closed: the app hears ``http.disconnect`` but may still answer."""

@@ -1,7 +1,7 @@
 """The response filter: a :class:`StreamSender` between a stream and its protocol adapter.
 
 It sees a response as stream events (``Response``, ``Body``, ``FileBody``, ``EndBody``,
-``Trailers``, ``StreamAborted``) and changes them on the way out: the fields of
+``Trailers``, ``StreamAborted``, or all at once as ``WholeResponse``) and changes them on the way out: the fields of
 ``--hsts``/``--header`` (:mod:`gateway.response_headers`) and ``--compress``
 (:mod:`gateway.compression`). Every event is awaited in order, so backpressure and HTTP/2
 flow control work as for an unfiltered response. Nothing configured: the stream keeps its
@@ -12,7 +12,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.events import Body, EndBody, FileBody, OutboundEvent, Request, Response, StreamAborted, Trailers
+from gateway.events import (
+    Body,
+    EndBody,
+    FileBody,
+    OutboundEvent,
+    Request,
+    Response,
+    StreamAborted,
+    Trailers,
+    WholeResponse,
+)
 
 if TYPE_CHECKING:
     from gateway.compression import Compression, Encoder
@@ -70,6 +80,9 @@ class ResponseFilter:
 
     async def stream_send(self, event: OutboundEvent) -> None:
         """Filter ``event`` and pass it (or what it became) to the adapter."""
+        if isinstance(event, WholeResponse):
+            await self._send_whole(event)
+            return
         if isinstance(event, Response):
             event = self._filter_head(event)
         elif self._encoder is not None:
@@ -88,6 +101,17 @@ class ResponseFilter:
     def body_consumed(self, stream_id: int, size: int) -> None:
         """Passed through: request bodies are not filtered."""
         self._inner.body_consumed(stream_id, size)
+
+    async def _send_whole(self, event: WholeResponse) -> None:
+        head = self._filter_head(Response(event.stream_id, event.status, event.headers))
+        if self._encoder is None:
+            await self._inner.stream_send(WholeResponse(head.stream_id, head.status, head.headers, event.body))
+            return
+        # Compressed: the same steps as a response sent in pieces.
+        await self._inner.stream_send(head)
+        await self._send_compressed(event.stream_id, event.body)
+        await self._finish(event.stream_id)
+        await self._inner.stream_send(EndBody(event.stream_id))
 
     def _filter_head(self, response: Response) -> Response:
         headers = response.headers

@@ -82,6 +82,19 @@ class Command(RunserverCommand):  # type: ignore[misc]  # Django ships no type s
             dest="no_tls",
             help="Serve plain HTTP. Without it and without --cert: HTTPS with the local development certificate.",
         )
+        parser.add_argument(
+            "--loop",
+            choices=("auto", "asyncio", "uvloop"),
+            default="auto",
+            help="Event loop, as asgigw's --loop: auto takes uvloop (winloop on Windows) when installed.",
+        )
+        parser.add_argument(
+            "--http1-parser",
+            choices=("auto", "h11", "httptools"),
+            default="auto",
+            dest="http1_parser",
+            help="HTTP/1.1 parser, as asgigw's --http1-parser: auto takes httptools when installed.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Check the TLS options, then let Django parse addrport and call :meth:`run`."""
@@ -133,6 +146,8 @@ class Command(RunserverCommand):  # type: ignore[misc]  # Django ships no type s
                 dev_tls=not options["no_tls"],
                 dev_names=extra_names,
                 graceful_timeout=DEV_GRACEFUL_TIMEOUT,
+                loop=options["loop"],
+                http1_parser=options["http1_parser"],
             )
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
