@@ -49,8 +49,12 @@ def _address(value: Any) -> tuple[str, int] | None:
     return None
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BaseProtocol):
     """One client connection: transport callbacks, write buffer, flow control, timer.
+
+    A protocol with ``data_received`` (the ``asyncio.Protocol`` interface) without deriving
+    from ``asyncio.Protocol``: uvloop reads into a buffered protocol only when it is not an
+    ``asyncio.Protocol``, and :class:`~gateway.tls_connection.TLSConnection` is one.
 
     ``proxy_header`` is the PROXY protocol header read before (``pre_tls.py``): its source
     address stands for the peer's. ``listener_app`` serves the connection instead of the
@@ -174,7 +178,9 @@ class Connection(asyncio.Protocol):
         peer's EOF whatever this returns, and logs a warning for True. The adapter still
         hears the EOF; ``connection_lost`` follows.
         """
-        if self.protocol is None:
+        if self.protocol is None or self._closed:
+            # Closed by us: asyncio's SSL transport still reports the client's close_notify
+            # that answers ours (RFC 8446 §6.1); the adapter has nothing left to hear.
             return False
         keep_open = self.protocol.feed_eof()
         return keep_open and not (self.info is not None and self.info.tls)

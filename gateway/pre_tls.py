@@ -28,6 +28,7 @@ from gateway.client_hello import NotClientHello, parse_client_hello
 from gateway.connection import Connection
 from gateway.logs import address_label
 from gateway.proxy_protocol import ProxyHeader, ProxyHeaderParser, ProxyProtocolError
+from gateway.tls_connection import TLSConnection, read_buffer
 
 if TYPE_CHECKING:
     from gateway.acme.challenges import ChallengeFiles
@@ -252,7 +253,7 @@ class ConnectionOpening(asyncio.Protocol):
             # RFC 8737 §3: the validation is the handshake itself; nothing follows it.
             tls_transport.close()
             return
-        connection = Connection(self._context, proxy_header=self._proxy_header, slot=self._take_slot())
+        connection = TLSConnection(self._context, proxy_header=self._proxy_header, slot=self._take_slot())
         tls_transport.set_protocol(connection)
         connection.connection_made(tls_transport)
         if waiting.early:
@@ -267,22 +268,29 @@ def _printable(text: str) -> str:
     return "".join(char if char.isascii() and char.isprintable() else ascii(char)[1:-1] for char in text)
 
 
-class TLSWaitingRoom(asyncio.Protocol):
+class TLSWaitingRoom(asyncio.BufferedProtocol):
     """The application protocol during ``start_tls``: keeps what arrives before hand-over.
 
     ``start_tls`` does not call ``connection_made`` (its caller does, with the transport it
     returns), yet the SSL protocol may already deliver data that came with the client's
-    Finished message. It waits here until the :class:`Connection` takes over.
+    Finished message (asyncio's reads once as soon as the handshake ends). It waits here
+    until the :class:`TLSConnection` takes over. Buffered, like the TLSConnection, so that
+    this read is no 256 KiB allocation either (see gateway/tls_connection.py).
     """
 
     def __init__(self) -> None:
         self.early: list[bytes] = []
         self.eof = False
         self.lost = False
+        self._read_view = read_buffer()
 
-    def data_received(self, data: bytes) -> None:
-        """Keep application data that came with the end of the handshake."""
-        self.early.append(data)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Where the SSL protocol decrypts: this thread's shared buffer."""
+        return self._read_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """Keep a copy of application data that came with the end of the handshake."""
+        self.early.append(bytes(self._read_view[:nbytes]))
 
     def eof_received(self) -> bool:
         """Remember a half-close for the Connection.

@@ -8,7 +8,7 @@ import os
 import socket
 import ssl
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,12 +57,18 @@ class RunningServer:
 
 @contextlib.contextmanager
 def running_server(
-    app: Any, *, sockets: Sequence[socket.socket] = (), accept_in_thread: bool = False, **options: Any
+    app: Any,
+    *,
+    sockets: Sequence[socket.socket] = (),
+    accept_in_thread: bool = False,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+    **options: Any,
 ) -> Iterator[RunningServer]:
     """Serve ``app`` on 127.0.0.1 (a free port) until the ``with`` block ends.
 
     ``sockets`` and ``accept_in_thread`` go to ``Server`` (listening sockets bound by the
-    test, accepted from a thread as Windows workers do).
+    test, accepted from a thread as Windows workers do); ``loop_factory`` builds the event
+    loop (``uvloop.new_event_loop`` to test the fast extra's loop in process).
     """
     options.setdefault("port", 0)
     options.setdefault("access_log", False)
@@ -71,7 +77,7 @@ def running_server(
     holder: dict[str, Any] = {}
 
     def target() -> None:
-        loop = asyncio.new_event_loop()
+        loop = loop_factory()
         holder["loop"] = loop
         asyncio.set_event_loop(loop)
 
