@@ -17,6 +17,7 @@ from gateway.events import (
     EndBody,
     EndData,
     FileBody,
+    Headers,
     InformationalResponse,
     OutboundEvent,
     Response,
@@ -31,7 +32,7 @@ from gateway.protocols.http2_data_sender import DataSender
 from gateway.protocols.http2_frames import ErrorCode
 from gateway.protocols.http2_headers import declared_length, response_headers, trailer_fields
 from gateway.protocols.http2_stream_record import StreamGone
-from gateway.protocols.http2_stream_table import StreamTable
+from gateway.protocols.http2_stream_table import StreamState, StreamTable
 from gateway.protocols.http_rules import ResponseFramingError
 
 log = logging.getLogger("gateway.error")
@@ -74,11 +75,7 @@ class ResponseWriter:
             if isinstance(event, (Body, Data)):
                 if isinstance(event, Body):
                     self._count_body(stream_id, len(event.data))
-                if self._flush_scheduled:
-                    # The previous body's tail is still queued: at most one stays (back-pressure
-                    # needs the bytes in the transport, or a loop that never yields piles them up).
-                    self._write_queued()
-                await self._sender.send(stream_id, event.data)
+                await self._send_data(stream_id, event.data)
                 self._flush_soon()  # an EndBody in this loop turn sets END_STREAM on the last frame
                 return
             if isinstance(event, FileBody):
@@ -86,13 +83,9 @@ class ResponseWriter:
                 await self._sender.send_file(event)
                 return
             if isinstance(event, Response):
-                if not state.head:
-                    state.body_left = declared_length(event.status, event.headers)
-                connection.send_headers(stream_id, response_headers(event.status, event.headers, http_date()))
+                self._send_head(state, stream_id, event.status, event.headers)
             elif isinstance(event, (EndBody, EndData)):
-                if self._body_complete(stream_id):
-                    connection.end_stream(stream_id)
-                    self.response_done(stream_id)
+                self._end_response(stream_id)
             elif isinstance(event, Trailers):
                 if self._body_complete(stream_id):
                     connection.send_headers(stream_id, trailer_fields(event.headers), end_stream=True)
@@ -120,24 +113,36 @@ class ResponseWriter:
             return
         body = event.body
         try:
-            if not state.head:
-                state.body_left = declared_length(event.status, event.headers)
-            self._connection.send_headers(stream_id, response_headers(event.status, event.headers, http_date()))
+            self._send_head(state, stream_id, event.status, event.headers)
             if body:
                 # A body past its length raises to the app, which resets the stream: the
                 # client sees the head, then RST_STREAM (as for a Body event).
                 self._count_body(stream_id, len(body))
-                if self._flush_scheduled:
-                    self._write_queued()
-                await self._sender.send(stream_id, body)
+                await self._send_data(stream_id, body)
                 if stream_id not in table or table.closing:
                     return  # reset or gone while the body waited for the window
-            if self._body_complete(stream_id):
-                self._connection.end_stream(stream_id)
-                self.response_done(stream_id)
+            self._end_response(stream_id)
         except StreamGone:
             table.forget(stream_id)
         self._flush()
+
+    def _send_head(self, state: StreamState, stream_id: int, status: int, headers: Headers) -> None:
+        if not state.head:
+            state.body_left = declared_length(status, headers)
+        self._connection.send_headers(stream_id, response_headers(status, headers, http_date()))
+
+    async def _send_data(self, stream_id: int, data: bytes) -> None:
+        if self._flush_scheduled:
+            # The previous body's tail is still queued: at most one stays (back-pressure
+            # needs the bytes in the transport, or a loop that never yields piles them up).
+            self._write_queued()
+        await self._sender.send(stream_id, data)
+
+    def _end_response(self, stream_id: int) -> None:
+        """END_STREAM, unless the body fell short of its Content-Length (then a reset)."""
+        if self._body_complete(stream_id):
+            self._connection.end_stream(stream_id)
+            self.response_done(stream_id)
 
     def _count_body(self, stream_id: int, size: int) -> None:
         state = self._table.get(stream_id)
