@@ -44,6 +44,7 @@ from gateway.events import (
 from gateway.logs import escape
 from gateway.static import StaticFiles, StaticResponse, open_regular_file
 from gateway.streams.http_record import ExchangeRecord
+from gateway.streams.http_request_body import RequestBody
 from gateway.streams.response_filter import filtered_sender
 
 if TYPE_CHECKING:
@@ -77,7 +78,6 @@ _RESPONSE_PATHSEND = "http.response.pathsend"
 _NO_BODY_STATUSES = frozenset((204, 304))
 # A streamed response body yields to the loop once per 2**_YIELD_SHIFT bytes (256 KiB).
 _YIELD_SHIFT = 18
-_EMPTY_REQUEST: dict[str, Any] = {"type": "http.request", "body": b"", "more_body": False}
 # The ASGI extensions every HTTP scope offers; each scope gets a copy of this dict (its
 # values are empty option dicts, which nobody writes to).
 _EXTENSIONS: dict[str, Any] = {_RESPONSE_TRAILERS: {}, "http.response.early_hint": {}, _RESPONSE_PATHSEND: {}}
@@ -87,19 +87,16 @@ class HTTPStream:
     """Runs the ASGI app for one request and carries its messages both ways."""
 
     __slots__ = (
-        "_body",
-        "_body_complete",
         "_client_gone",
         "_context",
         "_disconnected",
         "_expect_continue",
-        "_final_body_sent",
         "_held_head",
         "_info",
         "_input_closed",
         "_method",
         "_record",
-        "_request_bytes",
+        "_request_body",
         "_response_bytes",
         "_scope",
         "_send_body",
@@ -107,7 +104,6 @@ class HTTPStream:
         "_state",
         "_status",
         "_trailers_expected",
-        "_waiter",
         "stream_id",
         "task",
     )
@@ -119,14 +115,11 @@ class HTTPStream:
         self.stream_id = stream_id
         self._scope: Scope = {}
         self._method = b"GET"
-        self._body: list[bytes] = []
-        self._body_complete = False
-        self._final_body_sent = False
+        self._request_body = RequestBody()
         self._disconnected = False
         # The client (not a server-side cancel) ended the exchange: the access line says so.
         self._client_gone = False
         self._input_closed = False
-        self._waiter: asyncio.Future[None] | None = None
         self._expect_continue = False
         self._state = ResponseState.WAITING
         self._send_body = True
@@ -137,7 +130,6 @@ class HTTPStream:
         # bad pathsend) in between still gets a clean 500.
         self._held_head: Response | None = None
         self._response_bytes = 0
-        self._request_bytes = 0
         # The access line and metrics of this exchange, when either is on.
         self._record: ExchangeRecord | None = None
         self.task: asyncio.Task[None] | None = None
@@ -155,10 +147,9 @@ class HTTPStream:
     def handle(self, event: InboundEvent) -> None:
         """Take one inbound event from the protocol adapter."""
         if type(event) is Body:
-            self._body.append(event.data)
-            self._request_bytes += len(event.data)
+            self._request_body.add(event.data)
         elif type(event) is EndBody:
-            self._body_complete = True
+            self._request_body.complete = True
         elif type(event) is Request:
             self._start(event)
             return
@@ -166,9 +157,7 @@ class HTTPStream:
             self._disconnected = self._client_gone = True
         elif type(event) is InputClosed:
             self._input_closed = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._request_body.wake()
 
     def _start(self, request: Request) -> None:
         context = self._context
@@ -323,27 +312,19 @@ class HTTPStream:
         if self._expect_continue:
             # RFC 9110 §10.1.1: 100 Continue is sent only once the app wants the body.
             self._expect_continue = False
-            if not self.response_started and not self._body_complete:
+            if not self.response_started and not self._request_body.complete:
                 await self._sender.stream_send(InformationalResponse(self.stream_id, 100, []))
+        body = self._request_body
         while True:
-            if self._body:
-                chunks = self._body
-                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                chunks.clear()
-                self._sender.body_consumed(self.stream_id, len(data))
-                if self._body_complete:
-                    self._final_body_sent = True
-                return {"type": "http.request", "body": data, "more_body": not self._body_complete}
-            if self._body_complete and not self._final_body_sent:
-                self._final_body_sent = True
-                return _EMPTY_REQUEST.copy()
+            message = body.next_message(self._consumed)
+            if message is not None:
+                return message
             if self._disconnected or self._input_closed or self._state is ResponseState.DONE:
                 return {"type": "http.disconnect"}
-            self._waiter = self._context.event_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await body.arrival(self._context.event_loop())
+
+    def _consumed(self, size: int) -> None:
+        self._sender.body_consumed(self.stream_id, size)
 
     async def send(self, message: Message) -> None:
         """The ASGI ``send`` callable."""
@@ -464,14 +445,12 @@ class HTTPStream:
 
     def _wake_receiver(self) -> None:
         # A receive() waiting for http.disconnect returns now that the response is complete.
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._request_body.wake()
 
     def _record_response(self) -> None:
         """The access-log line and the metrics of a finished response (each when enabled)."""
         if self._record is not None:
-            self._record.complete(self._status, self._response_bytes, self._request_bytes, self._client_gone)
+            self._record.complete(self._status, self._response_bytes, self._request_body.received, self._client_gone)
 
     def _log_unfinished(self) -> None:
         # The access line (and metrics) of an exchange that ended before its response was
@@ -481,7 +460,7 @@ class HTTPStream:
             return
         head_sent = self._state is not ResponseState.WAITING and self._held_head is None
         status = self._status if head_sent else None
-        record.unfinished(status, self._response_bytes, self._request_bytes, self._client_gone)
+        record.unfinished(status, self._response_bytes, self._request_body.received, self._client_gone)
 
     def input_ended(self) -> bool:
         """The client half-closed: the app hears ``http.disconnect`` but may still answer."""
